@@ -1,0 +1,1 @@
+"""Locate or start the platform's backing services (embedded defaults when nothing is configured)."""

