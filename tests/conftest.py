@@ -20,6 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# One ONNX export of the embedding model per checkout, shared by every test (exporting takes seconds).
+os.environ.setdefault("TICKETOPS_MODEL_CACHE_DIR", str(REPO_ROOT / ".ticketops" / "model-cache"))
 SHARED_DATASET = REPO_ROOT.parent / "shared" / "datasets" / "it-service-tickets" / "train.csv.gz"
 
 
@@ -84,3 +86,11 @@ def platform_env(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -
     reset_settings_cache()
     yield data_dir
     reset_settings_cache()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Prepare the dbt manifest ahead, as the CLI does: the code location never parses at import."""
+    if (REPO_ROOT / "dbt_project" / "dbt_project.yml").exists():
+        from ticket_assets.services.dbt import prepare_manifest
+
+        prepare_manifest()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -46,6 +47,13 @@ class Settings(BaseSettings):
     # Embedding runtime: threads are explicit because oversubscribing 2 cores collapses latency.
     embed_threads: int = Field(default=2, ge=1, validation_alias=_env("EMBED_THREADS"))
     embed_batch_size: int = Field(default=64, ge=1, validation_alias=_env("EMBED_BATCH_SIZE"))
+    # onnx = int8 ONNX Runtime (serves and trains: one runtime, no train/serve skew); torch = reference.
+    embed_runtime: Literal["onnx", "onnx-fp32", "torch"] = Field(
+        default="onnx", validation_alias=_env("EMBED_RUNTIME")
+    )
+    # Exported ONNX models; default data_dir/models. Point it at a directory baked into the image
+    # (or shared by a test session) so a fresh data directory does not export again.
+    model_cache_dir: Path | None = Field(default=None, validation_alias=_env("MODEL_CACHE_DIR"))
 
     # API
     api_host: str = Field(default="127.0.0.1", validation_alias=_env("API_HOST"))
@@ -54,6 +62,23 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=_env("CORS_ORIGINS"))
     low_confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0, validation_alias=_env("LOW_CONFIDENCE_THRESHOLD"))
     redact_text: bool = Field(default=False, validation_alias=_env("REDACT_TEXT"))
+    api_workers: int = Field(default=1, ge=1, validation_alias=_env("API_WORKERS"))
+    max_batch_size: int = Field(default=32, ge=1, validation_alias=_env("MAX_BATCH_SIZE"))
+    max_text_chars: int = Field(default=8000, ge=1, validation_alias=_env("MAX_TEXT_CHARS"))
+    max_body_bytes: int = Field(default=2_000_000, ge=1024, validation_alias=_env("MAX_BODY_BYTES"))
+    answer_top_k: int = Field(default=4, ge=1, le=20, validation_alias=_env("ANSWER_TOP_K"))
+    # How often the API checks the `champion` alias and the KB snapshot for a new version.
+    model_poll_s: float = Field(default=10.0, gt=0, validation_alias=_env("MODEL_POLL_S"))
+    # One inference thread: torch/ONNX already use embed_threads cores; more would oversubscribe.
+    inference_threads: int = Field(default=1, ge=1, validation_alias=_env("INFERENCE_THREADS"))
+    # Concurrent requests arriving within the window are embedded and predicted as one batch.
+    microbatch_enabled: bool = Field(default=True, validation_alias=_env("MICROBATCH_ENABLED"))
+    microbatch_window_ms: float = Field(default=2.0, ge=0, validation_alias=_env("MICROBATCH_WINDOW_MS"))
+    microbatch_max_items: int = Field(default=32, ge=1, validation_alias=_env("MICROBATCH_MAX_ITEMS"))
+    # Prediction log writer: bounded buffer (oldest rows dropped when full), batched inserts.
+    log_buffer_max: int = Field(default=50_000, ge=1, validation_alias=_env("LOG_BUFFER_MAX"))
+    log_batch_size: int = Field(default=500, ge=1, validation_alias=_env("LOG_BATCH_SIZE"))
+    log_flush_interval_s: float = Field(default=0.2, gt=0, validation_alias=_env("LOG_FLUSH_INTERVAL_S"))
 
     # Dagster UI
     dagster_port: int = Field(default=3000, validation_alias=_env("DAGSTER_PORT"))
@@ -62,6 +87,15 @@ class Settings(BaseSettings):
     alert_webhook_url: SecretStr | None = Field(
         default=None, validation_alias=_env("ALERT_WEBHOOK_URL", "ALERT_WEBHOOK_URL")
     )
+
+    @field_validator(
+        "database_url", "qdrant_url", "qdrant_api_key", "mlflow_tracking_uri", "dagster_home", "llm_base_url",
+        "llm_api_key", "alert_webhook_url", mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Kubernetes ConfigMaps and shells often export VAR="" to mean "not configured".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
@@ -93,6 +127,10 @@ class Settings(BaseSettings):
     @property
     def mlflow_artifact_root(self) -> Path:
         return self.data_dir / "mlflow" / "artifacts"
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        return (self.model_cache_dir or self.data_dir / "models").expanduser().resolve()
 
     @property
     def reports_dir(self) -> Path:

@@ -33,3 +33,90 @@ create table if not exists raw.tickets_rejected (
     rejected_at  timestamptz not null default now(),
     primary key (source, row_ref)
 );
+
+-- Alerts sent to on-call (webhook and/or log); kept so the history survives the chat channel.
+create table if not exists ops.alerts (
+    id          bigserial primary key,
+    at          timestamptz not null default now(),
+    severity    text        not null,
+    source      text        not null,
+    title       text        not null,
+    body        text        not null,
+    delivered   boolean     not null default false,
+    dedup_key   text
+);
+
+-- Knowledge-base chunks (from kb/*.md); the kb_index asset embeds and publishes them to Qdrant.
+create table if not exists features.kb_chunks (
+    chunk_id    text primary key,               -- content hash: unchanged text keeps its id
+    article_id  text        not null,
+    title       text        not null,
+    topic       text,
+    language    text,
+    tags        text[]      not null default '{}',
+    heading     text,
+    text        text        not null,
+    updated_at  timestamptz not null default now()
+);
+
+-- API prediction log: one row per triaged ticket, written in batches by the API's log writer.
+-- `text` is null when the deployment redacts ticket text; the hash and length are always kept.
+create table if not exists ops.predictions (
+    request_id          uuid primary key,              -- per ticket; clients send it back with feedback
+    call_request_id     uuid             not null,     -- the HTTP call (a batch shares one)
+    created_at          timestamptz      not null default now(),
+    endpoint            text             not null,     -- 'triage' | 'answer'
+    text                text,
+    text_sha256         text             not null,
+    text_chars          integer          not null,
+    channel             text,
+    topic               text             not null,
+    topic_confidence    double precision not null,
+    urgency             text,
+    urgency_confidence  double precision,
+    probabilities       jsonb            not null,     -- {"topic": {...}, "urgency": {...}}
+    low_confidence      boolean          not null,
+    model_name          text             not null,
+    model_version       text             not null,
+    answer_mode         text,                          -- 'llm' | 'extractive' for /v1/answer
+    kb_version          text,
+    latency_ms          double precision not null
+);
+create index if not exists predictions_created_at_idx on ops.predictions (created_at);
+create index if not exists predictions_model_idx on ops.predictions (model_name, model_version);
+
+-- Feedback on a prediction; one row per request id, updated in place when sent again.
+create table if not exists ops.feedback (
+    request_id     uuid primary key references ops.predictions (request_id) on delete cascade,
+    true_topic     text,
+    true_urgency   text,
+    draft_helpful  boolean,
+    comment        text,
+    created_at     timestamptz not null default now(),
+    updated_at     timestamptz not null default now()
+);
+
+-- Sentence embeddings, one row per (normalised text, embedding model): a text is encoded once per
+-- model however many tickets share it. `embedding` is float32 little-endian (384 floats = 1,536
+-- bytes for all-MiniLM-L6-v2). See ticket_assets/ml/embedding_store.py for why this lives here.
+create table if not exists features.ticket_embeddings (
+    text_hash   text        not null,
+    model_id    text        not null,              -- e.g. 'all-MiniLM-L6-v2/onnx-int8'
+    embedding   bytea       not null,
+    created_at  timestamptz not null default now(),
+    primary key (text_hash, model_id)
+);
+
+-- Every move of a registered model alias (challenger, champion): the audit trail of promotions
+-- and rollbacks. MLflow holds the current alias; this table holds who moved it, when and why.
+create table if not exists ops.model_alias_events (
+    id            bigserial primary key,
+    model_name    text        not null,
+    alias         text        not null,
+    from_version  integer,                         -- null when the alias was unset before
+    to_version    integer     not null,
+    actor         text        not null,
+    reason        text,
+    at            timestamptz not null default now()
+);
+create index if not exists model_alias_events_model_idx on ops.model_alias_events (model_name, alias, id);

@@ -1,0 +1,33 @@
+{#-
+  One row per topic seen in the staged tickets.
+  n_tickets counts every staged ticket with the topic (duplicates included); n_labelled counts
+  the ones the classifier learns from (training_set: deduplicated, non-empty text) and share is
+  the topic's fraction of training_set - the class balance.
+-#}
+with staged as (
+    select
+        topic,
+        count(*) as n_tickets,
+        min(event_at) as first_seen,
+        max(event_at) as last_seen
+    from {{ ref('stg_tickets') }}
+    where topic is not null
+    group by topic
+),
+
+labelled as (
+    select topic, count(*) as n_labelled
+    from {{ ref('training_set') }}
+    group by topic
+)
+
+select
+    staged.topic,
+    staged.n_tickets,
+    coalesce(labelled.n_labelled, 0) as n_labelled,
+    staged.first_seen,
+    staged.last_seen,
+    round(coalesce(labelled.n_labelled, 0)::numeric / nullif(sum(labelled.n_labelled) over (), 0), 6)::float
+        as share
+from staged
+left join labelled on labelled.topic = staged.topic

@@ -1,0 +1,1 @@
+"""HTTP serving for TicketOps: triage, knowledge-base answers and feedback over the registered model."""

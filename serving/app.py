@@ -1,0 +1,208 @@
+"""The FastAPI application: ``uvicorn serving.app:create_app --factory`` or ``ticketops serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+import anyio.to_thread
+import httpx
+from fastapi import Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from psycopg_pool import AsyncConnectionPool
+
+from serving.deps import ServingState, require_api_key
+from serving.errors import validation_error_handler
+from serving.inference import InferenceEngine
+from serving.metrics import ApiMetrics, MetricsMiddleware
+from serving.model_store import KnowledgeBaseStore, ModelStore, ServingModel, poll_forever
+from serving.prediction_log import PredictionLogWriter
+from serving.routers import answer, feedback, health, model, triage
+from ticket_assets import __version__
+from ticket_assets.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Triage IT support tickets (topic + urgency) with the registered `champion` model, draft answers
+from the knowledge base, and collect feedback.
+
+* Every `/v1` route needs an `X-API-Key` header when the server has API keys configured.
+* Every response carries `X-Request-ID` (the call) and `Server-Timing` (where the time went).
+* Each triaged ticket gets its own `request_id`: send it back to `/v1/feedback`.
+* The model and knowledge base are hot-reloaded: `/v1/model` says which version answers.
+"""
+
+TAGS = [
+    {"name": "triage", "description": "Topic and urgency classification."},
+    {"name": "answer", "description": "Triage plus retrieval-augmented answer drafts."},
+    {"name": "feedback", "description": "True labels and draft usefulness, for monitoring and retraining."},
+    {"name": "model", "description": "The model version being served."},
+    {"name": "health", "description": "Probes and metrics (no API key needed)."},
+]
+
+
+async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingState:
+    from ticket_assets.ml.embed import get_embedder
+    from ticket_assets.services.postgres import apply_schema, database_url
+
+    url = await anyio.to_thread.run_sync(database_url, settings)
+    await anyio.to_thread.run_sync(apply_schema, url)
+
+    writer = PredictionLogWriter(
+        url,
+        buffer_max=settings.log_buffer_max,
+        batch_size=settings.log_batch_size,
+        flush_interval_s=settings.log_flush_interval_s,
+        on_written=metrics.log_written.inc,
+        on_dropped=metrics.log_dropped.inc,
+    )
+    metrics.bind_queue_size(lambda: writer.queue_size)
+    await writer.start()
+
+    # Small pool for the request path (feedback, readiness); the log writer has its own connection.
+    db = AsyncConnectionPool(
+        url, min_size=1, max_size=4, open=False, check=AsyncConnectionPool.check_connection
+    )
+    await db.open(wait=False)
+
+    embedder = await anyio.to_thread.run_sync(get_embedder, settings)
+    models = ModelStore(
+        settings,
+        validate=lambda m: _check_embedding_compatible(m, embedder.model_id),
+        on_swap=lambda m: _on_model_swap(metrics, models, m),
+    )
+    kb = KnowledgeBaseStore(settings, on_change=metrics.set_kb)
+    engine = InferenceEngine(
+        embedder,
+        models,
+        threads=settings.inference_threads,
+        microbatch=settings.microbatch_enabled,
+        window_ms=settings.microbatch_window_ms,
+        max_items=settings.microbatch_max_items,
+        on_batch=metrics.batch_size.observe,
+    )
+    await engine.start()
+    llm_client = (
+        httpx.AsyncClient(timeout=httpx.Timeout(settings.llm_timeout_s)) if settings.llm_base_url else None
+    )
+    state = ServingState(
+        settings=settings,
+        metrics=metrics,
+        models=models,
+        kb=kb,
+        engine=engine,
+        log_writer=writer,
+        db=db,
+        llm_client=llm_client,
+        embedder_id=embedder.model_id,
+    )
+
+    await models.refresh()
+    await kb.refresh()
+    if models.current is None:
+        log.warning(
+            "no model to serve yet (%s); /v1 routes answer 503 until one is registered", models.last_error
+        )
+    else:
+        await engine.run(["warm-up: the first real request should not pay for lazy initialisation"])
+    if not settings.api_keys:
+        log.warning(
+            "no API keys configured (TICKETOPS_API_KEYS): /v1 routes are open to anyone who can reach them"
+        )
+    return state
+
+
+def _check_embedding_compatible(model: ServingModel, embedder_id: str) -> None:
+    trained_on = model.model.embedding_model_id
+    if trained_on is not None and trained_on != embedder_id:
+        raise ValueError(
+            f"version {model.version} was trained on {trained_on!r} embeddings but this server embeds with "
+            f"{embedder_id!r} (TICKETOPS_EMBED_RUNTIME); not serving it"
+        )
+
+
+def _on_model_swap(metrics: ApiMetrics, models: ModelStore, loaded: ServingModel) -> None:
+    metrics.set_model(loaded.name, loaded.version)
+    if models.reloads:
+        metrics.model_reloads.inc()
+
+
+async def _stop_serving(state: ServingState) -> None:
+    await state.engine.stop()
+    lost = await state.log_writer.stop()
+    if lost:
+        log.error("%d prediction rows were not written", lost)
+    await state.db.close()
+    if state.llm_client is not None:
+        await state.llm_client.aclose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await _start_serving(settings, metrics)
+        poller = asyncio.create_task(
+            poll_forever(settings.model_poll_s, [state.models, state.kb]), name="model-reload-poller"
+        )
+        app.state.serving = state
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with suppress(asyncio.CancelledError):
+                await poller
+            await _stop_serving(state)
+            app.state.serving = None
+
+    app = FastAPI(
+        title="TicketOps API",
+        description=DESCRIPTION,
+        version=__version__,
+        openapi_tags=TAGS,
+        license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key"],
+            expose_headers=["X-Request-ID", "Server-Timing"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    protected = [Depends(require_api_key)]
+    for router in (triage.router, answer.router, feedback.router, model.router):
+        app.include_router(router, dependencies=protected)
+    app.include_router(health.router)
+    return app
+
+
+def serve(settings: Settings | None = None, *, host: str | None = None, port: int | None = None) -> None:
+    """Run the API with uvicorn; host, port and workers default to the settings.
+
+    One worker serves the app built from these settings. Several workers need uvicorn's factory
+    string: each worker then builds its own app from the environment.
+    """
+    import uvicorn
+
+    settings = settings or get_settings()
+    target = create_app(settings) if settings.api_workers == 1 else "serving.app:create_app"
+    uvicorn.run(
+        target,
+        factory=settings.api_workers > 1,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=settings.api_workers,
+        log_level="info",
+    )

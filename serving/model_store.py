@@ -1,0 +1,242 @@
+"""What the API serves right now: the champion model and the knowledge-base index, hot-swapped.
+
+Each store holds one immutable snapshot and replaces the reference in a single assignment, so a
+request that read the snapshot keeps a consistent (model, info) pair even while a newer version
+is being loaded. Loading happens in a worker thread, never on the event loop, and the swap only
+happens after the new version is fully loaded: no request sees a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio.to_thread
+
+from ticket_assets.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHAMPION_ALIAS = "champion"
+
+
+def _read(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _labels(model: Any, target: str) -> tuple[str, ...]:
+    """The label set of one target; () when the model has no such target (e.g. no urgency labels)."""
+    try:
+        return tuple(str(label) for label in model.labels(target))
+    except KeyError:
+        return ()
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A fully loaded model version and what the API reports about it."""
+
+    model: Any  # ticket_assets.ml.predict.TriageModel
+    info: Any  # the registry's version info
+    name: str
+    version: str
+    topics: tuple[str, ...]
+    urgencies: tuple[str, ...]
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def from_registry(cls, model: Any, info: Any, name: str) -> ServingModel:
+        return cls(
+            model=model,
+            info=info,
+            name=str(_read(info, "name", name)),
+            version=str(_read(info, "version")),
+            topics=_labels(model, "topic"),
+            urgencies=_labels(model, "urgency"),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """What /v1/model reports; the registry keeps metrics and data versions as version tags."""
+        tags = {str(k): str(v) for k, v in (_read(self.info, "tags", {}) or {}).items()}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "aliases": list(_read(self.info, "aliases", []) or []),
+            "run_id": _read(self.info, "run_id"),
+            "created_at": _read(self.info, "created_at"),
+            "data_version": _with_prefix(tags, "data."),
+            "metrics": {key: _as_float(value) for key, value in _with_prefix(tags, "metric.").items()},
+            "tags": tags,
+            "embedding_model": _read(self.model, "embedding_model_id"),
+            "topics": list(self.topics),
+            "urgencies": list(self.urgencies),
+            "loaded_at": self.loaded_at,
+        }
+
+
+def _with_prefix(tags: Mapping[str, str], prefix: str) -> dict[str, str]:
+    return {key.removeprefix(prefix): value for key, value in tags.items() if key.startswith(prefix)}
+
+
+def _as_float(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _registry_probe(settings: Settings) -> Callable[[], str | None]:
+    from ticket_assets.ml import registry
+
+    registry.configure_mlflow(settings)
+
+    def probe() -> str | None:
+        return registry.get_alias_version(settings.model_name, CHAMPION_ALIAS, settings=settings)
+
+    return probe
+
+
+def _registry_loader(settings: Settings) -> Callable[[str], ServingModel]:
+    from ticket_assets.ml import registry
+
+    def load(version: str) -> ServingModel:
+        model, info = registry.load_model_version(settings.model_name, version, settings=settings)
+        return ServingModel.from_registry(model, info, settings.model_name)
+
+    return load
+
+
+class ModelStore:
+    """The champion model, swapped atomically when the alias moves."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        validate: Callable[[ServingModel], None] | None = None,
+        on_swap: Callable[[ServingModel], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._probe: Callable[[], str | None] | None = None  # set on first refresh (imports MLflow)
+        self._loader: Callable[[str], ServingModel] | None = None
+        self._validate = validate or (lambda model: None)
+        self._on_swap = on_swap or (lambda model: None)
+        self._current: ServingModel | None = None
+        self._lock = asyncio.Lock()  # one load at a time; requests never take it
+        self.last_error: str | None = None
+        self.reloads = 0
+        self._rejected_version: str | None = None
+
+    @property
+    def current(self) -> ServingModel | None:
+        return self._current
+
+    def _check(self, loaded: ServingModel) -> None:
+        """A version we cannot serve never replaces one we can, and is not reloaded every poll."""
+        try:
+            self._validate(loaded)
+        except Exception:
+            self._rejected_version = loaded.version
+            raise
+
+    async def refresh(self) -> bool:
+        """Load the alias's version if it differs from the served one; True when a swap happened."""
+        async with self._lock:
+            try:
+                if self._probe is None or self._loader is None:
+                    self._probe = await anyio.to_thread.run_sync(_registry_probe, self._settings)
+                    self._loader = _registry_loader(self._settings)
+                version = await anyio.to_thread.run_sync(self._probe)
+                if version is None:
+                    self.last_error = (
+                        f"model {self._settings.model_name!r} has no {CHAMPION_ALIAS!r} alias yet"
+                    )
+                    return False
+                if version == self._rejected_version or (
+                    self._current is not None and self._current.version == version
+                ):
+                    return False
+                # Load by the version number just read, so an alias that moves again mid-load
+                # is picked up by the next poll instead of leaving us with a mislabelled model.
+                loaded = await anyio.to_thread.run_sync(self._loader, version)
+                self._check(loaded)
+            except Exception as exc:  # registry down or a broken version: keep serving the old one
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("model refresh failed: %s", self.last_error)
+                return False
+            previous = self._current
+            self._current = loaded
+            self.last_error = None
+            if previous is not None:
+                self.reloads += 1
+                log.info("serving %s version %s (was %s)", loaded.name, loaded.version, previous.version)
+            else:
+                log.info("serving %s version %s", loaded.name, loaded.version)
+            self._on_swap(loaded)
+            return True
+
+
+class KnowledgeBaseStore:
+    """The retrieval index; refreshed in a thread when the KB snapshot changes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._on_change = on_change or (lambda version: None)
+        self._current: Any | None = None
+        self._lock = asyncio.Lock()
+        self.last_error: str | None = None
+
+    @property
+    def current(self) -> Any | None:
+        return self._current
+
+    @property
+    def version(self) -> str | None:
+        return None if self._current is None else str(self._current.version)
+
+    async def refresh(self) -> bool:
+        async with self._lock:
+            try:
+                if self._current is None:
+                    self._current = await anyio.to_thread.run_sync(self._open)
+                    changed = True
+                else:
+                    before = self.version
+                    await anyio.to_thread.run_sync(self._current.refresh_if_changed)
+                    changed = self.version != before
+            except Exception as exc:  # no snapshot yet or a broken one: keep the old index
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("knowledge-base refresh failed: %s", self.last_error)
+                return False
+            self.last_error = None
+            if changed:
+                log.info("serving knowledge-base index version %s", self.version)
+                self._on_change(str(self.version))
+            return changed
+
+    def _open(self) -> Any:
+        from ticket_assets.rag.index import KnowledgeBase
+
+        return KnowledgeBase.open(self._settings)
+
+
+async def poll_forever(interval_s: float, stores: Sequence[ModelStore | KnowledgeBaseStore]) -> None:
+    """The reload poller: every interval, give each store the chance to pick up a new version."""
+    while True:
+        await asyncio.sleep(interval_s)
+        for store in stores:
+            try:
+                await store.refresh()
+            except Exception:  # a bug in one refresh must not stop hot reload for good
+                log.exception("reload poll failed for %s", type(store).__name__)

@@ -1,0 +1,176 @@
+"""What the triage and answer routes share: limits, inference, response rows and prediction-log rows."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from fastapi import HTTPException, status
+from fastapi.exceptions import RequestValidationError
+
+from serving.deps import ServingState
+from serving.inference import InferenceResult, ModelNotReady
+from serving.prediction_log import PredictionRow, text_fields
+from serving.schemas import ModelRef, Ticket, TicketTriage
+
+
+@dataclass
+class Timings:
+    """Server-side time per stage, sent back as a ``Server-Timing`` header (ms)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, ms: float) -> None:
+        self.stages[name] = self.stages.get(name, 0.0) + ms
+
+    def since(self, name: str, t0: float) -> float:
+        now = time.perf_counter()
+        self.add(name, (now - t0) * 1000)
+        return now
+
+    @property
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def header(self) -> str:
+        parts = [f"{name};dur={ms:.2f}" for name, ms in self.stages.items()]
+        parts.append(f"total;dur={self.elapsed_ms:.2f}")
+        return ", ".join(parts)
+
+
+def _validation_error(
+    loc: tuple[str | int, ...], error_type: str, message: str, **ctx: Any
+) -> dict[str, Any]:
+    return {"type": error_type, "loc": loc, "msg": message, "ctx": ctx}
+
+
+def enforce_limits(
+    tickets: Sequence[Ticket], locs: Sequence[tuple[str | int, ...]], max_text_chars: int
+) -> None:
+    """The deployment's size limits (settings), reported exactly like schema errors: 422 naming the field."""
+    errors = [
+        _validation_error(
+            (*loc, "text"),
+            "string_too_long",
+            f"String should have at most {max_text_chars} characters",
+            max_length=max_text_chars,
+        )
+        for ticket, loc in zip(tickets, locs, strict=True)
+        if len(ticket.text) > max_text_chars
+    ]
+    if errors:
+        raise RequestValidationError(errors)
+
+
+def enforce_batch_size(count: int, max_batch_size: int) -> None:
+    if count > max_batch_size:
+        raise RequestValidationError(
+            [
+                _validation_error(
+                    ("body", "tickets"),
+                    "too_long",
+                    f"List should have at most {max_batch_size} items after validation, not {count}",
+                    max_length=max_batch_size,
+                    actual_length=count,
+                )
+            ]
+        )
+
+
+async def infer(state: ServingState, tickets: Sequence[Ticket], timings: Timings) -> InferenceResult:
+    try:
+        result = await state.engine.run([ticket.model_input() for ticket in tickets])
+    except ModelNotReady as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    timings.add("queue", result.queue_ms)
+    timings.add("embed", result.embed_ms)
+    timings.add("model", result.model_ms)
+    return result
+
+
+def _probabilities(values: Any) -> dict[str, float] | None:
+    return None if values is None else {str(label): float(p) for label, p in dict(values).items()}
+
+
+def triage_results(result: InferenceResult, threshold: float) -> list[TicketTriage]:
+    out = []
+    for prediction in result.predictions:
+        urgency_confidence = getattr(prediction, "urgency_confidence", None)
+        topic_confidence = float(prediction.topic_confidence)
+        out.append(
+            TicketTriage(
+                request_id=uuid.uuid4(),
+                topic=str(prediction.topic),
+                topic_confidence=topic_confidence,
+                topic_probabilities=_probabilities(prediction.topic_probabilities) or {},
+                urgency=None if prediction.urgency is None else str(prediction.urgency),
+                urgency_confidence=None if urgency_confidence is None else float(urgency_confidence),
+                urgency_probabilities=_probabilities(getattr(prediction, "urgency_probabilities", None)),
+                # Topic decides the queue a ticket goes to, so its confidence decides "ask a human".
+                low_confidence=topic_confidence < threshold,
+            )
+        )
+    return out
+
+
+def model_ref(result: InferenceResult) -> ModelRef:
+    return ModelRef(name=result.model.name, version=result.model.version)
+
+
+def prediction_rows(
+    *,
+    call_request_id: UUID,
+    endpoint: str,
+    tickets: Sequence[Ticket],
+    triages: Sequence[TicketTriage],
+    result: InferenceResult,
+    redact: bool,
+    latency_ms: float,
+    answer_mode: str | None = None,
+    kb_version: str | None = None,
+) -> list[PredictionRow]:
+    now = datetime.now(UTC)
+    rows = []
+    for ticket, triage in zip(tickets, triages, strict=True):
+        text, digest, chars = text_fields(ticket.model_input(), redact)
+        rows.append(
+            PredictionRow(
+                request_id=triage.request_id,
+                call_request_id=call_request_id,
+                created_at=now,
+                endpoint=endpoint,
+                text=text,
+                text_sha256=digest,
+                text_chars=chars,
+                channel=ticket.channel,
+                topic=triage.topic,
+                topic_confidence=triage.topic_confidence,
+                urgency=triage.urgency,
+                urgency_confidence=triage.urgency_confidence,
+                probabilities={"topic": triage.topic_probabilities, "urgency": triage.urgency_probabilities},
+                low_confidence=triage.low_confidence,
+                model_name=result.model.name,
+                model_version=result.model.version,
+                answer_mode=answer_mode,
+                kb_version=kb_version,
+                latency_ms=latency_ms,
+            )
+        )
+    return rows
+
+
+def record(state: ServingState, endpoint: str, rows: Sequence[PredictionRow], timings: Timings) -> None:
+    """Count and enqueue predictions; the enqueue is the only logging cost on the request path."""
+    t0 = time.perf_counter()
+    for row in rows:
+        state.metrics.predictions.labels(endpoint=endpoint, topic=row.topic).inc()
+        if row.low_confidence:
+            state.metrics.low_confidence.labels(endpoint=endpoint).inc()
+    state.log_writer.enqueue(rows)
+    timings.since("log", t0)

@@ -1,0 +1,123 @@
+"""POST /v1/answer: triage one ticket, retrieve knowledge-base passages and draft a reply."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+from fastapi import APIRouter, Response, status
+
+from serving.deps import KnowledgeBaseDep, SettingsDep, StateDep
+from serving.errors import error_responses
+from serving.pipeline import (
+    Timings,
+    enforce_limits,
+    infer,
+    model_ref,
+    prediction_rows,
+    record,
+    triage_results,
+)
+from serving.schemas import AnswerRequest, AnswerResponse, DraftOut, Passage, TicketTriage
+from ticket_assets.rag.draft import adraft_answer
+from ticket_assets.sources.text import detect_language
+
+router = APIRouter(prefix="/v1", tags=["answer"])
+
+
+def retrieve(kb: Any, vector: np.ndarray, k: int, triage: TicketTriage, language: str | None) -> list[Any]:
+    """Prefer passages in the predicted topic (only when the model is sure of it) and the ticket's
+    language; the index fills any remaining slots without those filters."""
+    topic = None if triage.low_confidence else triage.topic
+    return list(kb.search(vector, k, topic=topic, language=language))
+
+
+def _passage(p: Any) -> Passage:
+    read = p.get if isinstance(p, dict) else lambda name, default=None: getattr(p, name, default)
+    return Passage(
+        article_id=str(read("article_id")),
+        title=str(read("title", "")),
+        heading=read("heading"),
+        text=str(read("text", "")),
+        score=float(read("score", 0.0)),
+    )
+
+
+@router.post(
+    "/answer",
+    response_model=AnswerResponse,
+    summary="Triage a ticket and draft an answer from the knowledge base",
+    description=(
+        "Classifies the ticket, retrieves the `top_k` most relevant knowledge-base passages and drafts "
+        "a reply citing them. `draft.mode` is `llm` when an LLM endpoint is configured and answered "
+        "well, otherwise `extractive` (with `fallback_reason` saying why)."
+    ),
+    responses=error_responses(
+        status.HTTP_401_UNAUTHORIZED,
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+    ),
+)
+async def answer(
+    body: AnswerRequest, state: StateDep, settings: SettingsDep, kb: KnowledgeBaseDep, response: Response
+) -> AnswerResponse:
+    ticket = body.ticket
+    enforce_limits([ticket], [("body", "ticket")], settings.max_text_chars)
+
+    timings = Timings()
+    result = await infer(state, [ticket], timings)
+    triage = triage_results(result, settings.low_confidence_threshold)[0]
+    kb_version = None if kb.version is None else str(kb.version)
+
+    t0 = time.perf_counter()
+    k = body.top_k or settings.answer_top_k
+    language = detect_language(ticket.text)
+    found = await anyio.to_thread.run_sync(retrieve, kb, result.embeddings[0], k, triage, language)
+    t0 = timings.since("retrieve", t0)
+
+    draft = await adraft_answer(
+        ticket.model_input(),
+        triage.topic,
+        triage.urgency,
+        found,
+        settings,
+        list(result.model.topics),
+        language=language,
+        client=state.llm_client,
+    )
+    timings.since("draft", t0)
+
+    call_id = uuid.uuid4()
+    rows = prediction_rows(
+        call_request_id=call_id,
+        endpoint="answer",
+        tickets=[ticket],
+        triages=[triage],
+        result=result,
+        redact=settings.redact_text,
+        latency_ms=timings.elapsed_ms,
+        answer_mode=draft.mode,
+        kb_version=kb_version,
+    )
+    record(state, "answer", rows, timings)
+    state.metrics.answer_modes.labels(mode=draft.mode).inc()
+    response.headers["X-Request-ID"] = str(call_id)
+    response.headers["Server-Timing"] = timings.header()
+    return AnswerResponse(
+        request_id=call_id,
+        model=model_ref(result),
+        triage=triage,
+        kb_version=kb_version,
+        passages=[_passage(p) for p in found],
+        draft=DraftOut(
+            text=draft.text,
+            mode=draft.mode,
+            citations=[str(c) for c in draft.citations],
+            model=getattr(draft, "model", None),
+            fallback_reason=getattr(draft, "fallback_reason", None),
+        ),
+    )

@@ -1,0 +1,256 @@
+"""Shared set-up for the API tests: a real trained model in a real MLflow store, a real KB index,
+a real uvicorn server and a small OpenAI-compatible server. No test functions live here.
+
+The expensive part (training + registering two model versions, embedding the KB) is built once
+per test process, whichever API test module asks first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import psycopg
+import uvicorn
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from ticket_assets.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+API_KEYS = ("test-key-alpha", "test-key-beta")
+MODEL_NAME = "ticket-triage-apitest"
+
+
+def model_cache_dir() -> Path:
+    """The ONNX export takes ~30 s: share it across test sessions unless told otherwise."""
+    configured = os.environ.get("TICKETOPS_MODEL_CACHE_DIR")
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / "ticketops-model-cache"
+
+
+@dataclass(frozen=True)
+class ApiWorld:
+    settings: Settings  # data dir with the MLflow store and KB snapshot, test database, API keys
+    first_version: str  # the champion
+    second_version: str  # registered, not champion: hot-reload tests move the alias to it
+    holdout_texts: list[str]
+
+
+_world: ApiWorld | None = None
+_world_lock = threading.Lock()
+
+
+def api_world(pg_url: str, data_dir: Path) -> ApiWorld:
+    global _world
+    with _world_lock:
+        if _world is None:
+            _world = _build_world(pg_url, data_dir)
+        return _world
+
+
+def _build_world(pg_url: str, data_dir: Path) -> ApiWorld:
+    from serving.schemas import model_text
+    from ticket_assets.ml import registry
+    from ticket_assets.ml.embed import get_embedder
+    from ticket_assets.ml.train import TrainConfig, train_triage_model
+    from ticket_assets.rag.index import publish
+    from ticket_assets.services.postgres import apply_schema
+    from ticket_assets.sources.synthetic import generate_tickets
+
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=SecretStr(pg_url),
+        model_cache_dir=model_cache_dir(),
+        model_name=MODEL_NAME,
+        api_keys=[SecretStr(key) for key in API_KEYS],
+        model_poll_s=0.2,
+        llm_base_url=None,
+    )
+    apply_schema(pg_url)
+    embedder = get_embedder(settings)
+
+    tickets = generate_tickets(360, seed=11)
+    texts = [model_text(title, body) for title, body in zip(tickets["title"], tickets["body"], strict=True)]
+    frame = tickets.select("topic", "urgency").with_columns(text=pl.Series(texts))
+    train, holdout = frame[:300], frame[300:]
+    vectors = embedder.encode(train["text"].to_list())
+    config = TrainConfig(cv_folds=2, tfidf_c_grid=(0.3,), embedding_c_grid=(4.0,), max_features=20_000)
+
+    versions = []
+    for candidates in (("stack",), ("tfidf",)):  # two genuinely different versions
+        outcome = train_triage_model(
+            train, vectors, embedder.model_id, replace(config, candidates=candidates)
+        )
+        registered = registry.log_training_run(
+            outcome.model,
+            metrics={"topic": {"macro_f1": 0.9, "accuracy": 0.9}},
+            figures={},
+            params={"candidates": list(candidates)},
+            data_version={"rows": train.height, "generator": "synthetic:seed=11"},
+            settings=settings,
+            db_url=pg_url,
+        )
+        versions.append(registered.version)
+    registry.promote(versions[0], "api-tests", "first champion", settings=settings, url=pg_url)
+
+    publish(_kb_snapshot(settings, embedder), settings)
+    return ApiWorld(settings, versions[0], versions[1], holdout["text"].to_list())
+
+
+def _kb_snapshot(settings: Settings, embedder: Any) -> Any:
+    """Build the KB snapshot, reusing a cached one with the same content hash (embedding ~250
+    chunks is the slowest step of the set-up; the version hashes chunk ids and the model id)."""
+    from ticket_assets.rag.index import SnapshotInfo, build_snapshot, snapshot_version
+    from ticket_assets.rag.kb import chunk_article, load_articles
+
+    chunks = [chunk for article in load_articles(REPO_ROOT / "kb") for chunk in chunk_article(article)]
+    version = snapshot_version([c.chunk_id for c in chunks], embedder.model_id)
+    cached = model_cache_dir() / "kb-snapshots" / f"kb-{version}.parquet"
+    if not cached.exists():
+        built = build_snapshot(chunks, embedder.encode([c.text for c in chunks]), embedder.model_id, settings)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(built.path, cached)
+        return built
+    settings.kb_snapshot_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.kb_snapshot_dir / cached.name
+    shutil.copyfile(cached, path)
+    return SnapshotInfo(
+        version=version,
+        path=path,
+        n_chunks=len(chunks),
+        n_articles=len({c.article_id for c in chunks}),
+        model_id=embedder.model_id,
+        dim=int(embedder.encode(["dimension probe"]).shape[1]),
+    )
+
+
+def move_champion(settings: Settings, version: str, url: str) -> None:
+    from ticket_assets.ml import registry
+
+    registry.set_alias(
+        settings.model_name, "champion", version, "api-tests", "hot reload test", url, settings=settings
+    )
+
+
+# Waiting and counting ------------------------------------------------------------------------------
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 15.0, interval_s: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()
+
+
+def count_predictions(url: str, request_ids: Iterable[str] | None = None) -> int:
+    with psycopg.connect(url) as conn:
+        if request_ids is None:
+            return conn.execute("select count(*) from ops.predictions").fetchone()[0]
+        ids = list(request_ids)
+        return conn.execute(
+            "select count(*) from ops.predictions where request_id = any(%s::uuid[])", (ids,)
+        ).fetchone()[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# A real uvicorn server in a background thread ------------------------------------------------------
+class ServerThread:
+    def __init__(self, app: FastAPI) -> None:
+        self.port = free_port()
+        self.app = app
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
+        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 120.0) -> ServerThread:
+        self.thread.start()
+        if not wait_for(lambda: self.server.started, timeout_s):
+            raise RuntimeError("uvicorn did not start")
+        return self
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Graceful shutdown (what SIGTERM triggers): in-flight requests finish, lifespan shutdown runs."""
+        self.server.should_exit = True
+        self.thread.join(timeout_s)
+        if self.thread.is_alive():
+            raise RuntimeError("uvicorn did not stop")
+
+
+@contextmanager
+def running_server(app: FastAPI) -> Iterator[ServerThread]:
+    server = ServerThread(app).start()
+    try:
+        yield server
+    finally:
+        if server.thread.is_alive():
+            server.stop()
+
+
+# A minimal OpenAI-compatible chat-completions server ------------------------------------------------
+class FakeLLM:
+    """Serves POST /v1/chat/completions; ``mode`` picks the behaviour: ok, slow, malformed, error."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.requests: list[dict[str, Any]] = []
+        app = FastAPI()
+
+        @app.post("/v1/chat/completions")
+        async def chat(body: dict[str, Any]) -> Any:
+            from fastapi.responses import JSONResponse, PlainTextResponse
+
+            self.requests.append(body)
+            if self.mode == "slow":
+                await asyncio.sleep(3.0)
+            if self.mode == "malformed":
+                return PlainTextResponse("<html>upstream proxy error</html>", status_code=200)
+            if self.mode == "no_choices":
+                return JSONResponse({"id": "x", "object": "chat.completion", "choices": []})
+            prompt = body["messages"][-1]["content"]
+            cited = _first_article_id(prompt)
+            content = f"Hello,\n\n1. Follow the steps in the knowledge base [{cited}].\n2. Invented step [kb-made-up-999].\n"
+            return JSONResponse(
+                {
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion",
+                    "model": "fake-llm-1",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                }
+            )
+
+        self.app = app
+
+
+def _first_article_id(prompt: str) -> str:
+    for line in prompt.splitlines():
+        if line.startswith("[1] "):
+            return line.split()[1]
+    raise AssertionError("prompt has no numbered passages: " + json.dumps(prompt[:200]))

@@ -1,0 +1,272 @@
+"""Registry, promotion gate and the training pipeline against a real MLflow SQLite store and Postgres."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import psycopg
+import pytest
+
+from tests.test_ml_support import corpus, ml_settings, synthetic_training_set, tiny_config, trained
+from ticket_assets.ml import pipeline, registry
+from ticket_assets.ml.dataset import TrainingData
+from ticket_assets.ml.evaluate import evaluate_model, majority_baseline_metrics
+from ticket_assets.ml.train import train_triage_model
+from ticket_assets.services.postgres import apply_schema
+from ticket_assets.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Registered:
+    settings: Settings
+    url: str
+    version: str
+    metrics: dict
+
+
+@pytest.fixture(scope="module")
+def registered(pg_url: str) -> Registered:
+    """The shared trained model, logged and registered once (version 1, alias challenger)."""
+    apply_schema(pg_url)
+    world = trained()
+    data = world.corpus
+    settings = ml_settings(Path(tempfile.mkdtemp(prefix="ticketops-mlreg-")), pg_url, "ticket-triage-regtest")
+    evaluation = evaluate_model(world.outcome.model, data.test, data.test_embeddings, data.embedding_model_id)
+    version = registry.log_training_run(
+        world.outcome.model,
+        evaluation.metrics,
+        evaluation.figures,
+        params={"train": tiny_config().as_params()},
+        data_version={
+            "training_set_rows": data.frame.height,
+            "max_event_at": str(data.frame["event_at"].max()),
+        },
+        settings=settings,
+        reports={"training": world.outcome.as_dict()},
+        db_url=pg_url,
+    )
+    return Registered(settings, pg_url, version.version, evaluation.metrics)
+
+
+def _events(url: str, name: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "select alias, from_version, to_version, actor from ops.model_alias_events "
+            "where model_name = %s order by id",
+            (name,),
+        ).fetchall()
+
+
+def test_registered_version_is_the_challenger_with_its_data_version(registered: Registered) -> None:
+    name = registered.settings.model_name
+    assert registry.get_alias_version(name, registry.CHALLENGER, registered.settings) == registered.version
+    assert registry.get_alias_version(name, registry.CHAMPION, registered.settings) is None
+    [listed] = [
+        v for v in registry.list_versions(name, registered.settings) if v["version"] == registered.version
+    ]
+    assert registry.CHALLENGER in listed["aliases"]
+    assert listed["data_version"]["training_set_rows"] == str(corpus().frame.height)
+    assert listed["metrics"]["topic.macro_f1"] == pytest.approx(
+        registered.metrics["topic"]["macro_f1"], abs=1e-6
+    )
+    assert ("challenger", None, int(registered.version), "training") in _events(registered.url, name)
+
+
+def test_run_artifacts_are_in_the_data_dir_store(registered: Registered) -> None:
+    from mlflow import MlflowClient
+
+    settings = registered.settings
+    client = registry.configure_mlflow(settings)
+    experiment = client.get_experiment_by_name(settings.model_name)
+    assert experiment.artifact_location == settings.mlflow_artifact_root.resolve().as_uri()
+    run_id = client.get_model_version(settings.model_name, registered.version).run_id
+    run = MlflowClient(settings.resolved_mlflow_uri).get_run(run_id)
+    assert run.data.metrics["topic.macro_f1"] == pytest.approx(registered.metrics["topic"]["macro_f1"])
+    assert "topic.per_class.printer.recall" in run.data.metrics
+    assert run.data.tags["data.training_set_rows"] == str(corpus().frame.height)
+    artifacts = {a.path for a in client.list_artifacts(run_id)} | {
+        a.path for folder in ("figures", "metrics") for a in client.list_artifacts(run_id, folder)
+    }
+    assert {"figures/confusion_matrix_topic.png", "metrics/holdout.json", "reports"} <= artifacts
+    assert (settings.mlflow_artifact_root / run_id / "artifacts" / "figures").is_dir()
+
+
+def test_fresh_process_loads_the_version_and_predicts_the_same(registered: Registered) -> None:
+    world = trained()
+    data = world.corpus
+    texts = data.test["text"].to_list()[:25]
+    expected = world.outcome.model.predict(texts, data.test_embeddings[:25])
+    settings = registered.settings
+    script = """
+import json, sys
+import mlflow, pandas as pd
+from ticket_assets.ml import registry
+from ticket_assets.settings import get_settings
+name, version = sys.argv[1], sys.argv[2]
+texts = json.loads(sys.stdin.read())
+mlflow.set_tracking_uri(get_settings().resolved_mlflow_uri)
+frame = mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(pd.DataFrame({"text": texts}))
+model, info = registry.load_model_version(name, version)
+unwrapped = [p.topic for p in model.predict(texts)]
+print(json.dumps({"pyfunc": frame.to_dict(orient="list"), "unwrapped": unwrapped, "version": info.version}))
+"""
+    env = {
+        **os.environ,
+        "TICKETOPS_DATA_DIR": str(settings.data_dir),
+        "TICKETOPS_MODEL_CACHE_DIR": str(settings.resolved_model_cache_dir),
+        "TICKETOPS_MODEL_NAME": settings.model_name,
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script, settings.model_name, registered.version],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tempfile.gettempdir(),  # nothing from the working directory may be needed
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["version"] == registered.version
+    assert result["pyfunc"]["topic"] == [p.topic for p in expected]
+    assert result["pyfunc"]["urgency"] == [p.urgency for p in expected]
+    assert np.allclose(
+        result["pyfunc"]["topic_confidence"], [p.topic_confidence for p in expected], atol=1e-4
+    )
+    assert result["unwrapped"] == [p.topic for p in expected]
+
+
+def test_gate_rejects_a_worse_model_and_the_champion_stays(registered: Registered) -> None:
+    settings, url, name = registered.settings, registered.url, registered.settings.model_name
+    data = trained().corpus
+    registry.promote(registered.version, "test", "first champion", url=url, settings=settings)
+
+    # A model trained on shuffled labels has learnt nothing real.
+    rng = np.random.default_rng(3)
+    shuffled = data.train.with_columns(
+        topic=pl.Series(rng.permutation(data.train["topic"].to_numpy())),
+        urgency=pl.Series(rng.permutation(data.train["urgency"].to_numpy())),
+    )
+    worse = train_triage_model(shuffled, data.train_embeddings, data.embedding_model_id, tiny_config())
+    worse_metrics = evaluate_model(worse.model, data.test, data.test_embeddings, with_figures=False).metrics
+    challenger = registry.log_training_run(
+        worse.model,
+        worse_metrics,
+        {},
+        {},
+        {"training_set_rows": data.frame.height},
+        settings=settings,
+        db_url=url,
+    )
+    training_data = TrainingData(
+        data.train, data.test, data.train_embeddings, data.test_embeddings, data.embedding_model_id
+    )
+    baseline = majority_baseline_metrics(data.train, data.test)
+    decision, champion = pipeline.gate_against_champion(worse_metrics, baseline, training_data, settings)
+
+    assert champion == registered.version
+    assert not decision.passed
+    assert any("macro-F1" in reason and "champion" in reason for reason in decision.reasons)
+    assert decision.comparisons["topic"]["champion_macro_f1"] == pytest.approx(
+        registered.metrics["topic"]["macro_f1"]
+    )
+    assert registry.get_alias_version(name, registry.CHAMPION, settings) == registered.version
+    assert registry.get_alias_version(name, registry.CHALLENGER, settings) == challenger.version
+
+
+def test_promote_then_rollback_restores_the_previous_champion(registered: Registered) -> None:
+    settings, url, name = registered.settings, registered.url, registered.settings.model_name
+    champion = registry.get_alias_version(name, registry.CHAMPION, settings)
+    challenger = registry.get_alias_version(name, registry.CHALLENGER, settings)
+    if champion is None:  # running this test on its own
+        registry.promote(registered.version, "test", "first champion", url=url, settings=settings)
+        champion = registered.version
+    assert challenger and challenger != champion
+
+    previous = registry.promote(challenger, "alice", "manual override", url=url, settings=settings)
+    assert previous == champion
+    assert registry.get_alias_version(name, registry.CHAMPION, settings) == challenger
+    restored = registry.rollback("bob", "bad answers in production", url=url, settings=settings)
+    assert restored == champion
+    assert registry.get_alias_version(name, registry.CHAMPION, settings) == champion
+
+    events = _events(url, name)
+    assert events[-2:] == [
+        ("champion", int(champion), int(challenger), "alice"),
+        ("champion", int(challenger), int(champion), "bob"),
+    ]
+    listed = {v["version"]: v for v in registry.list_versions(name, settings)}
+    assert registry.CHAMPION in listed[champion]["aliases"]
+    assert listed[challenger]["previous_champion"] == champion
+
+
+def test_rollback_without_a_previous_champion_is_refused(registered: Registered) -> None:
+    settings = ml_settings(registered.settings.data_dir, registered.url, "ticket-triage-never-promoted")
+    with pytest.raises(registry.NoPreviousChampionError):
+        registry.rollback("bob", "nothing to go back to", url=registered.url, settings=settings)
+
+
+def test_evaluate_file_scores_a_labelled_csv(registered: Registered, tmp_path: Path) -> None:
+    data = trained().corpus
+    path = tmp_path / "labelled.csv.gz"
+    data.test.select(body="text", label="topic", priority="urgency").write_csv(path, compression="gzip")
+    from ticket_assets.ml.evaluate import evaluate_file
+
+    metrics = evaluate_file(
+        registered.settings,
+        path,
+        text_col="body",
+        topic_col="label",
+        urgency_col="priority",
+        alias=registered.version,
+    )
+    assert metrics["model"]["version"] == registered.version
+    assert metrics["n_holdout"] == data.test.height
+    assert metrics["topic"]["macro_f1"] == pytest.approx(registered.metrics["topic"]["macro_f1"], abs=0.02)
+    with pytest.raises(KeyError):
+        evaluate_file(registered.settings, path, text_col="nope", topic_col="label")
+
+
+def test_pipeline_trains_from_the_training_mart_and_promotes_a_first_model(
+    fresh_db: str, tmp_path: Path
+) -> None:
+    """marts.training_set is built by dbt in production; here the same columns are written directly."""
+    apply_schema(fresh_db)
+    frame = synthetic_training_set(n=400, seed=31).drop("requester")
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute("create schema if not exists marts")
+        conn.execute(
+            "create table marts.training_set (ticket_id text, text text, title text, body text, topic text, "
+            "urgency text, channel text, department text, language text, created_at timestamptz, "
+            "event_at timestamptz, text_hash text, text_length int, split text)"
+        )
+        with conn.cursor().copy(f"copy marts.training_set ({', '.join(frame.columns)}) from stdin") as copy:
+            for row in frame.iter_rows():
+                copy.write_row(row)
+    settings = ml_settings(tmp_path / "data", fresh_db, "ticket-triage-pipeline")
+
+    result = pipeline.run_training(settings, fresh_db, tiny_config(candidates=("tfidf", "stack")))
+
+    assert result.gate.passed and result.promoted and result.champion_before is None
+    assert (
+        registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
+        == result.registered.version
+    )
+    assert result.metrics["n_holdout"] == frame.filter(pl.col("split") == "test").height
+    with psycopg.connect(fresh_db) as conn:
+        stored = conn.execute("select count(*) from features.ticket_embeddings").fetchone()[0]
+        aliases = [row[0] for row in conn.execute("select alias from ops.model_alias_events order by id")]
+    assert stored == frame["text_hash"].n_unique()  # missing vectors were encoded and kept
+    assert aliases == ["challenger", "champion"]

@@ -1,0 +1,202 @@
+"""Training, evaluation and prediction with the real embedding model on synthetic tickets."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tests.test_ml_support import corpus, tiny_config, trained
+from ticket_assets.ml.evaluate import evaluate_model, majority_baseline_metrics
+from ticket_assets.ml.predict import EmbeddingMismatchError, TriagePrediction
+from ticket_assets.ml.train import train_triage_model
+
+
+@pytest.fixture(scope="module")
+def world():
+    return trained()
+
+
+@pytest.fixture(scope="module")
+def evaluation(world):
+    data = world.corpus
+    return evaluate_model(world.outcome.model, data.test, data.test_embeddings, data.embedding_model_id)
+
+
+def test_training_searches_every_candidate_and_picks_the_best_by_cv(world) -> None:
+    for target in ("topic", "urgency"):
+        report = world.outcome.reports[target]
+        scores = {c.candidate: c.cv_macro_f1 for c in report.candidates}
+        assert set(scores) == {"tfidf", "embedding", "stack"}
+        assert report.chosen == max(scores, key=scores.get)
+        assert world.outcome.model.targets[target].candidate == report.chosen
+        assert set(report.svc_c_scores) == set(tiny_config().tfidf_c_grid)
+    json.dumps(world.outcome.as_dict())
+
+
+def test_holdout_metrics_beat_the_majority_baseline(world, evaluation) -> None:
+    data = world.corpus
+    baseline = majority_baseline_metrics(data.train, data.test)
+    metrics = evaluation.metrics
+    assert metrics["n_holdout"] == data.test.height
+    assert metrics["topic"]["macro_f1"] > baseline["topic"]["macro_f1"] + 0.5
+    assert metrics["urgency"]["macro_f1"] > baseline["urgency"]["macro_f1"] + 0.3
+    assert metrics["urgency"]["most_urgent_class"] == "critical"
+    assert 0.0 <= metrics["urgency"]["most_urgent_recall"] <= 1.0
+    json.dumps(metrics)  # plain JSON, ready for MLflow and Dagster metadata
+
+
+def test_slices_cover_language_channel_and_length(evaluation, world) -> None:
+    slices = evaluation.metrics["topic"]["slices"]
+    assert set(slices) == {"language", "channel", "text_length"}
+    for values in slices.values():
+        assert sum(v["n"] for v in values.values()) == world.corpus.test.height
+    assert "fr" in slices["language"]  # the generator writes some French tickets
+
+
+def test_confusion_matrix_figures(evaluation) -> None:
+    assert set(evaluation.figures) == {"confusion_matrix_topic.png", "confusion_matrix_urgency.png"}
+    assert all(png.startswith(b"\x89PNG") for png in evaluation.figures.values())
+
+
+def test_calibration_high_confidence_is_more_accurate(world) -> None:
+    """Urgency is the harder target (topic is near-perfect on synthetic data), so its confidence
+    must carry information: the confident half is right more often than the unsure half."""
+    data = world.corpus
+    model = world.outcome.model
+    predictions = model.predict(data.test["text"].to_list(), data.test_embeddings)
+    truth = data.test["urgency"].to_list()
+    confidence = np.array([p.urgency_confidence for p in predictions])
+    correct = np.array([p.urgency == t for p, t in zip(predictions, truth, strict=True)])
+    order = np.argsort(confidence)
+    low, high = order[: len(order) // 2], order[len(order) // 2 :]
+    assert correct[high].mean() > correct[low].mean()
+    ece = evaluate_model(model, data.test, data.test_embeddings, with_figures=False).metrics["urgency"]["ece"]
+    assert ece < 0.15
+
+
+def test_prediction_shape_and_probabilities(world) -> None:
+    data = world.corpus
+    model = world.outcome.model
+    [prediction] = model.predict(data.test["text"].to_list()[:1], data.test_embeddings[:1])
+    assert isinstance(prediction, TriagePrediction)
+    assert set(prediction.topic_probabilities) == set(model.labels("topic"))
+    assert sum(prediction.topic_probabilities.values()) == pytest.approx(1.0)
+    assert prediction.topic_confidence == max(prediction.topic_probabilities.values())
+    assert prediction.topic == max(prediction.topic_probabilities, key=prediction.topic_probabilities.get)
+    assert prediction.urgency in model.labels("urgency")
+    assert sum(prediction.urgency_probabilities.values()) == pytest.approx(1.0)
+    assert model.predict([], np.zeros((0, 384), np.float32)) == []
+
+
+def test_predict_embeds_by_itself_with_the_configured_embedder(world, monkeypatch) -> None:
+    from ticket_assets.settings import reset_settings_cache
+
+    data = world.corpus
+    monkeypatch.setenv("TICKETOPS_DATA_DIR", str(data.settings.data_dir))
+    monkeypatch.setenv("TICKETOPS_MODEL_CACHE_DIR", str(data.settings.resolved_model_cache_dir))
+    reset_settings_cache()
+    try:
+        texts = data.test["text"].to_list()[:20]
+        own = world.outcome.model.predict(texts)
+        given = world.outcome.model.predict(texts, data.test_embeddings[:20], data.embedding_model_id)
+    finally:
+        reset_settings_cache()
+    for a, b in zip(own, given, strict=True):
+        assert a.topic == b.topic and a.urgency == b.urgency
+        assert a.topic_confidence == pytest.approx(b.topic_confidence, abs=1e-5)
+
+
+def test_vectors_of_another_embedding_model_are_refused(world) -> None:
+    data = world.corpus
+    with pytest.raises(EmbeddingMismatchError):
+        world.outcome.model.predict(
+            data.test["text"].to_list()[:2], data.test_embeddings[:2], "some-other-model/v1"
+        )
+
+
+# Behaviour -----------------------------------------------------------------------------------------
+def _clear_tickets(world, limit: int = 40) -> pl.DataFrame:
+    """Holdout tickets the model gets right with high confidence: perturbations must not flip them."""
+    data = world.corpus
+    predictions = world.outcome.model.predict(data.test["text"].to_list(), data.test_embeddings)
+    keep = [
+        i
+        for i, (p, topic) in enumerate(zip(predictions, data.test["topic"].to_list(), strict=True))
+        if p.topic == topic and p.topic_confidence >= 0.8
+    ]
+    assert len(keep) >= 20, "too few confidently classified tickets to test behaviour on"
+    return data.test[keep[:limit]]
+
+
+def _topics(world, texts: list[str]) -> list[str]:
+    vectors = world.corpus.embed(texts)
+    return [p.topic for p in world.outcome.model.predict(texts, vectors)]
+
+
+def _typo(word: str, rng: np.random.Generator) -> str:
+    i = int(rng.integers(1, len(word) - 2))
+    return word[:i] + word[i + 1] + word[i] + word[i + 2 :]  # swap two neighbouring letters
+
+
+def _with_typos(text: str, rng: np.random.Generator, count: int = 2) -> str:
+    words = re.findall(r"[A-Za-z]{6,}", text)
+    for word in rng.permutation(words)[:count] if words else []:
+        text = text.replace(str(word), _typo(str(word), rng), 1)
+    return text
+
+
+def test_typos_do_not_change_the_topic_of_clear_tickets(world) -> None:
+    clear = _clear_tickets(world)
+    rng = np.random.default_rng(5)
+    typoed = [_with_typos(text, rng) for text in clear["text"].to_list()]
+    assert sum(a != b for a, b in zip(typoed, clear["text"].to_list(), strict=True)) >= len(typoed) // 2
+    flipped = [
+        (text, expected, got)
+        for text, expected, got in zip(typoed, clear["topic"].to_list(), _topics(world, typoed), strict=True)
+        if expected != got
+    ]
+    assert len(flipped) <= len(typoed) * 0.05, flipped
+
+
+def test_requester_name_and_greeting_do_not_change_the_topic(world) -> None:
+    clear = _clear_tickets(world)
+    rewritten = []
+    for text, requester in zip(clear["text"].to_list(), clear["requester"].to_list(), strict=True):
+        if requester:
+            first = requester.split()[0]
+            text = text.replace(requester, "Oluwaseun Bergström").replace(first, "Oluwaseun")
+        text = re.sub(r"^(Hi|Hello|Dear|Bonjour)[^,.!]*[,.!]\s*", "", text)
+        rewritten.append("Good morning IT crew! " + text)
+    flipped = [
+        (text, expected, got)
+        for text, expected, got in zip(
+            rewritten, clear["topic"].to_list(), _topics(world, rewritten), strict=True
+        )
+        if expected != got
+    ]
+    assert len(flipped) <= len(rewritten) * 0.05, flipped
+
+
+# Edge cases of the data ----------------------------------------------------------------------------
+def test_no_urgency_labels_means_no_urgency_model() -> None:
+    data = corpus()
+    train = data.train.with_columns(pl.lit(None, dtype=pl.String).alias("urgency"))
+    outcome = train_triage_model(train, None, None, tiny_config(candidates=("tfidf",)))
+    assert set(outcome.model.targets) == {"topic"}
+    assert outcome.model.embedding_model_id is None and not outcome.model.needs_embeddings
+    [prediction] = outcome.model.predict(data.test["text"].to_list()[:1])  # no embedder needed
+    assert prediction.urgency is None and prediction.urgency_probabilities is None
+
+
+def test_rare_classes_are_dropped_and_recorded() -> None:
+    data = corpus()
+    rare_rows = pl.DataFrame({"text": ["Quantum flux capacitor overheating", "Flux capacitor smells burnt"]})
+    rare = rare_rows.with_columns(topic=pl.lit("time_travel"), urgency=pl.lit("low"))
+    train = pl.concat([data.train.select("text", "topic", "urgency"), rare])
+    outcome = train_triage_model(train, None, None, tiny_config(candidates=("tfidf",)))
+    assert outcome.reports["topic"].dropped_labels == {"time_travel": 2}
+    assert "time_travel" not in outcome.model.labels("topic")

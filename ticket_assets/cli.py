@@ -1,0 +1,401 @@
+"""``ticketops``: start the platform, run the asset graph, load tickets, manage models."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help="TicketOps: a Dagster asset-graph platform that triages and answers IT support tickets.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+ingest_app = typer.Typer(help="Load tickets into raw.tickets (idempotent: re-running adds nothing).",
+                         no_args_is_help=True)
+model_app = typer.Typer(help="Inspect and move the registered model's aliases.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(model_app, name="model")
+
+console = Console()
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _environment():
+    from ticket_assets.runner import prepare_environment
+
+    with console.status("Preparing services (PostgreSQL, schema, dbt manifest)…"):
+        return prepare_environment()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _progress_callback(progress: Progress, description: str):
+    task_id = progress.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        progress.update(task_id, completed=done, total=total)
+
+    return update
+
+
+def _record_raw_materialization(report) -> None:
+    """Tell Dagster raw tickets changed, so declarative automation refreshes the marts."""
+    import dagster as dg
+
+    from ticket_assets.defs.ingest import RAW_TICKETS
+
+    instance = dg.DagsterInstance.get()
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=RAW_TICKETS,
+            description="Loaded by `ticketops ingest`",
+            metadata={
+                "rows_read": report.read,
+                "inserted": report.inserted,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "quarantined": report.quarantined,
+            },
+        )
+    )
+
+
+def _print_ingest_report(report) -> None:
+    table = Table(title="Ingest")
+    for column in ("read", "inserted", "updated", "unchanged", "quarantined"):
+        table.add_column(column, justify="right")
+    table.add_row(*(str(getattr(report, c)) for c in ("read", "inserted", "updated", "unchanged", "quarantined")))
+    console.print(table)
+    for reason, count in sorted(report.reasons.items()):
+        console.print(f"  quarantined: {count} × {reason}")
+
+
+def _print_outcome(outcome) -> None:
+    table = Table(title=f"Run {outcome.run_id[:8]}")
+    table.add_column("asset / check")
+    table.add_column("result")
+    for key in outcome.materialized:
+        table.add_row(key, "[green]materialized")
+    for key, passed in outcome.checks.items():
+        table.add_row(f"check {key}", "[green]passed" if passed else "[red]failed")
+    for step in outcome.failed_steps:
+        table.add_row(step, "[red]step failed")
+    console.print(table)
+
+
+# --------------------------------------------------------------------------------------------
+@app.command()
+def prepare() -> None:
+    """Start/locate services, create tables and prepare the dbt manifest."""
+    settings = _environment()
+    console.print(f"[green]ready[/]: data directory {settings.data_dir}")
+
+
+@app.command()
+def materialize(
+    select: Annotated[Optional[str], typer.Option("--select", "-s", help="Asset selection, e.g. 'key:marts/*' or 'group:dbt'.")] = None,
+) -> None:
+    """Run the asset graph headless; exits non-zero when any step fails."""
+    _environment()
+    from ticket_assets.runner import materialize as run
+
+    with console.status(f"Materialising {select or 'the whole asset graph'}…"):
+        outcome = run(select)
+    _print_outcome(outcome)
+    if not outcome.success:
+        console.print(f"[red]run {outcome.run_id} failed[/]: {', '.join(outcome.failed_steps) or 'see the Dagster UI'}")
+        raise typer.Exit(1)
+
+
+@ingest_app.command("synthetic")
+def ingest_synthetic(
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of tickets.")] = 5000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same tickets).")] = 42,
+    scenario: Annotated[Optional[str], typer.Option("--scenario", help="Drift scenario name.")] = None,
+    start: Annotated[Optional[str], typer.Option("--start", help="First day, YYYY-MM-DD.")] = None,
+    days: Annotated[int, typer.Option("--days", min=1, help="Days covered.")] = 90,
+) -> None:
+    """Generate realistic synthetic tickets (optionally with a drift scenario) into raw.tickets."""
+    from ticket_assets.sources.store import ingest_synthetic as run
+    from ticket_assets.sources.synthetic import SCENARIOS
+
+    if scenario is not None and scenario not in SCENARIOS:
+        console.print(f"[red]unknown scenario {scenario!r}[/]; choose one of: {', '.join(sorted(SCENARIOS))}")
+        raise typer.Exit(2)
+    try:
+        start_date = date.fromisoformat(start) if start else None
+    except ValueError:
+        console.print(f"[red]--start must be YYYY-MM-DD, got {start!r}")
+        raise typer.Exit(2) from None
+    settings = _environment()
+    from ticket_assets.services.postgres import database_url
+
+    with _progress() as progress:
+        report = run(database_url(settings), n=n, seed=seed, scenario=scenario, start=start_date, days=days,
+                     progress=_progress_callback(progress, "synthetic tickets"))
+    _print_ingest_report(report)
+    _record_raw_materialization(report)
+
+
+@ingest_app.command("csv")
+def ingest_csv(
+    path: Annotated[Path, typer.Argument(help="CSV file (plain or .gz).")],
+    text_col: Annotated[str, typer.Option("--text-col", help="Column with the ticket text/body.")],
+    title_col: Annotated[Optional[str], typer.Option("--title-col")] = None,
+    topic_col: Annotated[Optional[str], typer.Option("--topic-col")] = None,
+    urgency_col: Annotated[Optional[str], typer.Option("--urgency-col")] = None,
+    id_col: Annotated[Optional[str], typer.Option("--id-col")] = None,
+    created_col: Annotated[Optional[str], typer.Option("--created-col")] = None,
+    channel_col: Annotated[Optional[str], typer.Option("--channel-col")] = None,
+) -> None:
+    """Import a CSV export with a column mapping; malformed rows go to raw.tickets_rejected."""
+    from ticket_assets.sources.csv_import import ColumnMapping, SourceReadError
+    from ticket_assets.sources.store import ingest_csv as run
+
+    mapping = ColumnMapping(text_col=text_col, title_col=title_col, topic_col=topic_col, urgency_col=urgency_col,
+                            id_col=id_col, created_col=created_col, channel_col=channel_col)
+    settings = _environment()
+    from ticket_assets.services.postgres import database_url
+
+    try:
+        with _progress() as progress:
+            report = run(database_url(settings), path, mapping, progress=_progress_callback(progress, path.name))
+    except SourceReadError as exc:
+        console.print(f"[red]cannot import {path}[/]: {exc}")
+        raise typer.Exit(2) from None
+    _print_ingest_report(report)
+    _record_raw_materialization(report)
+
+
+# --------------------------------------------------------------------------------------------
+def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+    # A new session per child: Ctrl-C reaches us once, and we stop each child's whole process group.
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    return subprocess.Popen(args, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 15
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _serving_available() -> bool:
+    return (REPO_ROOT / "serving" / "app.py").exists()
+
+
+@app.command()
+def up(
+    seed_tickets: Annotated[int, typer.Option("--seed-tickets", help="Synthetic tickets to seed into an empty store.")] = 5000,
+    materialize_first: Annotated[bool, typer.Option("--materialize/--no-materialize", help="Materialise the whole graph before serving.")] = True,
+    serve_ui: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the Dagster UI and the API afterwards.")] = True,
+) -> None:
+    """The main job: services, seed data, materialise the whole graph, then serve the Dagster UI and the API."""
+    from ticket_assets.services.postgres import database_url, embedded_is_running, stop_embedded
+    from ticket_assets.settings import get_settings
+
+    embedded_was_running = get_settings().database_url is not None or embedded_is_running(get_settings())
+    settings = _environment()
+    url = database_url(settings)
+
+    from ticket_assets.services.postgres import connect
+
+    with connect(url) as conn:
+        existing = conn.execute("select count(*) from raw.tickets").fetchone()[0]
+    if existing == 0 and seed_tickets > 0:
+        from ticket_assets.sources.store import ingest_synthetic as run_synthetic
+
+        with _progress() as progress:
+            report = run_synthetic(url, n=seed_tickets, seed=42,
+                                   progress=_progress_callback(progress, "seeding synthetic tickets"))
+        _print_ingest_report(report)
+
+    if materialize_first:
+        from ticket_assets.runner import materialize as run
+
+        with console.status("Materialising the whole asset graph (first run loads models and trains)…"):
+            outcome = run(None, tags={"ticketops/trigger": "ticketops up"})
+        _print_outcome(outcome)
+        if not outcome.success:
+            console.print("[yellow]some steps failed; the UI shows why.[/]")
+
+    if not serve_ui:
+        return
+    logs = settings.data_dir / "logs"
+    processes = [
+        _spawn([sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
+                "-h", "127.0.0.1", "-p", str(settings.dagster_port)], logs / "dagster.log"),
+    ]
+    console.print(f"Dagster UI  → http://127.0.0.1:{settings.dagster_port}  (logs: {logs / 'dagster.log'})")
+    if _serving_available():
+        processes.append(_spawn([sys.executable, "-m", "ticket_assets.cli", "serve"], logs / "api.log"))
+        console.print(f"API         → http://{settings.api_host}:{settings.api_port}/docs  (logs: {logs / 'api.log'})")
+    console.print("Press Ctrl-C to stop.")
+
+    stopping = False
+
+    def handle_signal(signum, frame):  # noqa: ARG001
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, handle_signal)
+    signal.signal(signal.SIGTERM, handle_signal)
+    try:
+        while not stopping:
+            if any(p.poll() is not None for p in processes):
+                console.print("[red]a service exited; see the logs above. Stopping.[/]")
+                break
+            time.sleep(0.5)
+    finally:
+        console.print("Stopping…")
+        _stop(processes)
+        if not embedded_was_running and stop_embedded(settings):
+            console.print("Stopped the embedded PostgreSQL.")
+        console.print("[green]stopped cleanly[/]")
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Bind address (default from settings).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default from settings).")] = None,
+) -> None:
+    """Serve the triage/answer API alone."""
+    if not _serving_available():
+        console.print("[red]the API is not part of this build[/]")
+        raise typer.Exit(1)
+    settings = _environment()
+    from serving.app import serve as run_server
+
+    run_server(settings, host=host, port=port)
+
+
+@app.command()
+def down() -> None:
+    """Stop the embedded PostgreSQL server (data stays in the data directory)."""
+    from ticket_assets.services.postgres import stop_embedded
+    from ticket_assets.settings import get_settings
+
+    stopped = stop_embedded(get_settings())
+    console.print("stopped the embedded PostgreSQL" if stopped else "the embedded PostgreSQL was not running")
+
+
+# --------------------------------------------------------------------------------------------
+@model_app.command("list")
+def model_list() -> None:
+    """Registered versions with their aliases and holdout metrics."""
+    settings = _environment()
+    from ticket_assets.ml import registry
+
+    registry.configure_mlflow(settings)
+    versions = registry.list_versions(settings.model_name)
+    table = Table(title=f"Model {settings.model_name}")
+    for column in ("version", "aliases", "macro_f1", "most_urgent_recall", "created", "data version"):
+        table.add_column(column)
+    for v in versions:
+        metrics = v.get("metrics", {})
+        data = v.get("data_version", {})
+        table.add_row(
+            v["version"], ", ".join(v["aliases"]),
+            _fmt(metrics.get("topic.macro_f1")), _fmt(metrics.get("urgency.most_urgent_recall")),
+            str(v.get("created_at") or "")[:16],
+            f"{data.get('training_set_rows', '?')} rows to {str(data.get('max_event_at', '?'))[:10]}",
+        )
+    console.print(table)
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
+
+
+@model_app.command("promote")
+def model_promote(
+    version: Annotated[str, typer.Argument(help="Model version to serve.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in ops.model_alias_events).")] = "manual promotion",
+) -> None:
+    """Move the `champion` alias to VERSION (the API hot-reloads it)."""
+    settings = _environment()
+    from ticket_assets.ml import registry
+
+    registry.configure_mlflow(settings)
+    from ticket_assets.services.postgres import database_url
+
+    previous = registry.promote(version, _actor(), reason, url=database_url(settings), settings=settings)
+    console.print(f"previous champion: {previous or 'none'}")
+    console.print(f"[green]champion → version {version}")
+
+
+@model_app.command("rollback")
+def model_rollback(
+    reason: Annotated[str, typer.Option(help="Why (recorded in ops.model_alias_events).")] = "manual rollback",
+) -> None:
+    """Move `champion` back to the previous champion."""
+    settings = _environment()
+    from ticket_assets.ml import registry
+
+    registry.configure_mlflow(settings)
+    from ticket_assets.services.postgres import database_url
+
+    try:
+        version = registry.rollback(_actor(), reason, url=database_url(settings), settings=settings)
+    except registry.NoPreviousChampionError as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]champion → version {version}")
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+@app.command()
+def evaluate(
+    path: Annotated[Path, typer.Argument(help="Labelled CSV (plain or .gz).")],
+    text_col: Annotated[str, typer.Option("--text-col")],
+    topic_col: Annotated[str, typer.Option("--topic-col")],
+    urgency_col: Annotated[Optional[str], typer.Option("--urgency-col")] = None,
+    alias: Annotated[str, typer.Option(help="Alias or version to score.")] = "champion",
+) -> None:
+    """Score a labelled file with the current champion and print metrics as JSON."""
+    settings = _environment()
+    from ticket_assets.ml import registry
+    from ticket_assets.ml.evaluate import evaluate_file
+
+    registry.configure_mlflow(settings)
+    try:
+        metrics = evaluate_file(settings, path, text_col=text_col, topic_col=topic_col, urgency_col=urgency_col,
+                                alias=alias)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        console.print(f"[red]cannot evaluate {path}[/]: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    print(json.dumps(metrics, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,34 @@
+"""The TicketOps code location: one ``Definitions`` object for the whole lineage."""
+
+import dagster as dg
+
+from ticket_assets.defs import automation, dbt, embeddings, ingest, kb, monitoring, reports, training
+from ticket_assets.defs.k8s import k8s_executor_or_default
+from ticket_assets.defs.resources import build_resources
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "ticketops_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Evaluates declarative automation: marts follow raw tickets, derived assets follow marts.",
+)
+
+defs = dg.Definitions(
+    assets=[
+        ingest.raw_tickets,
+        dbt.ticket_dbt_models,
+        reports.ticket_profile,
+        embeddings.ticket_embeddings,
+        kb.kb_chunks,
+        kb.kb_index,
+        *training.training_assets,
+        *monitoring.monitoring_assets,
+    ],
+    asset_checks=[*training.training_checks, *monitoring.monitoring_checks],
+    jobs=[training.retrain_job, *automation.jobs],
+    schedules=automation.schedules,
+    sensors=[automation_sensor, *automation.sensors],
+    resources=build_resources(),
+    executor=k8s_executor_or_default(),
+)

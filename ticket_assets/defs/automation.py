@@ -1,0 +1,124 @@
+"""Sensors and schedules that close the loop: drift or new labels → retraining; failures → alerts.
+
+Sensors never compute drift: the ``drift_report`` asset does, and the drift sensor only reads its
+materialisations. Every request carries a ``run_key`` and every sensor keeps a cursor, so one drift
+episode (consecutive drifted windows) or one batch of labels starts exactly one retraining run.
+"""
+
+import json
+import os
+
+import dagster as dg
+
+from ticket_assets.defs.resources import AlertsResource, PostgresResource
+from ticket_assets.defs.training import retrain_job
+
+DRIFT_REPORT = dg.AssetKey("drift_report")
+DRIFT_VERDICT_KEY = "verdict"
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _drift_cursor(raw: str | None) -> dict:
+    return json.loads(raw) if raw else {"storage_id": 0, "in_episode": False, "episode": None}
+
+
+@dg.sensor(
+    name="drift_retrain_sensor",
+    job=retrain_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests one retraining per drift episode, read from drift_report materialisations.",
+)
+def drift_retrain_sensor(context: dg.SensorEvaluationContext):
+    cursor = _drift_cursor(context.cursor)
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=DRIFT_REPORT, after_storage_id=cursor["storage_id"]),
+        limit=100, ascending=True,
+    ).records
+    requests = []
+    for record in records:
+        metadata = record.asset_materialization.metadata
+        verdict = metadata[DRIFT_VERDICT_KEY].value if DRIFT_VERDICT_KEY in metadata else "insufficient_data"
+        if verdict == "drift" and not cursor["in_episode"]:
+            # The first drifted window opens an episode; the next windows of the same episode ask nothing.
+            cursor.update(in_episode=True, episode=record.storage_id)
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"drift-episode-{record.storage_id}",
+                    tags={"ticketops/trigger": "drift", "ticketops/drift_report_storage_id": str(record.storage_id)},
+                )
+            )
+        elif verdict == "no_drift":
+            cursor.update(in_episode=False, episode=None)
+        # "insufficient_data" neither opens nor closes an episode.
+        cursor["storage_id"] = record.storage_id
+    if not records:
+        return dg.SkipReason("no new drift report")
+    context.update_cursor(json.dumps(cursor))
+    return requests or dg.SkipReason(f"{len(records)} new report(s), no new drift episode")
+
+
+@dg.sensor(
+    name="new_labels_retrain_sensor",
+    job=retrain_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests retraining when enough new agent feedback labels have arrived (TICKETOPS_RETRAIN_MIN_LABELS).",
+)
+def new_labels_retrain_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
+    threshold = _env_int("TICKETOPS_RETRAIN_MIN_LABELS", 200)
+    # Cursor: the newest feedback time already counted (feedback rows are updated in place).
+    last_seen = context.cursor or "-infinity"
+    with postgres.connect() as conn:
+        exists = conn.execute("select to_regclass('ops.feedback')").fetchone()[0]
+        if exists is None:
+            return dg.SkipReason("ops.feedback does not exist yet")
+        count, newest = conn.execute(
+            "select count(*), max(updated_at) from ops.feedback"
+            " where updated_at > %s::timestamptz and (true_topic is not null or true_urgency is not null)",
+            (last_seen,),
+        ).fetchone()
+    if count < threshold:
+        return dg.SkipReason(f"{count} new labels since the last request; waiting for {threshold}")
+    newest_iso = newest.isoformat()
+    context.update_cursor(newest_iso)
+    return dg.RunRequest(run_key=f"labels-upto-{newest_iso}",
+                         tags={"ticketops/trigger": "new_labels", "ticketops/new_labels": str(count)})
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts on-call when any run fails.",
+)
+def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResource):
+    run = context.dagster_run
+    message = context.failure_event.message or "run failed"
+    alerts.send(
+        f"Dagster run failed: {run.job_name}",
+        f"Run {run.run_id} ({run.tags.get('ticketops/trigger', 'manual')}) failed: {message[:500]}",
+        severity="critical", source="run_failure_sensor", dedup_key=f"run:{run.run_id}",
+    )
+
+
+drift_job = dg.define_asset_job(
+    "drift_monitoring",
+    selection=(dg.AssetSelection.assets(DRIFT_REPORT).upstream(depth=1) - dg.AssetSelection.groups("training"))
+    | dg.AssetSelection.assets(dg.AssetKey(["marts", "live_quality"])),
+    description="Refresh the production marts and compute the drift report for the latest window.",
+)
+
+drift_schedule = dg.ScheduleDefinition(
+    name="drift_report_schedule",
+    job=drift_job,
+    cron_schedule=os.environ.get("TICKETOPS_DRIFT_CRON", "*/15 * * * *"),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Computes the drift report regularly so the loop runs unattended (TICKETOPS_DRIFT_CRON).",
+)
+
+sensors = [drift_retrain_sensor, new_labels_retrain_sensor, run_failure_alert]
+schedules = [drift_schedule]
+jobs = [drift_job]

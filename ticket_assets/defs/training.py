@@ -1,0 +1,238 @@
+"""Training area: classifier → blocking promotion gate → champion alias.
+
+``ticket_classifier`` trains, evaluates and registers a new MLflow model version with alias
+``challenger``. ``promotion_gate`` (a *blocking* asset check) re-scores the current champion on the
+challenger's holdout and applies the gate rules; only when it passes does ``champion_model`` run and
+move the ``champion`` alias (logged in ``ops.model_alias_events``). A failing gate leaves production
+untouched, records why in the check's metadata and alerts on-call.
+"""
+
+import json
+
+import dagster as dg
+from dagster_mlflow import end_mlflow_on_run_finished
+
+from ticket_assets.defs.k8s import HEAVY_STEP_TAGS, TRAINING_RUN_TAGS
+from ticket_assets.defs.metadata import markdown_table, png_markdown
+from ticket_assets.defs.resources import AlertsResource, MlflowResource, PlatformSettingsResource, PostgresResource
+from ticket_assets.ml import pipeline, registry
+from ticket_assets.ml.evaluate import majority_baseline_metrics
+from ticket_assets.ml.gate import GateConfig, evaluate_gate, score_on_holdout
+from ticket_assets.ml.train import TrainConfig
+
+TRAINING_SET = dg.AssetKey(["marts", "training_set"])
+CLASSIFIER = dg.AssetKey("ticket_classifier")
+CHAMPION = dg.AssetKey("champion_model")
+OWNERS = ["team:ml-platform"]
+GATE_TAG = "ticketops.gate"
+
+
+class ClassifierConfig(dg.Config):
+    quick: bool = False  # small grids and 2 CV folds (demos, tests)
+    cv_folds: int = 3
+
+
+class GateSettings(dg.Config):
+    max_macro_f1_drop: float = 0.01
+    max_most_urgent_recall_drop: float = 0.0
+    max_class_recall_drop: float = 0.05
+    min_gain_over_baseline: float = 0.10
+
+
+def train_config(config: ClassifierConfig) -> TrainConfig:
+    if config.quick:
+        return TrainConfig(cv_folds=2, tfidf_c_grid=(0.3,), embedding_c_grid=(4.0,), max_features=50_000)
+    return TrainConfig(cv_folds=config.cv_folds)
+
+
+def metrics_table(metrics: dict) -> str:
+    rows = []
+    for target in ("topic", "urgency"):
+        if target in metrics:
+            m = metrics[target]
+            rows.append((target, f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}",
+                         f"{m['most_urgent_recall']:.3f}" if "most_urgent_recall" in m else "–"))
+    return markdown_table(["target", "accuracy", "macro-F1", "ECE", "most-urgent recall"], rows)
+
+
+def per_class_table(target_metrics: dict) -> str:
+    rows = [(label, f"{v['precision']:.2f}", f"{v['recall']:.2f}", f"{v['f1']:.2f}", v["support"])
+            for label, v in target_metrics["per_class"].items()]
+    return markdown_table(["class", "precision", "recall", "F1", "support"], rows)
+
+
+def slices_table(target_metrics: dict) -> str:
+    rows = []
+    for slice_name, values in target_metrics.get("slices", {}).items():
+        for value, m in values.items():
+            rows.append((slice_name, value, m.get("n", m.get("support", "")),
+                         f"{m['accuracy']:.3f}" if "accuracy" in m else "–",
+                         f"{m['macro_f1']:.3f}" if "macro_f1" in m else "–"))
+    return markdown_table(["slice", "value", "n", "accuracy", "macro-F1"], rows)
+
+
+def candidates_table(training: dict) -> str:
+    rows = []
+    for target, report in training.get("targets", {}).items():
+        for name, result in report["candidates"].items():
+            rows.append((target, name, f"{result['cv_macro_f1']:.3f}", f"{result['cv_accuracy']:.3f}",
+                         "✓" if name == report["chosen"] else ""))
+    return markdown_table(["target", "candidate", "CV macro-F1", "CV accuracy", "chosen"], rows)
+
+
+@dg.asset(
+    key=CLASSIFIER,
+    deps=[TRAINING_SET, dg.AssetKey("ticket_embeddings")],
+    group_name="training",
+    kinds={"scikitlearn", "mlflow"},
+    owners=OWNERS,
+    op_tags=HEAVY_STEP_TAGS,
+    description=(
+        "Topic and (when labels exist) urgency classifier trained on `marts.training_set`: TF-IDF, embedding "
+        "and stacked candidates compared by cross-validation, calibrated, scored on the time-based holdout and "
+        "registered in MLflow as a new version with alias `challenger`."
+    ),
+)
+def ticket_classifier(context: dg.AssetExecutionContext, config: ClassifierConfig, postgres: PostgresResource,
+                      platform: PlatformSettingsResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+    settings = platform.get()
+    mlflow.configure()
+    url = postgres.url()
+    data = pipeline.load_data(settings, url)
+    context.log.info(f"training on {data.train.height} tickets, holdout {data.test.height}")
+    cfg = train_config(config)
+    candidate = pipeline.train_and_evaluate(data, cfg)
+    registered = pipeline.register(candidate, data, settings, url, cfg)
+    metrics = candidate.evaluation.metrics
+    training = candidate.outcome.as_dict()
+    context.log.info(f"registered {registered.name} v{registered.version} as challenger")
+
+    metadata: dict[str, object] = {
+        "model_name": registered.name,
+        "model_version": registered.version,
+        "mlflow_run_id": registered.run_id,
+        # The URI itself may carry credentials when configured; only the embedded default is shown.
+        "mlflow_tracking": "MLFLOW_TRACKING_URI" if settings.mlflow_tracking_uri else settings.resolved_mlflow_uri,
+        "train_rows": data.train.height,
+        "holdout_rows": data.test.height,
+        "training_seconds": dg.MetadataValue.float(round(training["seconds"], 1)),
+        "topic_macro_f1": dg.MetadataValue.float(round(metrics["topic"]["macro_f1"], 4)),
+        "topic_accuracy": dg.MetadataValue.float(round(metrics["topic"]["accuracy"], 4)),
+        "baseline_topic_macro_f1": dg.MetadataValue.float(round(candidate.baseline["topic"]["macro_f1"], 4)),
+        "metrics": dg.MetadataValue.md(metrics_table(metrics)),
+        "candidates": dg.MetadataValue.md(candidates_table(training)),
+        "topic_per_class": dg.MetadataValue.md(per_class_table(metrics["topic"])),
+        "topic_slices": dg.MetadataValue.md(slices_table(metrics["topic"])),
+    }
+    if "urgency" in metrics:
+        metadata["urgency_macro_f1"] = dg.MetadataValue.float(round(metrics["urgency"]["macro_f1"], 4))
+        metadata["most_urgent_recall"] = dg.MetadataValue.float(round(metrics["urgency"]["most_urgent_recall"], 4))
+        metadata["urgency_per_class"] = dg.MetadataValue.md(per_class_table(metrics["urgency"]))
+    for name, png in candidate.evaluation.figures.items():
+        metadata[name.removesuffix(".png")] = png_markdown(png, name)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset_check(
+    asset=CLASSIFIER,
+    name="promotion_gate",
+    blocking=True,
+    description=(
+        "Blocks promotion unless the challenger holds up against the champion on the same holdout: macro-F1 "
+        "not lower by more than the margin, most-urgent recall not lower, no class recall down by more than "
+        "the allowed amount; a first model must beat the majority-class baseline clearly."
+    ),
+)
+def promotion_gate(config: GateSettings, postgres: PostgresResource, platform: PlatformSettingsResource,
+                   mlflow: MlflowResource, alerts: AlertsResource) -> dg.AssetCheckResult:
+    settings = platform.get()
+    mlflow.configure()
+    url = postgres.url()
+    data = pipeline.load_data(settings, url)
+    challenger, challenger_info = registry.load_model_version(settings.model_name, registry.CHALLENGER, settings)
+    challenger_metrics = score_on_holdout(challenger, data.test, data.test_embeddings, data.embedding_model_id)
+    baseline = majority_baseline_metrics(data.train, data.test)
+    gate_config = GateConfig(
+        max_macro_f1_drop=config.max_macro_f1_drop,
+        max_most_urgent_recall_drop=config.max_most_urgent_recall_drop,
+        max_class_recall_drop=config.max_class_recall_drop,
+        min_gain_over_baseline=config.min_gain_over_baseline,
+    )
+    champion_version = registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
+    if champion_version == challenger_info.version:
+        decision = evaluate_gate(challenger_metrics, None, baseline, gate_config)
+    else:
+        decision, champion_version = pipeline.gate_against_champion(
+            challenger_metrics, baseline, data, settings, gate_config
+        )
+    summary = "; ".join(decision.reasons)
+    mlflow.client().set_model_version_tag(
+        settings.model_name, challenger_info.version, GATE_TAG, ("passed: " if decision.passed else "failed: ") + summary[:4000]
+    )
+    if not decision.passed:
+        alerts.send(
+            f"Promotion gate failed for {settings.model_name} v{challenger_info.version}",
+            f"Champion stays at v{champion_version or 'none'}. Reasons: {summary}",
+            severity="warning", source="promotion_gate",
+            dedup_key=f"gate:{settings.model_name}:{challenger_info.version}",
+        )
+    return dg.AssetCheckResult(
+        passed=decision.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "challenger_version": challenger_info.version,
+            "champion_version": champion_version or "none",
+            "decision": "promote" if decision.passed else "keep champion",
+            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons) or "-"),
+            "comparisons": dg.MetadataValue.json(json.loads(json.dumps(decision.comparisons, default=str))),
+        },
+    )
+
+
+@dg.asset(
+    key=CHAMPION,
+    deps=[CLASSIFIER],
+    group_name="training",
+    kinds={"mlflow"},
+    owners=OWNERS,
+    description=(
+        "The model version the API serves: moves the MLflow alias `champion` to the challenger once the "
+        "blocking `promotion_gate` check has passed. Every move is logged in `ops.model_alias_events`; "
+        "`ticketops model rollback` moves it back."
+    ),
+)
+def champion_model(context: dg.AssetExecutionContext, postgres: PostgresResource,
+                   platform: PlatformSettingsResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+    settings = platform.get()
+    client = mlflow.client()
+    challenger = client.get_model_version_by_alias(settings.model_name, registry.CHALLENGER)
+    gate_note = (challenger.tags or {}).get(GATE_TAG, "")
+    if not gate_note.startswith("passed"):
+        raise dg.Failure(f"challenger v{challenger.version} has no passing gate decision ({gate_note or 'none'})")
+    previous = registry.promote(
+        challenger.version, actor=f"dagster:run:{context.run_id[:8]}", reason=gate_note[:1000],
+        url=postgres.url(), settings=settings,
+    )
+    context.log.info(f"champion: v{previous or 'none'} → v{challenger.version}")
+    return dg.MaterializeResult(
+        metadata={
+            "model_name": settings.model_name,
+            "champion_version": challenger.version,
+            "previous_champion": previous or "none",
+            "gate": gate_note[:500],
+            "model_uri": f"models:/{settings.model_name}@champion",
+        }
+    )
+
+
+training_assets = [ticket_classifier, champion_model]
+training_checks = [promotion_gate]
+
+retrain_job = dg.define_asset_job(
+    "retrain",
+    # The whole dbt group so new raw tickets and feedback reach the training mart first.
+    selection=dg.AssetSelection.groups("dbt") | dg.AssetSelection.assets("ticket_embeddings", CLASSIFIER, CHAMPION),
+    description="Refresh the training mart and embeddings, train, gate and (if the gate passes) promote.",
+    hooks={end_mlflow_on_run_finished},
+    tags={"ticketops/job": "retrain", **TRAINING_RUN_TAGS},
+)

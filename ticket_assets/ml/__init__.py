@@ -1,0 +1,1 @@
+"""Machine learning without Dagster: embeddings, training, evaluation, gate, registry, prediction."""

@@ -1,0 +1,129 @@
+"""The data stage of training: the dbt training set, its embeddings and its version."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import psycopg
+
+log = logging.getLogger(__name__)
+
+TRAINING_SET = "marts.training_set"
+TRAINING_COLUMNS = (
+    "ticket_id",
+    "text",
+    "title",
+    "body",
+    "topic",
+    "urgency",
+    "channel",
+    "department",
+    "language",
+    "created_at",
+    "event_at",
+    "text_hash",
+    "text_length",
+    "split",
+)
+
+
+@dataclass
+class TrainingData:
+    train: pl.DataFrame
+    test: pl.DataFrame
+    train_embeddings: np.ndarray | None
+    test_embeddings: np.ndarray | None
+    embedding_model_id: str | None
+
+
+def load_training_set(conn: psycopg.Connection, table: str = TRAINING_SET) -> pl.DataFrame:
+    """The whole training set, ordered by ticket id so row order is reproducible."""
+    with conn.cursor() as cur:
+        cur.execute(f"select {', '.join(TRAINING_COLUMNS)} from {table} order by ticket_id")
+        rows = cur.fetchall()
+    return pl.DataFrame(rows, schema=list(TRAINING_COLUMNS), orient="row", infer_schema_length=None)
+
+
+def split(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    train = frame.filter(pl.col("split") == "train")
+    test = frame.filter(pl.col("split") == "test")
+    if train.is_empty() or test.is_empty():
+        raise ValueError(f"training set needs both splits (train={train.height}, test={test.height})")
+    return train, test
+
+
+def embeddings_for_frame(
+    conn: psycopg.Connection, embedder: Any, frame: pl.DataFrame, store_missing: bool = True
+) -> np.ndarray:
+    """One vector per row of ``frame`` (``text_hash``, ``text``): stored ones from the embedding
+    store, the rest encoded now (and stored, so the next run does not encode them again)."""
+    from ticket_assets.ml.embedding_store import load_embeddings, store_embeddings
+
+    hashes = frame["text_hash"].to_list()
+    stored_hashes, stored = load_embeddings(conn, embedder.model_id, hashes)
+    position = {h: i for i, h in enumerate(stored_hashes)}
+    missing = frame.filter(~pl.col("text_hash").is_in(list(position))).unique(
+        "text_hash", maintain_order=True
+    )
+    if missing.height:
+        log.info("encoding %d texts without a stored %s embedding", missing.height, embedder.model_id)
+        vectors = embedder.encode(missing["text"].to_list())
+        if store_missing:
+            store_embeddings(conn, embedder.model_id, missing["text_hash"].to_list(), vectors)
+            conn.commit()
+        offset = len(stored_hashes)
+        stored = np.vstack([stored, vectors]) if len(stored_hashes) else vectors
+        position.update({h: offset + i for i, h in enumerate(missing["text_hash"].to_list())})
+    return np.asarray(stored[[position[h] for h in hashes]], dtype=np.float32)
+
+
+def load_training_data(conn: psycopg.Connection, embedder: Any | None) -> TrainingData:
+    frame = load_training_set(conn)
+    train, test = split(frame)
+    if embedder is None:
+        return TrainingData(train, test, None, None, None)
+    return TrainingData(
+        train=train,
+        test=test,
+        train_embeddings=embeddings_for_frame(conn, embedder, train),
+        test_embeddings=embeddings_for_frame(conn, embedder, test),
+        embedding_model_id=embedder.model_id,
+    )
+
+
+def data_version(frame: pl.DataFrame, manifest_path: Path | None = None) -> dict[str, Any]:
+    """What identifies the data a model was trained on: row counts, latest event, a content hash
+    over (ticket id, text hash, labels, split), and the dbt manifest's hash when it exists."""
+    version: dict[str, Any] = {
+        "training_set_rows": frame.height,
+        "train_rows": int((frame["split"] == "train").sum()) if "split" in frame.columns else frame.height,
+        "test_rows": int((frame["split"] == "test").sum()) if "split" in frame.columns else 0,
+        "training_set_sha256": content_hash(frame),
+    }
+    if "event_at" in frame.columns and frame["event_at"].null_count() < frame.height:
+        version["max_event_at"] = str(frame["event_at"].max())
+    if manifest_path is not None and manifest_path.exists():
+        version["dbt_training_set_checksum"] = dbt_model_checksum(manifest_path)
+    return version
+
+
+def dbt_model_checksum(manifest_path: Path, model: str = "training_set") -> str:
+    """The checksum dbt keeps of the model's SQL (the whole manifest changes on every parse)."""
+    manifest = json.loads(manifest_path.read_text())
+    for node in manifest.get("nodes", {}).values():
+        if node.get("resource_type") == "model" and node.get("name") == model:
+            return str(node.get("checksum", {}).get("checksum", ""))
+    return hashlib.sha256(manifest_path.read_bytes()).hexdigest()
+
+
+def content_hash(frame: pl.DataFrame) -> str:
+    columns = [c for c in ("ticket_id", "text_hash", "topic", "urgency", "split") if c in frame.columns]
+    canonical = frame.select(columns).sort(columns[0]).write_csv()
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,144 @@
+"""Text features and label conventions shared by training, evaluation and prediction."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+# Ordered from least to most urgent; label sets outside this order fall back (see most_urgent_label).
+URGENCY_ORDER: tuple[str, ...] = ("low", "medium", "high", "critical")
+
+# Upper bounds (characters) of the text-length slices used in evaluation and drift reports.
+LENGTH_BUCKETS: tuple[tuple[str, int], ...] = (
+    ("short", 100),
+    ("medium", 300),
+    ("long", 1000),
+)
+
+
+class TextFeatures:
+    """Word 1-2-gram + char_wb 2-5-gram TF-IDF, one sparse matrix.
+
+    Word n-grams carry topic vocabulary; char_wb n-grams make the features robust to typos and
+    inflection. Fitting uses scikit-learn's ``TfidfVectorizer``; ``transform`` is a direct
+    implementation of the same arithmetic (analyse -> count -> sublinear tf -> idf -> l2 norm):
+    scikit-learn's per-call validation and FeatureUnion plumbing cost ~1.5 ms for one ticket,
+    this costs ~0.2 ms, and a test keeps the two numerically identical.
+    """
+
+    def __init__(
+        self,
+        word_ngrams: tuple[int, int] = (1, 2),
+        char_ngrams: tuple[int, int] = (2, 5),
+        min_df: int = 2,
+        max_features: int | None = 300_000,
+    ) -> None:
+        common = {"sublinear_tf": True, "min_df": min_df, "max_features": max_features, "dtype": np.float32}
+        self.vectorizers: list[TfidfVectorizer] = [
+            TfidfVectorizer(ngram_range=word_ngrams, **common),
+            TfidfVectorizer(analyzer="char_wb", ngram_range=char_ngrams, **common),
+        ]
+        self._analyzers: list[Callable[[str], list[str]]] | None = None
+
+    @property
+    def n_features(self) -> int:
+        return sum(len(v.vocabulary_) for v in self.vectorizers)
+
+    def fit_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        adjusted_min_df = [_feasible_min_df(v, len(texts)) for v in self.vectorizers]
+        parts = []
+        for vectorizer, min_df in zip(self.vectorizers, adjusted_min_df, strict=True):
+            vectorizer.set_params(min_df=min_df)
+            parts.append(vectorizer.fit_transform(texts))
+            # Every pruned n-gram is kept in stop_words_ for introspection only; it would make the
+            # pickled model many times larger.
+            vectorizer.stop_words_ = None
+        return sp.hstack(parts, format="csr", dtype=np.float32)
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        analyzers = self._get_analyzers()
+        data: list[np.ndarray] = []
+        indices: list[np.ndarray] = []
+        indptr = [0]
+        for text in texts:
+            offset = row_nnz = 0
+            for vectorizer, analyze in zip(self.vectorizers, analyzers, strict=True):
+                columns, values = _tfidf_row(vectorizer, analyze(text))
+                indices.append(columns + offset)
+                data.append(values)
+                offset += len(vectorizer.vocabulary_)
+                row_nnz += len(columns)
+            indptr.append(indptr[-1] + row_nnz)
+        return sp.csr_matrix(
+            (
+                np.concatenate(data) if data else np.zeros(0, np.float32),
+                np.concatenate(indices) if indices else np.zeros(0, np.int64),
+                np.asarray(indptr),
+            ),
+            shape=(len(texts), self.n_features),
+            dtype=np.float32,
+        )
+
+    def _get_analyzers(self) -> list[Callable[[str], list[str]]]:
+        if self._analyzers is None:
+            self._analyzers = [v.build_analyzer() for v in self.vectorizers]
+        return self._analyzers
+
+    def __getstate__(self) -> dict[str, object]:
+        # Analyzers are closures, rebuilt on first use after unpickling.
+        return {**self.__dict__, "_analyzers": None}
+
+
+def _feasible_min_df(vectorizer: TfidfVectorizer, n_docs: int) -> int | float:
+    """A tiny training set (tests, first runs) cannot demand that n-grams occur in 2+ documents
+    when it has fewer than that: keep min_df meaningful but satisfiable."""
+    min_df = vectorizer.get_params()["min_df"]
+    return min(min_df, max(1, n_docs // 2)) if isinstance(min_df, int) else min_df
+
+
+def _tfidf_row(vectorizer: TfidfVectorizer, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    vocabulary = vectorizer.vocabulary_
+    counts = Counter(vocabulary[token] for token in tokens if token in vocabulary)
+    if not counts:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    columns = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+    values = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+    values = (np.log(values) + 1.0) * vectorizer.idf_[columns]  # sublinear tf x idf
+    values /= np.sqrt(np.dot(values, values))
+    return columns, values.astype(np.float32)
+
+
+def most_urgent_label(
+    labels: Iterable[str], counts: Counter[str] | None = None, fallback: str | None = None
+) -> str:
+    """The label whose recall the promotion gate protects.
+
+    Known levels (low < medium < high < critical, case-insensitive): the highest one present.
+    Otherwise ``fallback`` when it is one of the labels, else the rarest label (ties by name) —
+    in an unknown scheme the rarest level is the most likely to be the escalation one.
+    """
+    labels = sorted(set(labels))
+    if not labels:
+        raise ValueError("no labels")
+    rank = {level: i for i, level in enumerate(URGENCY_ORDER)}
+    if all(label.lower() in rank for label in labels):
+        return max(labels, key=lambda label: rank[label.lower()])
+    if fallback is not None and fallback in labels:
+        return fallback
+    counts = counts or Counter()
+    return min(labels, key=lambda label: (counts.get(label, 0), label))
+
+
+def length_bucket(n_chars: int) -> str:
+    for name, upper in LENGTH_BUCKETS:
+        if n_chars < upper:
+            return name
+    return "very_long"
+
+
+def length_buckets(texts: Sequence[str]) -> list[str]:
+    return [length_bucket(len(text)) for text in texts]

@@ -1,0 +1,135 @@
+"""Training end to end, as small stages the Dagster layer and the CLI can call one by one:
+data -> train -> evaluate (+ majority baseline) -> register (alias ``challenger``) -> gate -> promote.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ticket_assets.ml.dataset import TrainingData, data_version, load_training_data
+from ticket_assets.ml.evaluate import Evaluation, evaluate_model, majority_baseline_metrics
+from ticket_assets.ml.gate import GateConfig, GateDecision, evaluate_gate, score_on_holdout
+from ticket_assets.ml.registry import (
+    CHAMPION,
+    RegisteredVersion,
+    get_alias_version,
+    load_model_version,
+    log_training_run,
+    promote,
+)
+from ticket_assets.ml.train import TrainConfig, TrainingOutcome, train_triage_model
+from ticket_assets.services.postgres import connect, database_url
+from ticket_assets.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DBT_MANIFEST = Path(__file__).resolve().parents[2] / "dbt_project" / "target" / "manifest.json"
+
+
+@dataclass
+class TrainedCandidate:
+    outcome: TrainingOutcome
+    evaluation: Evaluation
+    baseline: dict[str, Any]
+
+
+@dataclass
+class TrainingRunResult:
+    registered: RegisteredVersion
+    metrics: dict[str, Any]
+    baseline: dict[str, Any]
+    gate: GateDecision
+    champion_before: str | None
+    promoted: bool
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def load_data(settings: Settings, url: str, with_embeddings: bool = True) -> TrainingData:
+    from ticket_assets.ml.embed import get_embedder
+
+    with connect(url) as conn:
+        return load_training_data(conn, get_embedder(settings) if with_embeddings else None)
+
+
+def train_and_evaluate(data: TrainingData, config: TrainConfig | None = None) -> TrainedCandidate:
+    outcome = train_triage_model(data.train, data.train_embeddings, data.embedding_model_id, config)
+    evaluation = evaluate_model(outcome.model, data.test, data.test_embeddings, data.embedding_model_id)
+    return TrainedCandidate(outcome, evaluation, majority_baseline_metrics(data.train, data.test))
+
+
+def register(
+    candidate: TrainedCandidate, data: TrainingData, settings: Settings, url: str, config: TrainConfig
+) -> RegisteredVersion:
+    import polars as pl
+
+    version = data_version(pl.concat([data.train, data.test], how="vertical_relaxed"), DBT_MANIFEST)
+    version["embedding_model_id"] = data.embedding_model_id
+    return log_training_run(
+        candidate.outcome.model,
+        candidate.evaluation.metrics,
+        candidate.evaluation.figures,
+        params={"train": config.as_params(), "chosen": candidate.outcome.model.metadata["chosen"]},
+        data_version=version,
+        settings=settings,
+        reports={"training": candidate.outcome.as_dict(), "baseline": candidate.baseline},
+        db_url=url,
+    )
+
+
+def gate_against_champion(
+    challenger_metrics: dict[str, Any],
+    baseline: dict[str, Any],
+    data: TrainingData,
+    settings: Settings,
+    gate_config: GateConfig | None = None,
+) -> tuple[GateDecision, str | None]:
+    """Re-score the current champion on the challenger's holdout and apply the gate."""
+    champion_version = get_alias_version(settings.model_name, CHAMPION, settings)
+    if champion_version is None:
+        return evaluate_gate(challenger_metrics, None, baseline, gate_config), None
+    champion, _ = load_model_version(settings.model_name, champion_version, settings)
+    if champion.needs_embeddings and champion.embedding_model_id != data.embedding_model_id:
+        # Vectors from another embedding model would score the champion unfairly: a person decides.
+        reason = (
+            f"champion v{champion_version} uses {champion.embedding_model_id!r} embeddings, the holdout has "
+            f"{data.embedding_model_id!r}: not comparable, promote manually if intended"
+        )
+        return GateDecision(False, [reason], {}), champion_version
+    champion_metrics = score_on_holdout(champion, data.test, data.test_embeddings, data.embedding_model_id)
+    return evaluate_gate(challenger_metrics, champion_metrics, baseline, gate_config), champion_version
+
+
+def run_training(
+    settings: Settings | None = None,
+    url: str | None = None,
+    config: TrainConfig | None = None,
+    gate_config: GateConfig | None = None,
+    promote_if_passed: bool = True,
+    actor: str = "training",
+) -> TrainingRunResult:
+    settings = settings or get_settings()
+    url = url or database_url(settings)
+    config = config or TrainConfig()
+    data = load_data(settings, url)
+    candidate = train_and_evaluate(data, config)
+    registered = register(candidate, data, settings, url, config)
+    decision, champion_before = gate_against_champion(
+        candidate.evaluation.metrics, candidate.baseline, data, settings, gate_config
+    )
+    promoted = False
+    if decision.passed and promote_if_passed:
+        promote(registered.version, actor, "; ".join(decision.reasons)[:1000], url=url, settings=settings)
+        promoted = True
+    log.info("gate %s: %s", "passed" if decision.passed else "failed", decision.reasons)
+    return TrainingRunResult(
+        registered=registered,
+        metrics=candidate.evaluation.metrics,
+        baseline=candidate.baseline,
+        gate=decision,
+        champion_before=champion_before,
+        promoted=promoted,
+        training=candidate.outcome.as_dict(),
+    )

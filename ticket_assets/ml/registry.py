@@ -1,0 +1,483 @@
+"""MLflow tracking and model registry with a plain ``MlflowClient`` (no Dagster).
+
+Aliases: a new version is ``challenger``; the promotion gate moves ``champion``. Every alias move is
+also a row in Postgres ``ops.model_alias_events`` (who, why, from which version), and a promoted
+version carries the tag ``ticketops.previous_champion`` so ``rollback`` knows where to go back to
+without parsing history.
+
+Registered artifacts: an MLflow pyfunc (``TriagePyfunc``) whose ``triage_model`` artifact is the
+joblib-pickled ``TriageModel``. Loading needs the ``ticket_assets`` package importable (the pickled
+classes live there); the pip requirements logged with the model pin the libraries it uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import joblib
+import psycopg
+
+from ticket_assets.ml.predict import TriageModel, TriagePyfunc
+from ticket_assets.services.postgres import apply_schema, connect, database_url
+from ticket_assets.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION_TAG = "ticketops.previous_champion"
+MODEL_ARTIFACT = "model"
+# Metrics shown by list_versions and copied onto each version as tags.
+KEY_METRICS = (
+    "topic.macro_f1",
+    "topic.accuracy",
+    "topic.ece",
+    "urgency.macro_f1",
+    "urgency.most_urgent_recall",
+)
+_REQUIREMENTS = (
+    "mlflow",
+    "scikit-learn",
+    "scipy",
+    "numpy",
+    "pandas",
+    "polars",
+    "joblib",
+    "sentence-transformers",
+)
+_METRIC_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
+_experiment_ids: dict[tuple[str, str], str] = {}
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    name: str
+    version: str
+    run_id: str | None
+    aliases: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    created_at: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+class NoPreviousChampionError(LookupError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------
+# Tracking
+
+
+def configure_mlflow(settings: Settings | None = None) -> Any:
+    """Point MLflow at the platform's store and make sure the experiment exists; returns a client.
+
+    With the default SQLite store the experiment's artifact location is set explicitly to
+    ``settings.mlflow_artifact_root`` so ``mlflow ui --backend-store-uri sqlite:///<data>/mlflow/mlflow.db``
+    (from any working directory) finds runs, figures and registered models.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings = settings or get_settings()
+    uri = settings.resolved_mlflow_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment_id(client, settings)
+    return client
+
+
+def experiment_id(client: Any, settings: Settings) -> str:
+    key = (settings.resolved_mlflow_uri, settings.model_name)
+    if key not in _experiment_ids:  # the API polls aliases often: look the experiment up once
+        _experiment_ids[key] = _get_or_create_experiment(client, settings)
+    return _experiment_ids[key]
+
+
+def _get_or_create_experiment(client: Any, settings: Settings) -> str:
+    experiment = client.get_experiment_by_name(settings.model_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if _is_local_store(settings.resolved_mlflow_uri):
+        settings.mlflow_artifact_root.mkdir(parents=True, exist_ok=True)
+        artifact_location = settings.mlflow_artifact_root.resolve().as_uri()
+    try:
+        return client.create_experiment(settings.model_name, artifact_location=artifact_location)
+    except Exception:  # another process created it first
+        experiment = client.get_experiment_by_name(settings.model_name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:", "/"))
+
+
+def log_training_run(
+    model: TriageModel,
+    metrics: dict[str, Any],
+    figures: dict[str, bytes],
+    params: dict[str, Any],
+    data_version: dict[str, Any],
+    *,
+    settings: Settings | None = None,
+    reports: dict[str, Any] | None = None,
+    run_name: str | None = None,
+    actor: str = "training",
+    db_url: str | None = None,
+) -> RegisteredVersion:
+    """Log one training run and register its model as a new version with alias ``challenger``.
+
+    ``metrics`` are holdout metrics (``evaluate`` layout) — logged flattened as MLflow metrics and
+    whole as JSON; ``reports`` are extra JSON documents (CV results, baseline, gate ...) by name.
+    """
+    import mlflow
+
+    settings = settings or get_settings()
+    client = configure_mlflow(settings)
+    exp_id = experiment_id(client, settings)
+    data_tags = {f"data.{key}": _tag_value(value) for key, value in data_version.items()}
+    with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=data_tags) as run:
+        run_id = run.info.run_id
+        _log_params(client, run_id, params)
+        _log_metrics(client, run_id, flatten_metrics(metrics))
+        mlflow.log_dict(metrics, "metrics/holdout.json")
+        mlflow.log_dict(data_version, "data_version.json")
+        for name, document in (reports or {}).items():
+            mlflow.log_dict(document, f"reports/{name}.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            figure_dir = Path(tmp) / "figures"
+            figure_dir.mkdir()
+            for file_name, png in figures.items():
+                (figure_dir / file_name).write_bytes(png)
+            if figures:
+                mlflow.log_artifacts(str(figure_dir), "figures")
+            model_info = _log_pyfunc(model, Path(tmp), settings.model_name)
+    version = str(model_info.registered_model_version)
+    for key, value in {**data_tags, **_key_metric_tags(metrics)}.items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
+    set_alias(settings.model_name, CHALLENGER, version, actor, "new training run", db_url, settings=settings)
+    log.info("registered %s version %s (run %s)", settings.model_name, version, run_id)
+    return RegisteredVersion(name=settings.model_name, version=version, run_id=run_id)
+
+
+def _log_pyfunc(model: TriageModel, tmp: Path, registered_name: str) -> Any:
+    import mlflow
+    import pandas as pd
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    model_path = tmp / "triage_model.joblib"
+    joblib.dump(model, model_path, compress=3)
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", "text")]),
+        outputs=Schema(
+            [
+                ColSpec("string", "topic"),
+                ColSpec("double", "topic_confidence"),
+                ColSpec("string", "urgency", required=False),
+                ColSpec("double", "urgency_confidence", required=False),
+            ]
+        ),
+    )
+    example = pd.DataFrame(
+        {"text": ["Laptop does not turn on after the update. Please help, I have a demo at 3pm."]}
+    )
+    return mlflow.pyfunc.log_model(
+        name=MODEL_ARTIFACT,
+        python_model=TriagePyfunc(),
+        artifacts={TriagePyfunc.ARTIFACT_KEY: str(model_path)},
+        signature=signature,
+        input_example=example,
+        pip_requirements=pip_requirements(),
+        registered_model_name=registered_name,
+        metadata={"embedding_model_id": model.embedding_model_id, "targets": sorted(model.targets)},
+    )
+
+
+def pip_requirements() -> list[str]:
+    """Pinned to what trained the model; listing them explicitly skips MLflow's slow inference."""
+    pins = []
+    for package in _REQUIREMENTS:
+        try:
+            pins.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves as ``a.b.c`` names; lists (confusion matrix, reliability) stay in the JSON."""
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = _METRIC_NAME_UNSAFE.sub("_", f"{prefix}{key}")
+        if isinstance(value, dict):
+            flat.update(flatten_metrics(value, f"{name}."))
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int | float):
+            flat[name] = float(value)
+    return flat
+
+
+def _flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(_flatten_params(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = _tag_value(value)[:6000]
+    return flat
+
+
+def _log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    flat = _flatten_params(params)
+    items = [Param(key, value) for key, value in flat.items()]
+    for start in range(0, len(items), 100):  # MLflow caps a batch at 100 params
+        client.log_batch(run_id, params=items[start : start + 100])
+
+
+def _log_metrics(client: Any, run_id: str, flat: dict[str, float]) -> None:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(key, value, now, 0) for key, value in flat.items()]
+    for start in range(0, len(items), 1000):
+        client.log_batch(run_id, metrics=items[start : start + 1000])
+
+
+def _tag_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def _key_metric_tags(metrics: dict[str, Any]) -> dict[str, str]:
+    flat = flatten_metrics(metrics)
+    return {f"metric.{key}": f"{flat[key]:.6f}" for key in KEY_METRICS if key in flat}
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_model_version(
+    name: str | None = None, alias_or_version: str | int = CHAMPION, settings: Settings | None = None
+) -> tuple[TriageModel, ModelVersionInfo]:
+    """Load a registered version (by alias or number) and unwrap the ``TriageModel`` inside."""
+    import mlflow.pyfunc
+
+    settings = settings or get_settings()
+    name = name or settings.model_name
+    client = configure_mlflow(settings)
+    info = version_info(client, name, alias_or_version)
+    # Load by number: the alias could move between resolving it and loading.
+    pyfunc = mlflow.pyfunc.load_model(info.uri)
+    model = pyfunc.unwrap_python_model().model
+    if not isinstance(model, TriageModel):
+        raise TypeError(f"{info.uri} does not hold a TriageModel")
+    return model, info
+
+
+def version_info(client: Any, name: str, alias_or_version: str | int) -> ModelVersionInfo:
+    key = str(alias_or_version)
+    mv = (
+        client.get_model_version(name, key) if key.isdigit() else client.get_model_version_by_alias(name, key)
+    )
+    return ModelVersionInfo(
+        name=name,
+        version=str(mv.version),
+        run_id=mv.run_id,
+        aliases=sorted(getattr(mv, "aliases", []) or []),
+        tags=dict(mv.tags or {}),
+        created_at=_iso(mv.creation_timestamp),
+    )
+
+
+def _iso(timestamp_ms: int | None) -> str | None:
+    return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).isoformat() if timestamp_ms else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Aliases
+
+
+def get_alias_version(
+    name: str | None = None, alias: str = CHAMPION, settings: Settings | None = None
+) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    settings = settings or get_settings()
+    client = configure_mlflow(settings)
+    try:
+        return str(client.get_model_version_by_alias(name or settings.model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def set_alias(
+    name: str | None,
+    alias: str,
+    version: str | int,
+    actor: str,
+    reason: str,
+    url: str | None = None,
+    *,
+    settings: Settings | None = None,
+) -> str | None:
+    """Point ``alias`` at ``version`` and record the move in ``ops.model_alias_events``.
+
+    Returns the version the alias pointed at before (None if it was unset).
+    """
+    settings = settings or get_settings()
+    name = name or settings.model_name
+    client = configure_mlflow(settings)
+    client.get_model_version(name, str(version))  # fails loudly for a version that does not exist
+    previous = get_alias_version(name, alias, settings)
+    client.set_registered_model_alias(name, alias, str(version))
+    record_alias_event(url or database_url(settings), name, alias, previous, str(version), actor, reason)
+    log.info("%s@%s: %s -> %s by %s (%s)", name, alias, previous, version, actor, reason)
+    return previous
+
+
+def record_alias_event(
+    url: str, name: str, alias: str, from_version: str | None, to_version: str, actor: str, reason: str
+) -> None:
+    statement = (
+        "insert into ops.model_alias_events (model_name, alias, from_version, to_version, actor, reason) "
+        "values (%s, %s, %s, %s, %s, %s)"
+    )
+    row = (name, alias, int(from_version) if from_version else None, int(to_version), actor, reason)
+    try:
+        with connect(url) as conn:
+            conn.execute(statement, row)
+    except psycopg.errors.UndefinedTable:
+        apply_schema(url)  # a fresh database: create the platform tables once, then record
+        with connect(url) as conn:
+            conn.execute(statement, row)
+
+
+def promote(
+    version: str | int,
+    actor: str,
+    reason: str,
+    *,
+    name: str | None = None,
+    url: str | None = None,
+    settings: Settings | None = None,
+) -> str | None:
+    """Make ``version`` the champion; returns the previous champion (remembered on the version)."""
+    settings = settings or get_settings()
+    name = name or settings.model_name
+    client = configure_mlflow(settings)
+    previous = get_alias_version(name, CHAMPION, settings)
+    if previous == str(version):
+        return previous
+    if previous is not None:
+        client.set_model_version_tag(name, str(version), PREVIOUS_CHAMPION_TAG, previous)
+    elif _has_tag(client, name, version, PREVIOUS_CHAMPION_TAG):
+        # A stale pointer from an earlier promotion would make rollback jump somewhere odd.
+        client.delete_model_version_tag(name, str(version), PREVIOUS_CHAMPION_TAG)
+    set_alias(name, CHAMPION, version, actor, reason, url, settings=settings)
+    return previous
+
+
+def rollback(
+    actor: str,
+    reason: str,
+    *,
+    name: str | None = None,
+    url: str | None = None,
+    settings: Settings | None = None,
+) -> str:
+    """Move ``champion`` back to the version it replaced; returns that version."""
+    settings = settings or get_settings()
+    name = name or settings.model_name
+    client = configure_mlflow(settings)
+    current = get_alias_version(name, CHAMPION, settings)
+    if current is None:
+        raise NoPreviousChampionError(f"{name} has no champion to roll back")
+    previous = client.get_model_version(name, current).tags.get(PREVIOUS_CHAMPION_TAG)
+    if not previous:
+        raise NoPreviousChampionError(f"{name} version {current} replaced no earlier champion")
+    set_alias(name, CHAMPION, previous, actor, reason, url, settings=settings)
+    return previous
+
+
+def _has_tag(client: Any, name: str, version: str | int, key: str) -> bool:
+    return key in (client.get_model_version(name, str(version)).tags or {})
+
+
+def list_versions(name: str | None = None, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Every version, newest first, with its aliases, data version and key holdout metrics."""
+    settings = settings or get_settings()
+    name = name or settings.model_name
+    client = configure_mlflow(settings)
+    versions = client.search_model_versions(f"name = '{name}'")
+    # Version search does not fill in aliases; the registered model holds them.
+    aliases_of: dict[str, list[str]] = {}
+    if versions:
+        for alias, version in (client.get_registered_model(name).aliases or {}).items():
+            aliases_of.setdefault(str(version), []).append(alias)
+    result = []
+    for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        tags = dict(mv.tags or {})
+        metrics = {
+            key.removeprefix("metric."): float(v) for key, v in tags.items() if key.startswith("metric.")
+        }
+        result.append(
+            {
+                "name": name,
+                "version": str(mv.version),
+                "aliases": sorted(aliases_of.get(str(mv.version), [])),
+                "run_id": mv.run_id,
+                "created_at": _iso(mv.creation_timestamp),
+                "status": mv.status,
+                "metrics": metrics,
+                # Headline figures at the top level for tables (CLI, UI).
+                "macro_f1": metrics.get("topic.macro_f1"),
+                "most_urgent_recall": metrics.get("urgency.most_urgent_recall"),
+                "data_version": {
+                    key.removeprefix("data."): v for key, v in tags.items() if key.startswith("data.")
+                },
+                "previous_champion": tags.get(PREVIOUS_CHAMPION_TAG),
+            }
+        )
+    return result
+
+
+def alias_events(url: str, name: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Most recent alias moves first."""
+    with connect(url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(
+            "select id, model_name, alias, from_version, to_version, actor, reason, at "
+            "from ops.model_alias_events where model_name = %s order by id desc limit %s",
+            (name, limit),
+        )
+        return list(cur.fetchall())

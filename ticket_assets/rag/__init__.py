@@ -1,0 +1,1 @@
+"""Knowledge base: articles and chunking (kb), the vector index (index), answer drafts (draft)."""

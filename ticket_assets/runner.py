@@ -1,0 +1,89 @@
+"""Run the asset graph headless (``ticketops materialize`` / ``ticketops up``) on a persistent instance.
+
+Runs execute in this process (one import, one model load) but are recorded in the Dagster instance
+under ``DAGSTER_HOME``, so the UI shows them with their metadata and check results.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from ticket_assets.services import postgres
+from ticket_assets.services.dbt import prepare_manifest
+from ticket_assets.settings import Settings, get_settings, reset_settings_cache
+
+DAGSTER_YAML = """\
+# Written by ticketops: a local instance on SQLite under DAGSTER_HOME.
+telemetry:
+  enabled: false
+concurrency:
+  default_op_concurrency_limit: 2
+run_queue:
+  max_concurrent_runs: 2
+"""
+
+
+def prepare_environment(settings: Settings | None = None) -> Settings:
+    """Resolve every service once and export it, so child processes (dagster dev, dbt, runs, the API)
+    all use the same database, data directory and Dagster home."""
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = postgres.database_url(settings)
+    dagster_home = settings.resolved_dagster_home
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    dagster_yaml = dagster_home / "dagster.yaml"
+    if not dagster_yaml.exists():
+        dagster_yaml.write_text(DAGSTER_YAML)
+    os.environ.update(
+        {
+            "DATABASE_URL": url,
+            "DAGSTER_HOME": str(dagster_home),
+            "TICKETOPS_DATA_DIR": str(settings.data_dir),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+        }
+    )
+    reset_settings_cache()
+    postgres.apply_schema(url)
+    prepare_manifest()
+    return get_settings()
+
+
+@dataclass
+class MaterializeOutcome:
+    success: bool
+    run_id: str
+    materialized: list[str] = field(default_factory=list)
+    failed_steps: list[str] = field(default_factory=list)
+    checks: dict[str, bool] = field(default_factory=dict)
+
+
+def materialize(selection: str | None = None, *, instance: dg.DagsterInstance | None = None,
+                run_config: dict | None = None, tags: dict[str, str] | None = None) -> MaterializeOutcome:
+    """Materialise the selected assets (default: the whole graph) and report what happened."""
+    from ticket_assets.definitions import defs
+
+    instance = instance or dg.DagsterInstance.get()
+    job = defs.resolve_implicit_global_asset_job_def()
+    asset_keys = None
+    if selection:
+        asset_keys = list(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
+        if not asset_keys:
+            raise ValueError(f"selection {selection!r} matches no asset")
+    result = job.execute_in_process(
+        instance=instance, asset_selection=asset_keys, raise_on_error=False, run_config=run_config,
+        tags=tags or {"ticketops/trigger": "cli"},
+    )
+    outcome = MaterializeOutcome(success=result.success, run_id=result.run_id)
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            outcome.materialized.append(event.asset_key.to_user_string())
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            outcome.failed_steps.append(event.step_key or "?")
+        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            outcome.checks[evaluation.asset_check_key.to_user_string()] = evaluation.passed
+    return outcome

@@ -1,0 +1,368 @@
+"""Import help-desk CSV exports (plain or gzip) through a column mapping.
+
+Row-level problems never stop an import: the row goes to the quarantine frame with a reason code
+(``REJECT_REASONS``) and the rest loads. Only a file that cannot be read as a whole (missing, not
+text/CSV, no header, a mapped column absent) raises ``SourceReadError``, before anything is written.
+
+Encoding: files are read as UTF-8 (a BOM is allowed) or as ``ColumnMapping.encoding``, one
+physical line at a time. A line with bytes invalid in that encoding rejects only the record it
+belongs to (``invalid_encoding``; the stored raw record shows U+FFFD for the bad bytes), because
+guessing another encoding per line would silently corrupt text. An undecodable header means the
+whole file is in another encoding, which raises. Splitting on line breaks before decoding is
+safe for UTF-8 and single-byte encodings (the only kind accepted: UTF-16 files look binary).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from ticket_assets.sources.frame import REJECTED_SCHEMA, UTC_DATETIME, conform, empty_rejected
+from ticket_assets.sources.text import detect_language, normalize_label, normalize_urgency, text_hash_series
+
+REJECT_REASONS = {
+    "blank_text": "the mapped text column is missing or blank",
+    "unparseable_date": "the created column holds a value that is not a date/time",
+    "field_count_mismatch": "the row has more or fewer fields than the header (unknown columns)",
+    "invalid_encoding": "the row holds bytes that are invalid in the file's encoding",
+    "malformed_csv": "the row cannot be parsed as CSV (e.g. an unterminated quote)",
+    "missing_id": "the mapped id column is blank",
+    "duplicate_id": "a later row in the same file has the same id; the last one wins",
+}
+MAX_RAW_RECORD_CHARS = 10_000  # keep one pathological row from bloating the quarantine
+_SNIFF_BYTES = 8192
+
+csv.field_size_limit(16 * 1024 * 1024)
+
+
+class SourceReadError(Exception):
+    """The file cannot be imported at all; nothing was written."""
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    text_col: str
+    title_col: str | None = None
+    topic_col: str | None = None
+    urgency_col: str | None = None
+    id_col: str | None = None
+    created_col: str | None = None
+    channel_col: str | None = None
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    date_format: str | None = None  # strptime format; default: ISO 8601 (date, time and offset optional)
+
+    def mapped(self) -> dict[str, str]:
+        """Ticket field -> CSV column for every mapped column."""
+        fields = {
+            "body": self.text_col,
+            "title": self.title_col,
+            "topic": self.topic_col,
+            "urgency": self.urgency_col,
+            "id": self.id_col,
+            "created": self.created_col,
+            "channel": self.channel_col,
+        }
+        return {field: column for field, column in fields.items() if column}
+
+
+@dataclass(frozen=True)
+class ImportBatch:
+    valid: pl.DataFrame  # the ticket frame contract (frame.TICKET_SCHEMA)
+    rejected: pl.DataFrame  # source, row_ref, reason, raw_record
+
+    @property
+    def read(self) -> int:
+        return self.valid.height + self.rejected.height
+
+    def reasons(self) -> dict[str, int]:
+        counts = self.rejected.group_by("reason").len().sort("reason")
+        return dict(zip(counts["reason"].to_list(), counts["len"].to_list(), strict=True))
+
+
+@dataclass
+class _Records:
+    """Parsed records, column-wise, with the line each one started on."""
+
+    header: list[str]
+    rows: list[list[str]]
+    lines: list[int]
+    raw: list[str]
+    rejected: list[tuple[int, str, str]]  # (line, reason, raw record)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise SourceReadError(f"{path}: file not found")
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise SourceReadError(f"{path}: not a readable gzip file ({exc})") from None
+    if b"\x00" in data[:_SNIFF_BYTES]:
+        raise SourceReadError(
+            f"{path}: looks binary (NUL bytes), not a CSV text file (UTF-16 is not supported)"
+        )
+    return data
+
+
+def _decoded_lines(data: bytes, encoding: str, bad_lines: set[int]) -> Iterator[str]:
+    """Physical lines decoded one by one; numbers (1-based) of undecodable ones go to ``bad_lines``."""
+    for number, line in enumerate(data.splitlines(keepends=True), start=1):
+        try:
+            text = line.decode(encoding)
+        except UnicodeDecodeError:
+            bad_lines.add(number)
+            text = line.decode(encoding, errors="replace")
+        if number == 1:
+            text = text.removeprefix("\ufeff")
+        yield text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+
+
+def _parse_records(path: Path, data: bytes, mapping: ColumnMapping) -> _Records:
+    bad_lines: set[int] = set()
+    lines = list(_decoded_lines(data, mapping.encoding, bad_lines))
+    reader = csv.reader(iter(lines), delimiter=mapping.delimiter, strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise SourceReadError(f"{path}: empty file, no header row") from None
+    except csv.Error as exc:
+        raise SourceReadError(f"{path}: header is not valid CSV ({exc})") from None
+    if any(number <= reader.line_num for number in bad_lines):
+        raise SourceReadError(
+            f"{path}: header is not valid {mapping.encoding}; is the file in another encoding?"
+        )
+    header = [name.strip() for name in header]
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise SourceReadError(f"{path}: the header repeats column(s) {', '.join(map(repr, duplicated))}")
+    _check_columns(path, header, mapping)
+
+    records = _Records(header=header, rows=[], lines=[], raw=[], rejected=[])
+    width = len(header)
+    last_line = reader.line_num  # lines consumed so far (1-based numbers of the file)
+    offset = 0  # lines consumed before the current reader started
+    while True:
+        first_line = last_line + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            # Typically an unbalanced quote that would swallow the rest of the file: quarantine
+            # just its first line and resume parsing on the next one.
+            records.rejected.append((first_line, "malformed_csv", _raw_record(lines, first_line, first_line)))
+            offset = last_line = first_line
+            reader = csv.reader(iter(lines[offset:]), delimiter=mapping.delimiter, strict=True)
+            continue
+        last_line = offset + reader.line_num
+        if not fields:  # blank line between records
+            continue
+        raw = _raw_record(lines, first_line, last_line)
+        if bad_lines and not bad_lines.isdisjoint(range(first_line, last_line + 1)):
+            records.rejected.append((first_line, "invalid_encoding", raw))
+        elif len(fields) != width:
+            records.rejected.append((first_line, "field_count_mismatch", raw))
+        else:
+            records.rows.append(fields)
+            records.lines.append(first_line)
+            records.raw.append(raw)
+    return records
+
+
+def _raw_record(lines: list[str], first_line: int, last_line: int) -> str:
+    """The record's text as it appears in the file (all of its physical lines)."""
+    return "".join(lines[first_line - 1 : last_line]).rstrip("\r\n")[:MAX_RAW_RECORD_CHARS]
+
+
+def _check_columns(path: Path, header: list[str], mapping: ColumnMapping) -> None:
+    options = {
+        "body": "text_col",
+        "title": "title_col",
+        "topic": "topic_col",
+        "urgency": "urgency_col",
+        "id": "id_col",
+        "created": "created_col",
+        "channel": "channel_col",
+    }
+    for field, column in mapping.mapped().items():
+        if column not in header:
+            shown = ", ".join(header[:20]) + (" ..." if len(header) > 20 else "")
+            raise SourceReadError(
+                f"{path}: column {column!r} (mapped as {options[field]}) not found; the header has: {shown}"
+            )
+
+
+# --- validation and shaping -----------------------------------------------------------------
+
+
+def parse_timestamp(value: str, date_format: str | None = None) -> datetime | None:
+    """A UTC datetime, or None when ``value`` is not a date. Naive values are taken as UTC."""
+    text = value.strip()
+    try:
+        if date_format:
+            parsed = datetime.strptime(text, date_format)
+        else:
+            if len(text) >= 10 and text[4] == "/" and text[7] == "/":  # 2025/01/31: unambiguous
+                text = text[:4] + "-" + text[5:7] + "-" + text[8:]
+            parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _blank_to_null(column: str) -> pl.Expr:
+    stripped = pl.col(column).str.strip_chars()
+    return pl.when(stripped == "").then(None).otherwise(stripped).alias(column)
+
+
+def _mapped_labels(values: pl.Series, normalise: Callable[[str], str | None]) -> pl.Series:
+    """Normalise labels once per distinct value (exports repeat a handful of labels)."""
+    lookup = {value: normalise(value) for value in values.drop_nulls().unique().to_list()}
+    return values.replace_strict(lookup, default=None, return_dtype=pl.String)
+
+
+def _fields_frame(records: _Records, mapping: ColumnMapping) -> pl.DataFrame:
+    """One row per parsed record: the mapped fields (blank -> null), its line, raw text and position."""
+    columns = {field: records.header.index(column) for field, column in mapping.mapped().items()}
+    frame = pl.DataFrame(
+        {
+            **{field: [row[i] for row in records.rows] for field, i in columns.items()},
+            "line": records.lines,
+            "raw": records.raw,
+            "position": range(len(records.rows)),
+        },
+        schema={
+            **dict.fromkeys(columns, pl.String),
+            "line": pl.Int64,
+            "raw": pl.String,
+            "position": pl.Int64,
+        },
+    )
+    frame = frame.with_columns(_blank_to_null(field) for field in columns)
+    for field in ("title", "topic", "urgency", "id", "created", "channel"):
+        if field not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(field))
+    created = [
+        parse_timestamp(value, mapping.date_format) if value is not None else None
+        for value in frame["created"].to_list()
+    ]
+    return frame.with_columns(created_at=pl.Series(created, dtype=UTC_DATETIME))
+
+
+def read_csv_tickets(path: str | Path, mapping: ColumnMapping, source_name: str | None = None) -> ImportBatch:
+    """Parse and validate a CSV export into valid tickets and quarantined rows. Writes nothing."""
+    path = Path(path)
+    source = f"csv:{source_name or path.name}"
+    records = _parse_records(path, _read_bytes(path), mapping)
+    frame = _fields_frame(records, mapping).with_columns(
+        reason=pl.when(pl.col("body").is_null())
+        .then(pl.lit("blank_text"))
+        .when(pl.col("created").is_not_null() & pl.col("created_at").is_null())
+        .then(pl.lit("unparseable_date"))
+        .when(pl.lit(mapping.id_col is not None) & pl.col("id").is_null())
+        .then(pl.lit("missing_id"))
+    )
+    good = frame.filter(pl.col("reason").is_null())
+    good = good.with_columns(
+        ticket_id=_ticket_ids(good, records, f"{source}:", by_id=mapping.id_col is not None)
+    )
+    # Exports repeat a ticket when it changed: the last row wins, earlier ones are quarantined.
+    good = good.with_columns(
+        reason=pl.when(pl.col("ticket_id").is_last_distinct()).then(None).otherwise(pl.lit("duplicate_id"))
+    )
+    rejected = pl.concat([frame.filter(pl.col("reason").is_not_null()), good.drop("ticket_id")]).filter(
+        pl.col("reason").is_not_null()
+    )
+    good = good.filter(pl.col("reason").is_null())
+    return ImportBatch(
+        valid=_tickets(good, records, mapping, source), rejected=_rejected(records, rejected, source)
+    )
+
+
+def _ticket_ids(good: pl.DataFrame, records: _Records, prefix: str, by_id: bool) -> pl.Series:
+    if by_id:
+        return good.select(pl.format(prefix + "{}", pl.col("id"))).to_series()
+    # No id column: the row's full content identifies it, so re-importing the file is idempotent.
+    digests = [
+        hashlib.sha256("\x1f".join(records.rows[i]).encode("utf-8")).hexdigest()[:32]
+        for i in good["position"]
+    ]
+    return pl.Series([prefix + digest for digest in digests], dtype=pl.String)
+
+
+def _extra_json(good: pl.DataFrame, records: _Records, mapping: ColumnMapping) -> pl.Series:
+    """Unmapped columns are kept as a JSON object so nothing from the export is lost."""
+    mapped = set(mapping.mapped().values())
+    unmapped = [(i, name) for i, name in enumerate(records.header) if name not in mapped]
+    if not unmapped:
+        return pl.Series(["{}"] * good.height, dtype=pl.String)
+    rows = records.rows
+    return pl.Series(
+        [
+            json.dumps({name: rows[p][i] for i, name in unmapped}, ensure_ascii=False)
+            for p in good["position"]
+        ],
+        dtype=pl.String,
+    )
+
+
+def _tickets(good: pl.DataFrame, records: _Records, mapping: ColumnMapping, source: str) -> pl.DataFrame:
+    titles, bodies = good["title"], good["body"]
+    languages = [
+        detect_language(f"{t} {b}" if t else b)
+        for t, b in zip(titles.to_list(), bodies.to_list(), strict=True)
+    ]
+    tickets = pl.DataFrame(
+        {
+            "ticket_id": good["ticket_id"],
+            "source": pl.Series([source] * good.height, dtype=pl.String),
+            "title": titles,
+            "body": bodies,
+            "topic": _mapped_labels(good["topic"], normalize_label),
+            "urgency": _mapped_labels(good["urgency"], normalize_urgency),
+            "channel": _mapped_labels(good["channel"], normalize_label),
+            "language": pl.Series(languages, dtype=pl.String),
+            "created_at": good["created_at"],
+            "text_hash": text_hash_series(titles, bodies),
+            "extra": _extra_json(good, records, mapping),
+        }
+    )
+    return conform(tickets)
+
+
+def _rejected(records: _Records, rejected_rows: pl.DataFrame, source: str) -> pl.DataFrame:
+    parse_level = pl.DataFrame(
+        {
+            "line": [line for line, _, _ in records.rejected],
+            "reason": [reason for _, reason, _ in records.rejected],
+            "raw_record": [raw for _, _, raw in records.rejected],
+        },
+        schema={"line": pl.Int64, "reason": pl.String, "raw_record": pl.String},
+    )
+    value_level = rejected_rows.select("line", "reason", pl.col("raw").alias("raw_record"))
+    rejected = pl.concat([parse_level, value_level]).sort("line")
+    if rejected.is_empty():
+        return empty_rejected()
+    return rejected.select(
+        pl.lit(source).alias("source"),
+        pl.col("line").cast(pl.String).alias("row_ref"),
+        "reason",
+        "raw_record",
+    ).cast(REJECTED_SCHEMA)
