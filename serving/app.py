@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager, suppress
 
 import anyio.to_thread
 import httpx
+from fastapi.staticfiles import StaticFiles
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -185,6 +186,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (triage.router, answer.router, feedback.router, model.router):
         app.include_router(router, dependencies=protected)
     app.include_router(health.router)
+    # Drift reports (Evidently HTML) written by the drift_report asset: the Dagster UI links here.
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    app.mount("/reports", StaticFiles(directory=settings.reports_dir, html=False), name="reports")
     return app
 
 

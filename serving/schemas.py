@@ -112,6 +112,14 @@ class FeedbackRequest(BaseModel):
 
     request_id: UUID = Field(description="The per-ticket request_id returned by /v1/triage or /v1/answer.")
     true_topic: str | None = Field(default=None, max_length=100)
+    new_topic: bool = Field(
+        default=False,
+        description=(
+            "Set when `true_topic` is a category the served model does not know yet (e.g. a new kind of "
+            "request): it is then only checked to be a lower-case label (`[a-z0-9_]`), and it reaches the "
+            "training data, which is how new categories enter the model. Without it an unknown label is a typo (422)."
+        ),
+    )
     true_urgency: str | None = Field(default=None, max_length=50)
     draft_helpful: bool | None = None
     comment: str | None = Field(default=None, max_length=4000)

@@ -201,6 +201,25 @@ def test_feedback_with_a_label_the_model_does_not_know_is_422(client: TestClient
     assert response.json()["detail"][0]["loc"] == ["body", "true_topic"]
 
 
+def test_feedback_can_name_a_new_topic_when_flagged(client: TestClient, world: ApiWorld) -> None:
+    result = client.post("/v1/triage", json={"ticket": {"text": world.holdout_texts[3]}}).json()["results"][0]
+    accepted = client.post(
+        "/v1/feedback", json={"request_id": result["request_id"], "true_topic": "mfa_rollout", "new_topic": True}
+    )
+    malformed = client.post(
+        "/v1/feedback", json={"request_id": result["request_id"], "true_topic": "MFA roll-out!", "new_topic": True}
+    )
+
+    assert accepted.status_code == 200
+    assert malformed.status_code == 422
+    assert malformed.json()["detail"][0]["loc"] == ["body", "true_topic"]
+    with psycopg.connect(_db(world)) as conn:
+        stored = conn.execute(
+            "select true_topic from ops.feedback where request_id = %s", (result["request_id"],)
+        ).fetchone()
+    assert stored == ("mfa_rollout",)
+
+
 # Model, health, metrics ----------------------------------------------------------------------------
 def test_model_endpoint_describes_the_served_version(client: TestClient, world: ApiWorld) -> None:
     from ticket_assets.ml.embed import get_embedder

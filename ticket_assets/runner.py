@@ -23,6 +23,11 @@ concurrency:
   default_op_concurrency_limit: 2
 run_queue:
   max_concurrent_runs: 2
+  # Two retrainings at once (drift and new labels) would race to move the champion alias.
+  tag_concurrency_limits:
+    - key: ticketops/job
+      value: retrain
+      limit: 1
 """
 
 

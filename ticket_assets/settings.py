@@ -37,6 +37,8 @@ class Settings(BaseSettings):
 
     # Model registry
     model_name: str = Field(default="ticket-triage", validation_alias=_env("MODEL_NAME"))
+    # Small hyper-parameter grids and 2 CV folds: demos, CI and laptops; production keeps the full search.
+    train_quick: bool = Field(default=False, validation_alias=_env("TRAIN_QUICK"))
 
     # LLM (any OpenAI-compatible endpoint). Unset base URL -> extractive drafts.
     llm_base_url: str | None = Field(default=None, validation_alias=_env("LLM_BASE_URL", "LLM_BASE_URL"))

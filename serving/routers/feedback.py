@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import psycopg_pool
 from fastapi import APIRouter, HTTPException, status
@@ -33,10 +35,22 @@ returning created_at, updated_at, updated_at > created_at as updated
 PENDING_WAIT_S = 5.0
 
 
+NEW_LABEL = re.compile(r"^[a-z0-9][a-z0-9_]{0,62}$")
+
+
 def _check_labels(body: FeedbackRequest, topics: tuple[str, ...], urgencies: tuple[str, ...]) -> None:
     errors = []
+    if body.new_topic and body.true_topic is not None and not NEW_LABEL.match(body.true_topic):
+        errors.append(
+            {
+                "type": "string_pattern_mismatch",
+                "loc": ("body", "true_topic"),
+                "msg": "a new topic must be a lower-case label of letters, digits and underscores",
+                "ctx": {"pattern": NEW_LABEL.pattern},
+            }
+        )
     for field, value, allowed in (
-        ("true_topic", body.true_topic, topics),
+        ("true_topic", None if body.new_topic else body.true_topic, topics),
         ("true_urgency", body.true_urgency, urgencies),
     ):
         if value is not None and allowed and value not in allowed:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
+from psycopg import sql
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from ticket_assets.defs.resources import PostgresResource
@@ -54,4 +55,23 @@ def ticket_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, po
     # dbt reads its connection from TICKETOPS_PG_* (profiles.yml); they are derived here from the
     # one place that knows the database, so dbt and the platform can never point at different ones.
     os.environ.update(postgres.dbt_env())
-    yield from dbt.cli(["build"], context=context).stream().fetch_row_counts()
+    with postgres.connect(autocommit=True) as conn:
+        for event in dbt.cli(["build"], context=context).stream():
+            if isinstance(event, dg.Output):
+                key = context.asset_key_for_output(event.output_name)
+                event = event.with_metadata({**event.metadata, **row_count(conn, key)})
+            yield event
+
+
+def row_count(conn, key: dg.AssetKey) -> dict[str, object]:
+    """Row counts by schema and table (keys mirror them). dagster-dbt's own fetch_row_counts uses the
+    parse-time relation name, which names the database the manifest was prepared against."""
+    schema, table = key.path
+    kind = conn.execute(
+        "select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %s and c.relname = %s", (schema, table),
+    ).fetchone()
+    if kind is None or kind[0] == "v":  # views are not counted: that would run their query
+        return {}
+    count = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()[0]
+    return {"dagster/row_count": dg.MetadataValue.int(int(count))}

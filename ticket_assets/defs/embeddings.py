@@ -32,7 +32,7 @@ def progress_logger(context: dg.AssetExecutionContext, label: str, every_s: floa
     key="ticket_embeddings",
     deps=[TRAINING_SET],
     group_name="embeddings",
-    kinds={"pytorch", "postgres"},
+    kinds={"onnx", "postgres"},
     owners=OWNERS,
     op_tags=HEAVY_STEP_TAGS,
     automation_condition=dg.AutomationCondition.eager(),

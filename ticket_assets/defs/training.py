@@ -28,7 +28,7 @@ GATE_TAG = "ticketops.gate"
 
 
 class ClassifierConfig(dg.Config):
-    quick: bool = False  # small grids and 2 CV folds (demos, tests)
+    quick: bool = False  # small grids and 2 CV folds (demos, tests); TICKETOPS_TRAIN_QUICK=1 sets it too
     cv_folds: int = 3
 
 
@@ -39,8 +39,8 @@ class GateSettings(dg.Config):
     min_gain_over_baseline: float = 0.10
 
 
-def train_config(config: ClassifierConfig) -> TrainConfig:
-    if config.quick:
+def train_config(config: ClassifierConfig, quick_by_default: bool = False) -> TrainConfig:
+    if config.quick or quick_by_default:
         return TrainConfig(cv_folds=2, tfidf_c_grid=(0.3,), embedding_c_grid=(4.0,), max_features=50_000)
     return TrainConfig(cv_folds=config.cv_folds)
 
@@ -100,7 +100,7 @@ def ticket_classifier(context: dg.AssetExecutionContext, config: ClassifierConfi
     url = postgres.url()
     data = pipeline.load_data(settings, url)
     context.log.info(f"training on {data.train.height} tickets, holdout {data.test.height}")
-    cfg = train_config(config)
+    cfg = train_config(config, settings.train_quick)
     candidate = pipeline.train_and_evaluate(data, cfg)
     registered = pipeline.register(candidate, data, settings, url, cfg)
     metrics = candidate.evaluation.metrics

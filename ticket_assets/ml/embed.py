@@ -105,7 +105,8 @@ class OnnxEmbedder:
     i.e. per batch, so a text's vector would shift with whatever it was batched with (cosine down
     to ~0.97 against itself encoded alone). Run one text at a time instead: a vector is then a
     function of its text only - identical in training, in the store and in the API whatever the
-    micro-batch - for ~25% more CPU than batching (BENCHMARKS.md, "Embeddings").
+    micro-batch - for ~4% more CPU per ticket than batches of 64, and less memory (BENCHMARKS.md,
+    "Embeddings").
     """
 
     def __init__(self, model_path: Path, model_id: str, threads: int, one_text_per_run: bool = False) -> None:

@@ -49,8 +49,3 @@ def empty_tickets() -> pl.DataFrame:
 
 def empty_rejected() -> pl.DataFrame:
     return pl.DataFrame(schema=REJECTED_SCHEMA)
-
-
-def reason_code(reason: str) -> str:
-    """Rejection reasons read 'code: detail'; reports count by code."""
-    return reason.split(":", 1)[0].strip()

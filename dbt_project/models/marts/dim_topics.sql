@@ -1,8 +1,9 @@
 {#-
-  One row per topic seen in the staged tickets.
+  One row per topic seen: in the staged tickets or, for categories agents introduced in
+  production feedback (a new kind of request), only in the training set.
   n_tickets counts every staged ticket with the topic (duplicates included); n_labelled counts
-  the ones the classifier learns from (training_set: deduplicated, non-empty text) and share is
-  the topic's fraction of training_set - the class balance.
+  the ones the classifier learns from (training_set: deduplicated, non-empty text, feedback
+  labels included) and share is the topic's fraction of training_set - the class balance.
 -#}
 with staged as (
     select
@@ -16,18 +17,18 @@ with staged as (
 ),
 
 labelled as (
-    select topic, count(*) as n_labelled
+    select topic, count(*) as n_labelled, min(event_at) as first_seen, max(event_at) as last_seen
     from {{ ref('training_set') }}
     group by topic
 )
 
 select
-    staged.topic,
-    staged.n_tickets,
+    coalesce(staged.topic, labelled.topic) as topic,
+    coalesce(staged.n_tickets, 0) as n_tickets,
     coalesce(labelled.n_labelled, 0) as n_labelled,
-    staged.first_seen,
-    staged.last_seen,
+    coalesce(staged.first_seen, labelled.first_seen) as first_seen,
+    coalesce(staged.last_seen, labelled.last_seen) as last_seen,
     round(coalesce(labelled.n_labelled, 0)::numeric / nullif(sum(labelled.n_labelled) over (), 0), 6)::float
         as share
 from staged
-left join labelled on labelled.topic = staged.topic
+full outer join labelled on labelled.topic = staged.topic

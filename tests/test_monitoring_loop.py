@@ -1,0 +1,222 @@
+"""The closed loop on real parts: API traffic → ops.predictions → drift report (Evidently) → sensor →
+retraining → gate → champion → the API hot-reloads. Sensors are evaluated on a real Dagster instance.
+
+The tests run in file order and share one platform (training it once keeps the module to minutes):
+stationary traffic first, then a drift episode, then a deliberately worse retraining.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import date, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from ticket_assets.demo import PERIOD_A_START, macro_f1_on, period_b, send_feedback, send_traffic, wait_for
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+PERIOD_A_DAYS = 60
+B_START = PERIOD_A_START + timedelta(days=PERIOD_A_DAYS + 1)
+
+
+class WebhookReceiver:
+    """A Slack-compatible webhook endpoint on 127.0.0.1 that records what it receives."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length", 0))
+                receiver.payloads.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+class Loop:
+    def __init__(self, instance, url, settings, client, webhook) -> None:
+        from ticket_assets.definitions import defs
+
+        self.instance, self.url, self.settings, self.client, self.webhook = instance, url, settings, client, webhook
+        self.defs = defs
+        self.sensor_cursor: str | None = None
+
+    def predictions(self) -> int:
+        with psycopg.connect(self.url) as conn:
+            return conn.execute("select count(*) from ops.predictions").fetchone()[0]
+
+    def serve(self, frame) -> list[str]:
+        expected = self.predictions() + frame.height
+        ids = send_traffic(self.client, frame)
+        assert wait_for(lambda: self.predictions() >= expected, 30, 0.2), "prediction rows were not written"
+        return ids
+
+    def drift_report(self) -> dict:
+        result = self.defs.resolve_job_def("drift_monitoring").execute_in_process(
+            instance=self.instance, run_config=QUIET)
+        assert result.success
+        event = self.instance.get_latest_materialization_event(dg.AssetKey("drift_report"))
+        return {key: value.value for key, value in event.asset_materialization.metadata.items()}
+
+    def tick_drift_sensor(self) -> list[dg.RunRequest]:
+        sensor = self.defs.resolve_sensor_def("drift_retrain_sensor")
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.sensor_cursor, definitions=self.defs)
+        result = sensor.evaluate_tick(context)
+        self.sensor_cursor = result.cursor or self.sensor_cursor
+        return list(result.run_requests or [])
+
+    def retrain(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        return self.defs.resolve_job_def("retrain").execute_in_process(
+            instance=self.instance, tags=request.tags, run_config=QUIET, raise_on_error=False)
+
+    def champion(self) -> str | None:
+        from ticket_assets.ml.registry import CHAMPION, get_alias_version
+
+        return get_alias_version(self.settings.model_name, CHAMPION, self.settings)
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory, pg_server_url):
+    from tests.conftest import _with_database
+    from ticket_assets.runner import materialize, prepare_environment
+    from ticket_assets.settings import reset_settings_cache
+    from ticket_assets.sources.store import ingest_synthetic
+
+    data_dir = tmp_path_factory.mktemp("loop")
+    dbname = f"ticketops_loop_{int(time.time() * 1000) % 10**9}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'create database "{dbname}"')
+    url = _with_database(pg_server_url, dbname)
+    webhook = WebhookReceiver()
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {
+            "TICKETOPS_DATA_DIR": str(data_dir), "DATABASE_URL": url, "DAGSTER_HOME": str(data_dir / "dh"),
+            "TICKETOPS_TRAIN_QUICK": "1", "TICKETOPS_MODEL_POLL_S": "0.5", "ALERT_WEBHOOK_URL": webhook.url,
+        }.items():
+            mp.setenv(key, value)
+        for key in ("MLFLOW_TRACKING_URI", "QDRANT_URL", "LLM_BASE_URL", "TICKETOPS_API_KEYS"):
+            mp.delenv(key, raising=False)
+        reset_settings_cache()
+        settings = prepare_environment()
+        ingest_synthetic(url, n=1300, seed=3, start=PERIOD_A_START, days=PERIOD_A_DAYS)
+        with dg.instance_for_test() as instance:
+            outcome = materialize(None, instance=instance, run_config=QUIET)
+            assert outcome.success, outcome.failed_steps
+            from serving.app import create_app
+
+            with TestClient(create_app(settings)) as client:
+                yield Loop(instance, url, settings, client, webhook)
+        reset_settings_cache()
+    webhook.close()
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{dbname}" with (force)')
+
+
+def test_stationary_traffic_requests_no_retraining(loop: Loop) -> None:
+    stationary = period_b(260, seed=41, scenario=None, start=B_START)
+    loop.serve(stationary)
+
+    report = loop.drift_report()
+
+    assert report["verdict"] == "no_drift", report["reason"]
+    assert report["window_size"] == 260
+    assert "Domain classifier ROC AUC" in Path(report["report_path"]).read_text()
+    assert loop.tick_drift_sensor() == []
+
+
+def test_drift_episode_requests_exactly_one_retraining_that_promotes_a_better_model(loop: Loop) -> None:
+    champion_before = loop.champion()
+    drifted = period_b(300, seed=42, scenario="new_topic_surge", start=B_START + timedelta(days=14))
+    with psycopg.connect(loop.url) as conn:
+        known = {row[0] for row in conn.execute("select topic from marts.dim_topics").fetchall()}
+    ids = loop.serve(drifted)
+    send_feedback(loop.client, ids, drifted, share=0.8, known_topics=known)
+
+    first = loop.drift_report()
+    requests = loop.tick_drift_sensor()
+    assert first["verdict"] == "drift", first["reason"]
+    assert len(requests) == 1
+    assert requests[0].run_key.startswith("drift-episode-")
+
+    # More drifted traffic: the same episode, so no second retraining.
+    loop.serve(period_b(220, seed=43, scenario="new_topic_surge", start=B_START + timedelta(days=15)))
+    second = loop.drift_report()
+    assert second["verdict"] == "drift"
+    assert loop.tick_drift_sensor() == []
+
+    result = loop.retrain(requests[0])
+    assert result.success
+    champion_after = loop.champion()
+    assert champion_after != champion_before
+
+    served = wait_for(lambda: loop.client.get("/v1/model").json()["version"] == champion_after, 30, 0.5)
+    assert served, "the API did not hot-reload the new champion"
+
+    fresh_b = period_b(300, seed=44, scenario="new_topic_surge", start=B_START + timedelta(days=16))
+    assert macro_f1_on(fresh_b, champion_after, loop.settings) > macro_f1_on(fresh_b, champion_before, loop.settings)
+    with psycopg.connect(loop.url) as conn:
+        moves = conn.execute(
+            "select to_version, actor from ops.model_alias_events where alias = 'champion' order by id"
+        ).fetchall()
+    assert moves[-1][0] == int(champion_after) and moves[-1][1].startswith("dagster:run:")
+
+
+def test_a_worse_retrained_model_fails_the_gate_keeps_the_champion_and_alerts(loop: Loop) -> None:
+    champion = loop.champion()
+    # Scramble the training labels (not the holdout's): the next model learns noise.
+    with psycopg.connect(loop.url) as conn:
+        rows = conn.execute(
+            "select t.ticket_id, t.topic from marts.training_set t"
+            " where t.split = 'train' and t.ticket_id not like 'feedback:%'"
+        ).fetchall()
+        shuffled = np.random.default_rng(0).permutation([topic for _, topic in rows])
+        with conn.cursor() as cur:
+            cur.executemany("update raw.tickets set topic = %s, updated_at = now() where ticket_id = %s",
+                            [(str(topic), ticket_id) for (ticket_id, _), topic in zip(rows, shuffled)])
+        conn.commit()
+    loop.webhook.payloads.clear()
+
+    result = loop.retrain(dg.RunRequest(run_key="scrambled", tags={"ticketops/trigger": "test"}))
+
+    gate = [e for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+    assert gate and not gate[0].event_specific_data.passed
+    assert loop.champion() == champion
+    assert not any(e.asset_key == dg.AssetKey("champion_model") for e in result.all_events
+                   if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION)
+    assert any("Promotion gate failed" in payload["text"] for payload in loop.webhook.payloads)
+    with psycopg.connect(loop.url) as conn:
+        assert conn.execute("select count(*) from ops.alerts where source = 'promotion_gate'").fetchone()[0] >= 1
+
+
+def test_new_labels_sensor_requests_retraining_once_per_batch(loop: Loop, monkeypatch) -> None:
+    monkeypatch.setenv("TICKETOPS_RETRAIN_MIN_LABELS", "50")
+    sensor = loop.defs.resolve_sensor_def("new_labels_retrain_sensor")
+    context = dg.build_sensor_context(instance=loop.instance, definitions=loop.defs,
+                                      resources={"postgres": loop.defs.resources["postgres"]})
+    first = sensor.evaluate_tick(context)
+    assert len(first.run_requests) == 1  # the feedback of the drift episode is > 50 labels
+    again = sensor.evaluate_tick(dg.build_sensor_context(
+        instance=loop.instance, cursor=first.cursor, definitions=loop.defs,
+        resources={"postgres": loop.defs.resources["postgres"]}))
+    assert not again.run_requests
+    assert date.fromisoformat(first.cursor[:10]) >= date(2020, 1, 1)
