@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import os
+import pickle
 import platform
 import sys
 import time
@@ -137,6 +138,7 @@ def run(sample: int | None) -> dict:
         outcome.model, outcome.alternatives, test_texts, vectors[test_idx], y_test
     )
     results["predict_latency"] = single_ticket_latency(outcome.model, test_texts, vectors[test_idx])
+    results["model_megabytes"] = len(pickle.dumps(outcome.model)) / 1e6
     return results
 
 
@@ -158,7 +160,7 @@ def markdown(results: dict, command: str) -> str:
     names = {
         "tfidf": "word 1-2 + char_wb 2-5 TF-IDF -> LinearSVC (C by CV) -> calibrator",
         "embedding": "MiniLM embeddings -> LogisticRegression (C by CV) -> calibrator",
-        "stack": "stack of both (out-of-fold scores -> LogisticRegression)",
+        "stack": "stack: TF-IDF SVM + embedding LR + embedding kNN (out-of-fold scores -> calibrator)",
     }
     for candidate, metrics in results["candidates"].items():
         chosen = " **(chosen)**" if candidate == results["chosen"] else ""
@@ -172,7 +174,8 @@ def markdown(results: dict, command: str) -> str:
         "",
         f"- Chosen by CV macro-F1: `{results['chosen']}`, holdout macro-F1 {chosen['macro_f1']:.4f} vs baseline "
         f"{base['macro_f1']:.4f} ({chosen['macro_f1'] - base['macro_f1']:+.4f}).",
-        f"- Training time (whole search + final fit, both candidates' grids, 3-fold CV): {results['train_seconds']:.0f} s; "
+        f"- Training time (TF-IDF, 3-fold CV over every base model's grid, calibrators, final fit): "
+        f"{results['train_seconds']:.0f} s; "
         f"baseline fit {base['train_seconds']:.1f} s. Embedding the {results['rows']:,} texts: "
         + (
             f"{results['embedding_seconds']:.0f} s."
@@ -180,21 +183,33 @@ def markdown(results: dict, command: str) -> str:
             else "cached from an earlier run."
         ),
         f"- Predict one ticket with its embedding given (TF-IDF transform + linear models + calibrator): "
-        f"p50 {latency['p50_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms.",
+        f"p50 {latency['p50_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms (the kNN scans all "
+        f"{results['train_rows']:,} training vectors). Pickled model: {results['model_megabytes']:.0f} MB.",
+        "",
+        "Reading: character n-grams and a CV-chosen C add ~0.7 point over the default TF-IDF + SVM; "
+        "embeddings alone are weaker (this corpus is anonymised keyword English, where exact terms "
+        "matter), but stacking them adds ~1.5 points, most of it from the nearest-neighbour vote "
+        "(help desks see the same requests again and again). Tried on the same split without gain "
+        "(within +-0.1 point of the stack): ComplementNB or logistic regression on TF-IDF as extra "
+        "stacked models, gradient-boosted trees as the stacker, a full multinomial logistic regression "
+        "as calibrator (as good, 50-200x slower), other k / temperatures for the kNN. The aim of 0.90 "
+        "is not reached: nearly half of the stack's holdout errors are confusions among the three broad "
+        "classes Hardware, HR Support and Miscellaneous, whose keyword texts overlap.",
         "",
     ]
     return "\n".join(lines)
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (other sections are left alone)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start = text.find(SECTION + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
+    """Replace this benchmark's marked section of BENCHMARKS.md (other sections are left alone)."""
+    start_mark, end_mark = "<!-- classifier:start -->", "<!-- classifier:end -->"
+    block = f"{start_mark}\n{section.rstrip()}\n{end_mark}\n"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start_mark in text and end_mark in text:
+        before, rest = text.split(start_mark, 1)
+        text = before + block + rest.split(end_mark, 1)[1].lstrip("\n")
     else:
-        following = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[following + 1 :] if following != -1 else "")
+        text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text)
 
 
@@ -208,7 +223,10 @@ def main() -> None:
         return
     results = run(args.sample)
     print(json.dumps(results, indent=2))
-    command = "python benchmarks/bench_classifier.py" + (f" --sample {args.sample}" if args.sample else "")
+    command = ".venv/bin/python benchmarks/bench_classifier.py" + (
+        f" --sample {args.sample}" if args.sample else ""
+    )
+    command += f" --write {args.write}" if args.write else ""
     section = markdown(results, command)
     print(section)
     if args.write:

@@ -33,7 +33,10 @@ def test_training_searches_every_candidate_and_picks_the_best_by_cv(world) -> No
         assert set(scores) == {"tfidf", "embedding", "stack"}
         assert report.chosen == max(scores, key=scores.get)
         assert world.outcome.model.targets[target].candidate == report.chosen
-        assert set(report.svc_c_scores) == set(tiny_config().tfidf_c_grid)
+        assert set(report.search["svc"]) == {str(c) for c in tiny_config().tfidf_c_grid}
+        assert set(report.search) == {"svc", "lr", "knn"}
+        stack = next(c for c in report.candidates if c.candidate == "stack")
+        assert set(stack.params) == {"svc", "lr", "knn"}
     json.dumps(world.outcome.as_dict())
 
 

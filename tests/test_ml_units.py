@@ -205,3 +205,19 @@ def test_losing_the_urgency_model_fails() -> None:
     decision = evaluate_gate(challenger, champion, BASELINE)
     assert not decision.passed
     assert any("urgency" in reason for reason in decision.reasons)
+
+
+def test_a_dip_within_the_holdouts_sampling_noise_does_not_veto_but_a_real_drop_does() -> None:
+    def metrics(f1: float, n: int) -> dict:
+        return {"topic": {"macro_f1": f1, "n": n, "per_class": {}}}
+
+    small = evaluate_gate(metrics(0.908, 300), metrics(0.92, 300), BASELINE)
+    large = evaluate_gate(metrics(0.908, 30_000), metrics(0.92, 30_000), BASELINE)
+    strict = evaluate_gate(metrics(0.908, 300), metrics(0.92, 300), BASELINE, GateConfig(noise_z=0.0))
+    collapse = evaluate_gate(metrics(0.40, 300), metrics(0.92, 300), BASELINE)
+
+    assert small.passed, small.reasons  # 1.2 points on 300 tickets is within noise (allowance ~3.6)
+    assert not large.passed  # on 30k tickets the configured 1-point margin binds
+    assert not strict.passed
+    assert not collapse.passed
+    assert small.comparisons["topic"]["macro_f1_allowed_drop"] > 0.03

@@ -27,6 +27,8 @@ ingest_app = typer.Typer(help="Load tickets into raw.tickets (idempotent: re-run
 model_app = typer.Typer(help="Inspect and move the registered model's aliases.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(model_app, name="model")
+demo_app = typer.Typer(help="Guided end-to-end stories on the running platform.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
 
 console = Console()
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -395,6 +397,28 @@ def evaluate(
         console.print(f"[red]cannot evaluate {path}[/]: {exc}", highlight=False)
         raise typer.Exit(2) from None
     print(json.dumps(metrics, indent=2, default=str))
+
+
+@demo_app.command("drift")
+def demo_drift(
+    scenario: Annotated[str, typer.Option(help="Drift scenario of the period-B traffic.")] = "new_topic_surge",
+    traffic: Annotated[int, typer.Option(min=200, help="Period-B tickets sent through the API.")] = 600,
+    feedback_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of tickets agents correct.")] = 0.7,
+) -> None:
+    """Train on period A, send drifted period-B traffic through the API, and watch the platform detect the
+    drift, retrain on the agents' feedback, gate, promote and hot-reload, with no manual step."""
+    from ticket_assets.demo import run_drift_demo
+    from ticket_assets.sources.synthetic import SCENARIOS
+
+    if scenario not in SCENARIOS:
+        console.print(f"[red]unknown scenario {scenario!r}[/]; choose one of: {', '.join(sorted(SCENARIOS))}")
+        raise typer.Exit(2)
+    try:
+        run_drift_demo(scenario=scenario, traffic=traffic, feedback_share=feedback_share,
+                       echo=lambda line: console.print(line, highlight=False))
+    except RuntimeError as exc:
+        console.print(f"[red]demo stopped[/]: {exc}")
+        raise typer.Exit(1) from None
 
 
 if __name__ == "__main__":

@@ -7,15 +7,14 @@ The pieces (traffic, feedback, scoring) are plain functions over an HTTP client 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -83,8 +82,8 @@ def macro_f1_on(frame: pl.DataFrame, version: str, settings) -> float:
     """Topic macro-F1 of a registered version on labelled tickets (scored in-process)."""
     from sklearn.metrics import f1_score
 
-    from ticket_assets.ml.registry import load_model_version
     from serving.schemas import model_text
+    from ticket_assets.ml.registry import load_model_version
 
     model, _ = load_model_version(settings.model_name, version, settings)
     texts = [model_text(t, b) for t, b in zip(frame["title"], frame["body"], strict=True)]
@@ -108,13 +107,17 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, every_s: float = 1.
 
 @dataclass
 class DemoReport:
-    steps: list[tuple[str, str]] = field(default_factory=list)
+    steps: list[tuple[str, str, float]] = field(default_factory=list)  # (title, detail, seconds since start)
     started: float = field(default_factory=time.monotonic)
+    echo: Callable[[str], None] = print
 
-    def step(self, title: str, detail: str = "", echo: Callable[[str], None] = print) -> None:
-        elapsed = f"{time.monotonic() - self.started:6.1f}s"
-        self.steps.append((title, detail))
-        echo(f"[{elapsed}] {title}" + (f": {detail}" if detail else ""))
+    def step(self, title: str, detail: str = "") -> None:
+        elapsed = time.monotonic() - self.started
+        self.steps.append((title, detail, elapsed))
+        self.echo(f"[{elapsed:6.1f}s] {title}" + (f": {detail}" if detail else ""))
+
+    def seconds(self, title: str) -> float | None:
+        return next((at for name, _, at in self.steps if name == title), None)
 
 
 def _spawn(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -163,7 +166,7 @@ def run_drift_demo(scenario: str = "new_topic_surge", traffic: int = 600, feedba
     from ticket_assets.services.postgres import connect, database_url
     from ticket_assets.sources.store import ingest_synthetic
 
-    report = DemoReport()
+    report = DemoReport(echo=echo)
     # The loop must run quickly enough to watch: a drift report every minute, a quick retraining.
     os.environ.setdefault("TICKETOPS_DRIFT_CRON", "* * * * *")
     os.environ.setdefault("TICKETOPS_TRAIN_QUICK", "1")
@@ -187,12 +190,14 @@ def run_drift_demo(scenario: str = "new_topic_surge", traffic: int = 600, feedba
     with connect(url) as conn:
         last_day = conn.execute("select max(coalesce(created_at, ingested_at)) from raw.tickets").fetchone()[0]
         known_topics = {row[0] for row in conn.execute("select topic from marts.dim_topics").fetchall()}
-    b_start = (last_day or datetime.now(timezone.utc)).date() + timedelta(days=1)
+    b_start = (last_day or datetime.now(UTC)).date() + timedelta(days=1)
     traffic_frame = period_b(traffic, seed=101, scenario=scenario, start=b_start)
     evaluation_frame = period_b(400, seed=202, scenario=scenario, start=b_start)
     before = macro_f1_on(evaluation_frame, champion, settings)
     report.step("period B", f"scenario {scenario} from {b_start}; champion v{champion} macro-F1 on B: {before:.3f}")
 
+    drift_seen_before = _latest_drift_storage_id(instance)
+    story_started = datetime.now(UTC)
     env = {**os.environ}
     processes: list[subprocess.Popen] = []
     base_url = f"http://{settings.api_host}:{settings.api_port}"
@@ -215,11 +220,11 @@ def run_drift_demo(scenario: str = "new_topic_surge", traffic: int = 600, feedba
                                          str(REPO_ROOT / "workspace.yaml")], logs / "demo-daemon.log", env))
                 report.step("dagster daemon", "started: schedules and sensors now run by themselves")
 
-            drift = wait_for(lambda: _latest_verdict(instance, "drift"), timeout_s / 3, 5.0)
+            drift = wait_for(lambda: _latest_verdict(instance, "drift", drift_seen_before), timeout_s / 3, 5.0)
             if not drift:
                 raise RuntimeError("no drift verdict within the time limit")
             report.step("drift detected", drift)
-            run = wait_for(lambda: _retrain_run(instance), timeout_s / 3, 5.0)
+            run = wait_for(lambda: _retrain_run(instance, story_started), timeout_s / 3, 5.0)
             if not run:
                 raise RuntimeError("the drift sensor did not request a retraining")
             report.step("retraining requested", f"run {run.run_id[:8]} ({run.tags.get('ticketops/trigger')})")
@@ -237,34 +242,38 @@ def run_drift_demo(scenario: str = "new_topic_surge", traffic: int = 600, feedba
         report.step("result", f"macro-F1 on period B: v{champion} {before:.3f} → v{new_champion} {after:.3f}")
     finally:
         _stop(processes)
-    report.step("done", f"open the Dagster UI (`ticketops up --no-materialize`) to see the runs, checks and report")
+    report.step("done", "open the Dagster UI (`ticketops up --no-materialize`) to see the runs, checks and report")
     return report
 
 
-def _latest_verdict(instance, wanted: str) -> str | None:
+def _latest_drift_storage_id(instance) -> int:
     import dagster as dg
 
-    event = instance.get_latest_materialization_event(dg.AssetKey("drift_report"))
-    if event is None:
+    records = instance.fetch_materializations(dg.AssetKey("drift_report"), limit=1).records
+    return records[0].storage_id if records else 0
+
+
+def _latest_verdict(instance, wanted: str, after_storage_id: int = 0) -> str | None:
+    import dagster as dg
+
+    records = instance.fetch_materializations(dg.AssetKey("drift_report"), limit=1).records
+    if not records or records[0].storage_id <= after_storage_id:
         return None
-    metadata = event.asset_materialization.metadata
+    metadata = records[0].asset_materialization.metadata
     if "verdict" in metadata and metadata["verdict"].value == wanted:
         return f"{metadata['reason'].value} (report: {metadata['report'].value if 'report' in metadata else '-'})"
     return None
 
 
-def _retrain_run(instance):
+def _retrain_run(instance, after: datetime):
     import dagster as dg
 
-    runs = instance.get_runs(dg.RunsFilter(job_name="retrain", tags={"ticketops/trigger": "drift"}), limit=1)
+    runs = instance.get_runs(
+        dg.RunsFilter(job_name="retrain", tags={"ticketops/trigger": "drift"}, created_after=after), limit=1
+    )
     return runs[0] if runs else None
 
 
 def _finished(instance, run_id: str) -> str | None:
     run = instance.get_run_by_id(run_id)
     return run.status.value if run and run.is_finished else None
-
-
-def iter_json_lines(path: Path) -> Iterator[dict]:
-    for line in path.read_text().splitlines():
-        yield json.loads(line)

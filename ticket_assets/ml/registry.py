@@ -25,7 +25,7 @@ from typing import Any
 import joblib
 import psycopg
 
-from ticket_assets.ml.predict import TriageModel, TriagePyfunc
+from ticket_assets.ml.predict import TriageModel, TriagePyfunc, embedder_settings
 from ticket_assets.services.postgres import apply_schema, connect, database_url
 from ticket_assets.settings import Settings, get_settings
 
@@ -174,7 +174,8 @@ def log_training_run(
                 (figure_dir / file_name).write_bytes(png)
             if figures:
                 mlflow.log_artifacts(str(figure_dir), "figures")
-            model_info = _log_pyfunc(model, Path(tmp), settings.model_name)
+            with embedder_settings(settings):  # MLflow predicts the input example while logging
+                model_info = _log_pyfunc(model, Path(tmp), settings.model_name)
     version = str(model_info.registered_model_version)
     for key, value in {**data_tags, **_key_metric_tags(metrics)}.items():
         client.set_model_version_tag(settings.model_name, version, key, value)

@@ -1,18 +1,22 @@
 """Training: candidate models per target, hyper-parameter search by cross-validation, selection.
 
-Candidates (per target: topic, and urgency when the data has urgency labels):
-- ``tfidf``: word 1-2-gram + char_wb 2-5-gram TF-IDF -> LinearSVC (class_weight="balanced").
-- ``embedding``: sentence embeddings -> multinomial LogisticRegression (balanced).
-- ``stack``: both base models' out-of-fold scores -> multinomial LogisticRegression.
+Base models (each fitted per target: topic, and urgency when the data has urgency labels):
+- ``svc``: word 1-2-gram + char_wb 2-5-gram TF-IDF -> LinearSVC (class_weight="balanced").
+- ``lr``: sentence embeddings -> multinomial LogisticRegression (balanced).
+- ``knn``: similarity-weighted votes of the nearest training tickets in embedding space.
 
-Every candidate ends in a calibrator, a multinomial logistic regression fitted on the base models'
-out-of-fold scores, so probabilities are calibrated (reported as ECE / Brier). The calibrator is
-deliberately *not* class-balanced: balancing belongs to the base models, whose scores then rank
-minority classes fairly; re-weighting again in the calibrator would distort the probabilities.
+Candidates: ``tfidf`` = svc, ``embedding`` = lr, ``stack`` = svc + lr (+ knn unless disabled) — the
+base models' out-of-fold scores side by side into one multinomial LogisticRegression.
 
-Search: ``cv_folds`` stratified folds over the train split only. Base-model C values are chosen by
-fold macro-F1; the calibrator's own cross-validated predictions over the out-of-fold scores give
-each candidate's CV macro-F1, and the best candidate wins. Cross-validation reuses one fitted
+Every candidate ends in a ``StackCalibrator`` (per-base weights + per-class bias through a softmax)
+fitted on the base models' out-of-fold scores, so probabilities are calibrated (reported as ECE /
+Brier). The calibrator is deliberately *not* class-balanced: balancing belongs to the base models,
+whose scores then rank minority classes fairly; re-weighting again would distort the probabilities.
+
+Search: ``cv_folds`` stratified folds over the train split only. Each base model's parameter (C, or
+k for knn) is chosen by out-of-fold macro-F1; the calibrator's own cross-validated predictions over
+the out-of-fold scores give each candidate's CV macro-F1, and the best candidate wins (ties go to
+the simpler one: tfidf, then embedding, then stack). Cross-validation reuses one fitted
 vectorizer: TF-IDF is label-free, and refitting it per fold would double the training time for a
 negligible difference in the estimate.
 """
@@ -30,15 +34,14 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 from joblib import Parallel, delayed
-from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
 from ticket_assets.ml.features import TextFeatures, most_urgent_label
-from ticket_assets.ml.predict import TargetModel, TriageModel, base_scores, meta_matrix
+from ticket_assets.ml.predict import EmbeddingKNN, StackCalibrator, TargetModel, TriageModel, base_scores
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,9 @@ class TrainConfig:
     cv_folds: int = 3
     tfidf_c_grid: tuple[float, ...] = (0.1, 0.3, 1.0)
     embedding_c_grid: tuple[float, ...] = (1.0, 4.0, 16.0)
-    calibrator_c: float = 10.0
+    knn_k_grid: tuple[int, ...] = (20,)  # empty: no knn in the stack
+    knn_temperature: float = 0.05
+    calibrator_bias_l2: float = 1e-3
     candidates: tuple[str, ...] = ("tfidf", "embedding", "stack")
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (2, 5)
@@ -63,7 +68,7 @@ class TrainConfig:
     most_urgent_fallback: str | None = None  # for urgency label sets outside low..critical
     svc_max_iter: int = 2000
     keep_all_candidates: bool = False  # fit every candidate, not only the chosen one (benchmarks)
-    n_jobs: int = 2  # threads over (fold, C) fits: liblinear and lbfgs release the GIL
+    n_jobs: int = 2  # threads over (fold, parameter) fits: liblinear, lbfgs and BLAS release the GIL
     blas_threads: int = 1
     seed: int = 42
 
@@ -89,8 +94,7 @@ class TargetTrainingReport:
     dropped_labels: dict[str, int]
     n_train: int
     candidates: list[CandidateResult]
-    svc_c_scores: dict[float, float]
-    embedding_c_scores: dict[float, float]
+    search: dict[str, dict[str, float]]  # base model -> parameter value -> CV macro-F1
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
@@ -101,8 +105,7 @@ class TargetTrainingReport:
             "dropped_labels": self.dropped_labels,
             "n_train": self.n_train,
             "candidates": {c.candidate: asdict(c) for c in self.candidates},
-            "svc_c_cv_macro_f1": {str(c): s for c, s in self.svc_c_scores.items()},
-            "embedding_c_cv_macro_f1": {str(c): s for c, s in self.embedding_c_scores.items()},
+            "search_cv_macro_f1": self.search,
             "seconds": self.seconds,
         }
 
@@ -232,141 +235,170 @@ def fit_target(
     folds = list(
         StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed).split(np.zeros(len(y)), y)
     )
-    labels = sorted(set(y))
-
-    svc_c, svc_scores, svc_oof = (None, {}, None)
-    if {"tfidf", "stack"} & set(candidates):
-        svc_c, svc_scores, svc_oof = search_c(
-            _svc_factory(config), tfidf, y, folds, config.tfidf_c_grid, config
+    available = _base_models(tfidf, embeddings, config)
+    usable = {c: bases_of(c, config) for c in candidates if set(bases_of(c, config)) <= set(available)}
+    searched = {
+        base: search_param(
+            available[base].factory, available[base].features, y, folds, available[base].grid, config
         )
-    emb_c, emb_scores, emb_oof = (None, {}, None)
-    if embeddings is not None and {"embedding", "stack"} & set(candidates):
-        emb_c, emb_scores, emb_oof = search_c(
-            _lr_factory(config), embeddings, y, folds, config.embedding_c_grid, config
-        )
+        for base in dict.fromkeys(b for bases in usable.values() for b in bases)
+    }
 
-    meta_inputs = {"tfidf": [svc_oof], "embedding": [emb_oof], "stack": [svc_oof, emb_oof]}
     results: list[CandidateResult] = []
-    for candidate in candidates:
-        parts = meta_inputs[candidate]
-        if any(part is None for part in parts):
-            continue
-        predicted = cross_val_predict(_calibrator(config), meta_matrix(parts), y, cv=folds, n_jobs=1)
+    for candidate, bases in usable.items():
+        predicted = _calibrated_cv_predictions([searched[b].oof for b in bases], y, folds, config)
         results.append(
             CandidateResult(
                 candidate=candidate,
                 cv_macro_f1=float(f1_score(y, predicted, average="macro")),
                 cv_accuracy=float(np.mean(predicted == y)),
-                params={
-                    "svc_c": svc_c if candidate != "embedding" else None,
-                    "embedding_c": emb_c if candidate != "tfidf" else None,
-                },
+                params={b: searched[b].best for b in bases},
             )
         )
-    best = max(results, key=lambda r: r.cv_macro_f1)
+    best = max(results, key=lambda r: r.cv_macro_f1)  # first of equals: the simplest candidate
     log.info("%s: %s", target, {r.candidate: round(r.cv_macro_f1, 4) for r in results})
 
     to_fit = [r.candidate for r in results] if config.keep_all_candidates else [best.candidate]
-    final: list[tuple[str, Any, Any]] = []
-    if any(c in ("tfidf", "stack") for c in to_fit):
-        final.append(("svc", _svc_factory(config)(svc_c), tfidf))
-    if any(c in ("embedding", "stack") for c in to_fit):
-        final.append(("emb", _lr_factory(config)(emb_c), embeddings))
-    fitted_base = dict(
+    final_bases = list(dict.fromkeys(b for c in to_fit for b in usable[c]))
+    fitted_bases = dict(
         Parallel(n_jobs=config.n_jobs, prefer="threads")(
-            delayed(_fit_named)(name, model, features, y) for name, model, features in final
+            delayed(_fit_named)(b, available[b].factory(searched[b].best), available[b].features, y)
+            for b in final_bases
         )
     )
-    svc, emb_lr = fitted_base.get("svc"), fitted_base.get("emb")
+    labels = sorted(set(y))
     most_urgent = (
         most_urgent_label(labels, Counter(y.tolist()), config.most_urgent_fallback)
         if target == "urgency"
         else None
     )
     fitted = {
-        candidate: _assemble(target, candidate, meta_inputs[candidate], y, svc, emb_lr, most_urgent, config)
+        candidate: _assemble(
+            target, candidate, usable[candidate], searched, fitted_bases, y, most_urgent, config
+        )
         for candidate in to_fit
     }
-    model = fitted[best.candidate]
     report = TargetTrainingReport(
         target=target,
         chosen=best.candidate,
-        labels=model.labels,
+        labels=fitted[best.candidate].labels,
         dropped_labels={},
         n_train=len(y),
         candidates=results,
-        svc_c_scores=svc_scores,
-        embedding_c_scores=emb_scores,
+        search={b: {str(k): v for k, v in r.scores.items()} for b, r in searched.items()},
         seconds=time.perf_counter() - started,
     )
-    return model, report, fitted
+    return fitted[best.candidate], report, fitted
+
+
+def bases_of(candidate: str, config: TrainConfig) -> tuple[str, ...]:
+    if candidate == "tfidf":
+        return ("svc",)
+    if candidate == "embedding":
+        return ("lr",)
+    if candidate == "stack":
+        return ("svc", "lr", "knn") if config.knn_k_grid else ("svc", "lr")
+    raise ValueError(f"unknown candidate {candidate!r}")
+
+
+Factory = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class _Base:
+    factory: Factory
+    features: Any
+    grid: tuple[Any, ...]
+
+
+def _base_models(
+    tfidf: sp.csr_matrix, embeddings: np.ndarray | None, config: TrainConfig
+) -> dict[str, _Base]:
+    svc = lambda c: LinearSVC(  # noqa: E731
+        C=c, class_weight="balanced", max_iter=config.svc_max_iter, random_state=config.seed
+    )
+    bases = {"svc": _Base(svc, tfidf, config.tfidf_c_grid)}
+    if embeddings is not None:
+        lr = lambda c: LogisticRegression(C=c, class_weight="balanced", max_iter=1000)  # noqa: E731
+        knn = lambda k: EmbeddingKNN(n_neighbors=k, temperature=config.knn_temperature)  # noqa: E731
+        bases["lr"] = _Base(lr, embeddings, config.embedding_c_grid)
+        if config.knn_k_grid:
+            bases["knn"] = _Base(knn, embeddings, config.knn_k_grid)
+    return bases
 
 
 def _assemble(
     target: str,
     candidate: str,
-    oof_parts: list[np.ndarray],
+    bases: tuple[str, ...],
+    searched: dict[str, SearchResult],
+    fitted_bases: dict[str, Any],
     y: np.ndarray,
-    svc: LinearSVC | None,
-    emb_lr: LogisticRegression | None,
     most_urgent: str | None,
     config: TrainConfig,
 ) -> TargetModel:
-    calibrator = _calibrator(config).fit(meta_matrix(oof_parts), y)
+    calibrator = _calibrator(config).fit([searched[b].oof for b in bases], y)
     return TargetModel(
         target=target,
         candidate=candidate,
         labels=[str(label) for label in calibrator.classes_],
         calibrator=calibrator,
-        svc=svc if candidate in ("tfidf", "stack") else None,
-        embedding_lr=emb_lr if candidate in ("embedding", "stack") else None,
+        svc=fitted_bases["svc"] if "svc" in bases else None,
+        embedding_lr=fitted_bases["lr"] if "lr" in bases else None,
+        knn=fitted_bases["knn"] if "knn" in bases else None,
         most_urgent=most_urgent,
     )
 
 
-Factory = Callable[[float], Any]
+def _calibrator(config: TrainConfig) -> StackCalibrator:
+    return StackCalibrator(bias_l2=config.calibrator_bias_l2)
 
 
-def _svc_factory(config: TrainConfig) -> Factory:
-    return lambda c: LinearSVC(
-        C=c, class_weight="balanced", max_iter=config.svc_max_iter, random_state=config.seed
-    )
+def _calibrated_cv_predictions(
+    parts: list[np.ndarray], y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], config: TrainConfig
+) -> np.ndarray:
+    """Labels the calibrated candidate predicts for rows its calibrator did not see."""
+    predicted = np.empty(len(y), dtype=object)
+    for fit_rows, score_rows in folds:
+        calibrator = _calibrator(config).fit([part[fit_rows] for part in parts], y[fit_rows])
+        probabilities = calibrator.predict_proba([part[score_rows] for part in parts])
+        predicted[score_rows] = calibrator.classes_[probabilities.argmax(axis=1)]
+    return predicted
 
 
-def _lr_factory(config: TrainConfig) -> Factory:
-    return lambda c: LogisticRegression(C=c, class_weight="balanced", max_iter=1000)
+@dataclass
+class SearchResult:
+    best: Any
+    scores: dict[Any, float]  # parameter value -> out-of-fold macro-F1
+    oof: np.ndarray  # out-of-fold scores of the best parameter (the calibrator's training input)
 
 
-def _calibrator(config: TrainConfig) -> LogisticRegression:
-    return LogisticRegression(C=config.calibrator_c, max_iter=2000)
-
-
-def search_c(
+def search_param(
     factory: Factory,
     features: sp.csr_matrix | np.ndarray,
     y: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
-    c_grid: tuple[float, ...],
+    grid: tuple[Any, ...],
     config: TrainConfig,
-) -> tuple[float, dict[float, float], np.ndarray]:
-    """Best C by out-of-fold macro-F1, the score of every C, and the best C's out-of-fold scores."""
-    jobs = [(c, i) for c in c_grid for i in range(len(folds))]
+) -> SearchResult:
+    """Best parameter by out-of-fold macro-F1 of the base model's own argmax."""
+    jobs = [(value, i) for value in grid for i in range(len(folds))]
     # Threads, not processes: the fits release the GIL and the feature matrix is not copied.
     fitted = Parallel(n_jobs=config.n_jobs, prefer="threads")(
-        delayed(_fit_fold)(factory, features, y, folds[i], c) for c, i in jobs
+        delayed(_fit_fold)(factory, features, y, folds[i], value) for value, i in jobs
     )
-    n_classes = len(set(y))
-    oof_by_c: dict[float, np.ndarray] = {}
-    for (c, i), scores in zip(jobs, fitted, strict=True):
-        oof = oof_by_c.setdefault(c, np.zeros((len(y), scores.shape[1]), dtype=np.float64))
-        oof[folds[i][1]] = scores
     classes = np.array(sorted(set(y)), dtype=object)
-    c_scores = {
-        c: float(f1_score(y, _argmax_labels(oof, classes, n_classes), average="macro"))
-        for c, oof in oof_by_c.items()
+    oof_by_value: dict[Any, np.ndarray] = {}
+    for (value, i), scores in zip(jobs, fitted, strict=True):
+        oof = oof_by_value.setdefault(value, np.zeros((len(y), scores.shape[1]), dtype=np.float64))
+        oof[folds[i][1]] = scores
+    scores = {
+        value: float(f1_score(y, _argmax_labels(oof, classes), average="macro"))
+        for value, oof in oof_by_value.items()
     }
-    best_c = max(c_grid, key=lambda c: (c_scores[c], -c))  # ties -> stronger regularisation
-    return best_c, c_scores, oof_by_c[best_c]
+    # Ties go to the first grid value: grids list the stronger regularisation first.
+    best = max(grid, key=lambda value: scores[value])
+    return SearchResult(best=best, scores=scores, oof=oof_by_value[best])
 
 
 def _fit_named(name: str, model: Any, features: Any, y: np.ndarray) -> tuple[str, Any]:
@@ -374,14 +406,13 @@ def _fit_named(name: str, model: Any, features: Any, y: np.ndarray) -> tuple[str
 
 
 def _fit_fold(
-    factory: Factory, features: Any, y: np.ndarray, fold: tuple[np.ndarray, np.ndarray], c: float
+    factory: Factory, features: Any, y: np.ndarray, fold: tuple[np.ndarray, np.ndarray], value: Any
 ) -> np.ndarray:
     fit_rows, score_rows = fold
-    model = clone(factory(c)).fit(features[fit_rows], y[fit_rows])
+    model = factory(value).fit(features[fit_rows], y[fit_rows])
     return base_scores(model, features[score_rows])
 
 
-def _argmax_labels(scores: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
-    if n_classes == 2 and scores.shape[1] == 1:  # binary LinearSVC: one margin, positive = classes[1]
-        return classes[(scores[:, 0] > 0).astype(int)]
-    return classes[scores.argmax(axis=1)]
+def _argmax_labels(scores: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    # Only the per-class columns vote (knn appends its top-1 similarity as a last column).
+    return classes[scores[:, : len(classes)].argmax(axis=1)]
