@@ -198,8 +198,10 @@ def test_a_worse_retrained_model_fails_the_gate_keeps_the_champion_and_alerts(lo
 
     result = loop.retrain(dg.RunRequest(run_key="scrambled", tags={"ticketops/trigger": "test"}))
 
-    gate = [e for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
-    assert gate and not gate[0].event_specific_data.passed
+    gate = [e.event_specific_data for e in result.all_events
+            if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            and e.event_specific_data.check_name == "promotion_gate"]
+    assert len(gate) == 1 and not gate[0].passed
     assert loop.champion() == champion
     assert not any(e.asset_key == dg.AssetKey("champion_model") for e in result.all_events
                    if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION)

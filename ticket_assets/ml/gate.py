@@ -133,7 +133,9 @@ def _against_champion(
 ) -> dict[str, Any]:
     f1_delta = challenger["macro_f1"] - champion["macro_f1"]
     n_holdout = int(challenger.get("n", 0))
-    f1_allowed = max(config.max_macro_f1_drop, noise_allowance(champion["macro_f1"], n_holdout, config.noise_z))
+    f1_allowed = max(
+        config.max_macro_f1_drop, noise_allowance(champion["macro_f1"], n_holdout, config.noise_z)
+    )
     message = (
         f"{target}: macro-F1 {challenger['macro_f1']:.4f} vs champion {champion['macro_f1']:.4f} "
         f"({f1_delta:+.4f}, allowed -{f1_allowed:.4f} on {n_holdout} holdout tickets)"
@@ -159,8 +161,13 @@ def _against_champion(
             f"({delta:+.4f}, allowed -{allowed:.4f} on {support} tickets)"
         )
         (failures if delta < -allowed - 1e-12 else notes).append(message)
-        comparison["most_urgent"] = {"class": label, "challenger": after, "champion": before, "delta": delta,
-                                     "allowed_drop": allowed}
+        comparison["most_urgent"] = {
+            "class": label,
+            "challenger": after,
+            "champion": before,
+            "delta": delta,
+            "allowed_drop": allowed,
+        }
 
     recall_deltas: dict[str, float] = {}
     for label, stats in challenger["per_class"].items():
