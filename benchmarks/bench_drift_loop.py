@@ -40,7 +40,9 @@ def main() -> None:
         "traffic": args.traffic,
         "total_s": round(time.monotonic() - started, 1),
         "traffic_sent_to_drift_verdict_s": round(marks["drift detected"] - marks["feedback"], 1),
-        "drift_verdict_to_retrain_requested_s": round(marks["retraining requested"] - marks["drift detected"], 1),
+        "drift_verdict_to_retrain_requested_s": round(
+            marks["retraining requested"] - marks["drift detected"], 1
+        ),
         "retrain_requested_to_promoted_s": round(marks["promoted"] - marks["retraining requested"], 1),
         "promoted_to_serving_s": round(marks["hot reload"] - marks["promoted"], 1),
         "drift_verdict_to_new_champion_serving_s": round(marks["hot reload"] - marks["drift detected"], 1),

@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager, suppress
 
 import anyio.to_thread
 import httpx
-from fastapi.staticfiles import StaticFiles
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool
 
 from serving.deps import ServingState, require_api_key

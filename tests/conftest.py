@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -46,28 +47,31 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.cleanup()
 
 
+@contextmanager
+def temporary_database(server_url: str, prefix: str) -> Iterator[str]:
+    """Create a database on the server, yield its URL, drop it (with any open connections) afterwards."""
+    dbname = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'create database "{dbname}"')
+    try:
+        yield _with_database(server_url, dbname)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{dbname}" with (force)')
+
+
 @pytest.fixture(scope="session")
 def pg_url(pg_server_url: str) -> Iterator[str]:
     """A fresh, empty database for this test session, dropped afterwards."""
-    dbname = f"ticketops_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'create database "{dbname}"')
-    url = _with_database(pg_server_url, dbname)
-    yield url
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{dbname}" with (force)')
+    with temporary_database(pg_server_url, "ticketops_test") as url:
+        yield url
 
 
 @pytest.fixture()
 def fresh_db(pg_server_url: str) -> Iterator[str]:
     """A database of its own for one test (for tests that need an empty store)."""
-    dbname = f"ticketops_t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'create database "{dbname}"')
-    url = _with_database(pg_server_url, dbname)
-    yield url
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{dbname}" with (force)')
+    with temporary_database(pg_server_url, "ticketops_t") as url:
+        yield url
 
 
 @pytest.fixture()

@@ -204,10 +204,12 @@ def test_feedback_with_a_label_the_model_does_not_know_is_422(client: TestClient
 def test_feedback_can_name_a_new_topic_when_flagged(client: TestClient, world: ApiWorld) -> None:
     result = client.post("/v1/triage", json={"ticket": {"text": world.holdout_texts[3]}}).json()["results"][0]
     accepted = client.post(
-        "/v1/feedback", json={"request_id": result["request_id"], "true_topic": "mfa_rollout", "new_topic": True}
+        "/v1/feedback",
+        json={"request_id": result["request_id"], "true_topic": "mfa_rollout", "new_topic": True},
     )
     malformed = client.post(
-        "/v1/feedback", json={"request_id": result["request_id"], "true_topic": "MFA roll-out!", "new_topic": True}
+        "/v1/feedback",
+        json={"request_id": result["request_id"], "true_topic": "MFA roll-out!", "new_topic": True},
     )
 
     assert accepted.status_code == 200

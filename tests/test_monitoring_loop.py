@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -57,7 +56,13 @@ class Loop:
     def __init__(self, instance, url, settings, client, webhook) -> None:
         from ticket_assets.definitions import defs
 
-        self.instance, self.url, self.settings, self.client, self.webhook = instance, url, settings, client, webhook
+        self.instance, self.url, self.settings, self.client, self.webhook = (
+            instance,
+            url,
+            settings,
+            client,
+            webhook,
+        )
         self.defs = defs
         self.sensor_cursor: str | None = None
 
@@ -73,21 +78,25 @@ class Loop:
 
     def drift_report(self) -> dict:
         result = self.defs.resolve_job_def("drift_monitoring").execute_in_process(
-            instance=self.instance, run_config=QUIET)
+            instance=self.instance, run_config=QUIET
+        )
         assert result.success
         event = self.instance.get_latest_materialization_event(dg.AssetKey("drift_report"))
         return {key: value.value for key, value in event.asset_materialization.metadata.items()}
 
     def tick_drift_sensor(self) -> list[dg.RunRequest]:
         sensor = self.defs.resolve_sensor_def("drift_retrain_sensor")
-        context = dg.build_sensor_context(instance=self.instance, cursor=self.sensor_cursor, definitions=self.defs)
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.sensor_cursor, definitions=self.defs
+        )
         result = sensor.evaluate_tick(context)
         self.sensor_cursor = result.cursor or self.sensor_cursor
         return list(result.run_requests or [])
 
     def retrain(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
         return self.defs.resolve_job_def("retrain").execute_in_process(
-            instance=self.instance, tags=request.tags, run_config=QUIET, raise_on_error=False)
+            instance=self.instance, tags=request.tags, run_config=QUIET, raise_on_error=False
+        )
 
     def champion(self) -> str | None:
         from ticket_assets.ml.registry import CHAMPION, get_alias_version
@@ -97,21 +106,21 @@ class Loop:
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory, pg_server_url):
-    from tests.conftest import _with_database
+    from tests.conftest import temporary_database
     from ticket_assets.runner import materialize, prepare_environment
     from ticket_assets.settings import reset_settings_cache
     from ticket_assets.sources.store import ingest_synthetic
 
     data_dir = tmp_path_factory.mktemp("loop")
-    dbname = f"ticketops_loop_{int(time.time() * 1000) % 10**9}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'create database "{dbname}"')
-    url = _with_database(pg_server_url, dbname)
     webhook = WebhookReceiver()
-    with pytest.MonkeyPatch.context() as mp:
+    with temporary_database(pg_server_url, "ticketops_loop") as url, pytest.MonkeyPatch.context() as mp:
         for key, value in {
-            "TICKETOPS_DATA_DIR": str(data_dir), "DATABASE_URL": url, "DAGSTER_HOME": str(data_dir / "dh"),
-            "TICKETOPS_TRAIN_QUICK": "1", "TICKETOPS_MODEL_POLL_S": "0.5", "ALERT_WEBHOOK_URL": webhook.url,
+            "TICKETOPS_DATA_DIR": str(data_dir),
+            "DATABASE_URL": url,
+            "DAGSTER_HOME": str(data_dir / "dh"),
+            "TICKETOPS_TRAIN_QUICK": "1",
+            "TICKETOPS_MODEL_POLL_S": "0.5",
+            "ALERT_WEBHOOK_URL": webhook.url,
         }.items():
             mp.setenv(key, value)
         for key in ("MLFLOW_TRACKING_URI", "QDRANT_URL", "LLM_BASE_URL", "TICKETOPS_API_KEYS"):
@@ -128,8 +137,6 @@ def loop(tmp_path_factory, pg_server_url):
                 yield Loop(instance, url, settings, client, webhook)
         reset_settings_cache()
     webhook.close()
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{dbname}" with (force)')
 
 
 def test_stationary_traffic_requests_no_retraining(loop: Loop) -> None:
@@ -173,7 +180,9 @@ def test_drift_episode_requests_exactly_one_retraining_that_promotes_a_better_mo
     assert served, "the API did not hot-reload the new champion"
 
     fresh_b = period_b(300, seed=44, scenario="new_topic_surge", start=B_START + timedelta(days=16))
-    assert macro_f1_on(fresh_b, champion_after, loop.settings) > macro_f1_on(fresh_b, champion_before, loop.settings)
+    assert macro_f1_on(fresh_b, champion_after, loop.settings) > macro_f1_on(
+        fresh_b, champion_before, loop.settings
+    )
     with psycopg.connect(loop.url) as conn:
         moves = conn.execute(
             "select to_version, actor from ops.model_alias_events where alias = 'champion' order by id"
@@ -191,34 +200,68 @@ def test_a_worse_retrained_model_fails_the_gate_keeps_the_champion_and_alerts(lo
         ).fetchall()
         shuffled = np.random.default_rng(0).permutation([topic for _, topic in rows])
         with conn.cursor() as cur:
-            cur.executemany("update raw.tickets set topic = %s, updated_at = now() where ticket_id = %s",
-                            [(str(topic), ticket_id) for (ticket_id, _), topic in zip(rows, shuffled)])
+            cur.executemany(
+                "update raw.tickets set topic = %s, updated_at = now() where ticket_id = %s",
+                [(str(topic), ticket_id) for (ticket_id, _), topic in zip(rows, shuffled, strict=True)],
+            )
         conn.commit()
     loop.webhook.payloads.clear()
 
     result = loop.retrain(dg.RunRequest(run_key="scrambled", tags={"ticketops/trigger": "test"}))
 
-    gate = [e.event_specific_data for e in result.all_events
-            if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
-            and e.event_specific_data.check_name == "promotion_gate"]
+    gate = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        and e.event_specific_data.check_name == "promotion_gate"
+    ]
     assert len(gate) == 1 and not gate[0].passed
     assert loop.champion() == champion
-    assert not any(e.asset_key == dg.AssetKey("champion_model") for e in result.all_events
-                   if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION)
+    assert not any(
+        e.asset_key == dg.AssetKey("champion_model")
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
     assert any("Promotion gate failed" in payload["text"] for payload in loop.webhook.payloads)
     with psycopg.connect(loop.url) as conn:
-        assert conn.execute("select count(*) from ops.alerts where source = 'promotion_gate'").fetchone()[0] >= 1
+        assert (
+            conn.execute("select count(*) from ops.alerts where source = 'promotion_gate'").fetchone()[0] >= 1
+        )
 
 
 def test_new_labels_sensor_requests_retraining_once_per_batch(loop: Loop, monkeypatch) -> None:
     monkeypatch.setenv("TICKETOPS_RETRAIN_MIN_LABELS", "50")
     sensor = loop.defs.resolve_sensor_def("new_labels_retrain_sensor")
-    context = dg.build_sensor_context(instance=loop.instance, definitions=loop.defs,
-                                      resources={"postgres": loop.defs.resources["postgres"]})
+    context = dg.build_sensor_context(
+        instance=loop.instance, definitions=loop.defs, resources={"postgres": loop.defs.resources["postgres"]}
+    )
     first = sensor.evaluate_tick(context)
     assert len(first.run_requests) == 1  # the feedback of the drift episode is > 50 labels
-    again = sensor.evaluate_tick(dg.build_sensor_context(
-        instance=loop.instance, cursor=first.cursor, definitions=loop.defs,
-        resources={"postgres": loop.defs.resources["postgres"]}))
+    again = sensor.evaluate_tick(
+        dg.build_sensor_context(
+            instance=loop.instance,
+            cursor=first.cursor,
+            definitions=loop.defs,
+            resources={"postgres": loop.defs.resources["postgres"]},
+        )
+    )
     assert not again.run_requests
     assert date.fromisoformat(first.cursor[:10]) >= date(2020, 1, 1)
+
+
+def test_champion_holdout_is_rebuilt_from_the_version_tags_whatever_the_zone_name() -> None:
+    from datetime import datetime
+
+    import polars as pl
+
+    from ticket_assets.defs.monitoring import champion_holdout
+
+    days = [datetime(2025, 1, day, tzinfo=UTC) for day in range(1, 11)]
+    mart = pl.DataFrame({"event_at": days, "split": ["train"] * 8 + ["test"] * 2}).with_columns(
+        pl.col("event_at").dt.convert_time_zone("Etc/UTC")
+    )
+    # The champion saw tickets up to Jan 7 and held out its latest 2: later rows (feedback) are not its data.
+    holdout = champion_holdout(
+        mart, {"data.max_event_at": "2025-01-07 00:00:00+00:00", "data.test_rows": "2"}
+    )
+    assert [d.day for d in holdout["event_at"].to_list()] == [6, 7]

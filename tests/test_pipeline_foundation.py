@@ -30,8 +30,13 @@ def test_ingest_to_marts_materialises_with_passing_dbt_checks(instance, fresh_db
 
     outcome = materialize(FOUNDATION, instance=instance, run_config=run_config(400))
     assert outcome.success, outcome.failed_steps
-    assert {"raw/tickets", "staging/stg_tickets", "marts/training_set", "marts/daily_ticket_volumes",
-            "marts/dim_topics"} <= set(outcome.materialized)
+    assert {
+        "raw/tickets",
+        "staging/stg_tickets",
+        "marts/training_set",
+        "marts/daily_ticket_volumes",
+        "marts/dim_topics",
+    } <= set(outcome.materialized)
     assert outcome.checks, "dbt tests must surface as asset checks"
     assert all(outcome.checks.values()), {k: v for k, v in outcome.checks.items() if not v}
 
@@ -74,8 +79,9 @@ def test_raw_ticket_change_requests_the_marts(instance):
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection)
 
     instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=raw))
-    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
-                                               cursor=first.cursor)
+    second = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=selection, cursor=first.cursor
+    )
     requested = {key for key in dbt_keys if second.get_num_requested(key) > 0}
     assert downstream <= requested
     assert unrelated not in requested

@@ -22,11 +22,15 @@ class Alert:
     dedup_key: str | None = None
 
     def slack_payload(self) -> dict:
-        icon = {"critical": ":rotating_light:", "warning": ":warning:"}.get(self.severity, ":information_source:")
+        icon = {"critical": ":rotating_light:", "warning": ":warning:"}.get(
+            self.severity, ":information_source:"
+        )
         return {"text": f"{icon} *{self.title}*\n{self.body}"}
 
 
-def send_alert(alert: Alert, webhook_url: str | None, database_url: str | None, *, timeout_s: float = 5.0) -> bool:
+def send_alert(
+    alert: Alert, webhook_url: str | None, database_url: str | None, *, timeout_s: float = 5.0
+) -> bool:
     """Deliver an alert; never raises, because a broken webhook must not fail the run that noticed a problem."""
     log.warning("ALERT [%s] %s: %s", alert.severity, alert.title, alert.body)
     delivered = False

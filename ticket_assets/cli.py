@@ -10,7 +10,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,8 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-ingest_app = typer.Typer(help="Load tickets into raw.tickets (idempotent: re-running adds nothing).",
-                         no_args_is_help=True)
+ingest_app = typer.Typer(
+    help="Load tickets into raw.tickets (idempotent: re-running adds nothing).", no_args_is_help=True
+)
 model_app = typer.Typer(help="Inspect and move the registered model's aliases.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(model_app, name="model")
@@ -43,7 +44,10 @@ def _environment():
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         console=console,
     )
 
@@ -83,7 +87,9 @@ def _print_ingest_report(report) -> None:
     table = Table(title="Ingest")
     for column in ("read", "inserted", "updated", "unchanged", "quarantined"):
         table.add_column(column, justify="right")
-    table.add_row(*(str(getattr(report, c)) for c in ("read", "inserted", "updated", "unchanged", "quarantined")))
+    table.add_row(
+        *(str(getattr(report, c)) for c in ("read", "inserted", "updated", "unchanged", "quarantined"))
+    )
     console.print(table)
     for reason, count in sorted(report.reasons.items()):
         console.print(f"  quarantined: {count} × {reason}")
@@ -112,7 +118,9 @@ def prepare() -> None:
 
 @app.command()
 def materialize(
-    select: Annotated[Optional[str], typer.Option("--select", "-s", help="Asset selection, e.g. 'key:marts/*' or 'group:dbt'.")] = None,
+    select: Annotated[
+        str | None, typer.Option("--select", "-s", help="Asset selection, e.g. 'key:marts/*' or 'group:dbt'.")
+    ] = None,
 ) -> None:
     """Run the asset graph headless; exits non-zero when any step fails."""
     _environment()
@@ -122,7 +130,9 @@ def materialize(
         outcome = run(select)
     _print_outcome(outcome)
     if not outcome.success:
-        console.print(f"[red]run {outcome.run_id} failed[/]: {', '.join(outcome.failed_steps) or 'see the Dagster UI'}")
+        console.print(
+            f"[red]run {outcome.run_id} failed[/]: {', '.join(outcome.failed_steps) or 'see the Dagster UI'}"
+        )
         raise typer.Exit(1)
 
 
@@ -130,8 +140,8 @@ def materialize(
 def ingest_synthetic(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of tickets.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same tickets).")] = 42,
-    scenario: Annotated[Optional[str], typer.Option("--scenario", help="Drift scenario name.")] = None,
-    start: Annotated[Optional[str], typer.Option("--start", help="First day, YYYY-MM-DD.")] = None,
+    scenario: Annotated[str | None, typer.Option("--scenario", help="Drift scenario name.")] = None,
+    start: Annotated[str | None, typer.Option("--start", help="First day, YYYY-MM-DD.")] = None,
     days: Annotated[int, typer.Option("--days", min=1, help="Days covered.")] = 90,
 ) -> None:
     """Generate realistic synthetic tickets (optionally with a drift scenario) into raw.tickets."""
@@ -150,8 +160,15 @@ def ingest_synthetic(
     from ticket_assets.services.postgres import database_url
 
     with _progress() as progress:
-        report = run(database_url(settings), n=n, seed=seed, scenario=scenario, start=start_date, days=days,
-                     progress=_progress_callback(progress, "synthetic tickets"))
+        report = run(
+            database_url(settings),
+            n=n,
+            seed=seed,
+            scenario=scenario,
+            start=start_date,
+            days=days,
+            progress=_progress_callback(progress, "synthetic tickets"),
+        )
     _print_ingest_report(report)
     _record_raw_materialization(report)
 
@@ -160,25 +177,34 @@ def ingest_synthetic(
 def ingest_csv(
     path: Annotated[Path, typer.Argument(help="CSV file (plain or .gz).")],
     text_col: Annotated[str, typer.Option("--text-col", help="Column with the ticket text/body.")],
-    title_col: Annotated[Optional[str], typer.Option("--title-col")] = None,
-    topic_col: Annotated[Optional[str], typer.Option("--topic-col")] = None,
-    urgency_col: Annotated[Optional[str], typer.Option("--urgency-col")] = None,
-    id_col: Annotated[Optional[str], typer.Option("--id-col")] = None,
-    created_col: Annotated[Optional[str], typer.Option("--created-col")] = None,
-    channel_col: Annotated[Optional[str], typer.Option("--channel-col")] = None,
+    title_col: Annotated[str | None, typer.Option("--title-col")] = None,
+    topic_col: Annotated[str | None, typer.Option("--topic-col")] = None,
+    urgency_col: Annotated[str | None, typer.Option("--urgency-col")] = None,
+    id_col: Annotated[str | None, typer.Option("--id-col")] = None,
+    created_col: Annotated[str | None, typer.Option("--created-col")] = None,
+    channel_col: Annotated[str | None, typer.Option("--channel-col")] = None,
 ) -> None:
     """Import a CSV export with a column mapping; malformed rows go to raw.tickets_rejected."""
     from ticket_assets.sources.csv_import import ColumnMapping, SourceReadError
     from ticket_assets.sources.store import ingest_csv as run
 
-    mapping = ColumnMapping(text_col=text_col, title_col=title_col, topic_col=topic_col, urgency_col=urgency_col,
-                            id_col=id_col, created_col=created_col, channel_col=channel_col)
+    mapping = ColumnMapping(
+        text_col=text_col,
+        title_col=title_col,
+        topic_col=topic_col,
+        urgency_col=urgency_col,
+        id_col=id_col,
+        created_col=created_col,
+        channel_col=channel_col,
+    )
     settings = _environment()
     from ticket_assets.services.postgres import database_url
 
     try:
         with _progress() as progress:
-            report = run(database_url(settings), path, mapping, progress=_progress_callback(progress, path.name))
+            report = run(
+                database_url(settings), path, mapping, progress=_progress_callback(progress, path.name)
+            )
     except SourceReadError as exc:
         console.print(f"[red]cannot import {path}[/]: {exc}")
         raise typer.Exit(2) from None
@@ -191,7 +217,9 @@ def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
     # A new session per child: Ctrl-C reaches us once, and we stop each child's whole process group.
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-    return subprocess.Popen(args, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        args, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
@@ -215,9 +243,16 @@ def _serving_available() -> bool:
 
 @app.command()
 def up(
-    seed_tickets: Annotated[int, typer.Option("--seed-tickets", help="Synthetic tickets to seed into an empty store.")] = 5000,
-    materialize_first: Annotated[bool, typer.Option("--materialize/--no-materialize", help="Materialise the whole graph before serving.")] = True,
-    serve_ui: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the Dagster UI and the API afterwards.")] = True,
+    seed_tickets: Annotated[
+        int, typer.Option("--seed-tickets", help="Synthetic tickets to seed into an empty store.")
+    ] = 5000,
+    materialize_first: Annotated[
+        bool,
+        typer.Option("--materialize/--no-materialize", help="Materialise the whole graph before serving."),
+    ] = True,
+    serve_ui: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the Dagster UI and the API afterwards.")
+    ] = True,
 ) -> None:
     """The main job: services, seed data, materialise the whole graph, then serve the Dagster UI and the API."""
     from ticket_assets.services.postgres import database_url, embedded_is_running, stop_embedded
@@ -235,8 +270,12 @@ def up(
         from ticket_assets.sources.store import ingest_synthetic as run_synthetic
 
         with _progress() as progress:
-            report = run_synthetic(url, n=seed_tickets, seed=42,
-                                   progress=_progress_callback(progress, "seeding synthetic tickets"))
+            report = run_synthetic(
+                url,
+                n=seed_tickets,
+                seed=42,
+                progress=_progress_callback(progress, "seeding synthetic tickets"),
+            )
         _print_ingest_report(report)
 
     if materialize_first:
@@ -252,13 +291,28 @@ def up(
         return
     logs = settings.data_dir / "logs"
     processes = [
-        _spawn([sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
-                "-h", "127.0.0.1", "-p", str(settings.dagster_port)], logs / "dagster.log"),
+        _spawn(
+            [
+                sys.executable,
+                "-m",
+                "dagster",
+                "dev",
+                "-w",
+                str(REPO_ROOT / "workspace.yaml"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(settings.dagster_port),
+            ],
+            logs / "dagster.log",
+        ),
     ]
     console.print(f"Dagster UI  → http://127.0.0.1:{settings.dagster_port}  (logs: {logs / 'dagster.log'})")
     if _serving_available():
         processes.append(_spawn([sys.executable, "-m", "ticket_assets.cli", "serve"], logs / "api.log"))
-        console.print(f"API         → http://{settings.api_host}:{settings.api_port}/docs  (logs: {logs / 'api.log'})")
+        console.print(
+            f"API         → http://{settings.api_host}:{settings.api_port}/docs  (logs: {logs / 'api.log'})"
+        )
     console.print("Press Ctrl-C to stop.")
 
     stopping = False
@@ -285,8 +339,8 @@ def up(
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Bind address (default from settings).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (default from settings).")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
 ) -> None:
     """Serve the triage/answer API alone."""
     if not _serving_available():
@@ -324,8 +378,10 @@ def model_list() -> None:
         metrics = v.get("metrics", {})
         data = v.get("data_version", {})
         table.add_row(
-            v["version"], ", ".join(v["aliases"]),
-            _fmt(metrics.get("topic.macro_f1")), _fmt(metrics.get("urgency.most_urgent_recall")),
+            v["version"],
+            ", ".join(v["aliases"]),
+            _fmt(metrics.get("topic.macro_f1")),
+            _fmt(metrics.get("urgency.most_urgent_recall")),
             str(v.get("created_at") or "")[:16],
             f"{data.get('training_set_rows', '?')} rows to {str(data.get('max_event_at', '?'))[:10]}",
         )
@@ -339,7 +395,9 @@ def _fmt(value) -> str:
 @model_app.command("promote")
 def model_promote(
     version: Annotated[str, typer.Argument(help="Model version to serve.")],
-    reason: Annotated[str, typer.Option(help="Why (recorded in ops.model_alias_events).")] = "manual promotion",
+    reason: Annotated[
+        str, typer.Option(help="Why (recorded in ops.model_alias_events).")
+    ] = "manual promotion",
 ) -> None:
     """Move the `champion` alias to VERSION (the API hot-reloads it)."""
     settings = _environment()
@@ -355,7 +413,9 @@ def model_promote(
 
 @model_app.command("rollback")
 def model_rollback(
-    reason: Annotated[str, typer.Option(help="Why (recorded in ops.model_alias_events).")] = "manual rollback",
+    reason: Annotated[
+        str, typer.Option(help="Why (recorded in ops.model_alias_events).")
+    ] = "manual rollback",
 ) -> None:
     """Move `champion` back to the previous champion."""
     settings = _environment()
@@ -381,7 +441,7 @@ def evaluate(
     path: Annotated[Path, typer.Argument(help="Labelled CSV (plain or .gz).")],
     text_col: Annotated[str, typer.Option("--text-col")],
     topic_col: Annotated[str, typer.Option("--topic-col")],
-    urgency_col: Annotated[Optional[str], typer.Option("--urgency-col")] = None,
+    urgency_col: Annotated[str | None, typer.Option("--urgency-col")] = None,
     alias: Annotated[str, typer.Option(help="Alias or version to score.")] = "champion",
 ) -> None:
     """Score a labelled file with the current champion and print metrics as JSON."""
@@ -391,8 +451,9 @@ def evaluate(
 
     registry.configure_mlflow(settings)
     try:
-        metrics = evaluate_file(settings, path, text_col=text_col, topic_col=topic_col, urgency_col=urgency_col,
-                                alias=alias)
+        metrics = evaluate_file(
+            settings, path, text_col=text_col, topic_col=topic_col, urgency_col=urgency_col, alias=alias
+        )
     except (FileNotFoundError, KeyError, ValueError) as exc:
         console.print(f"[red]cannot evaluate {path}[/]: {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -401,9 +462,13 @@ def evaluate(
 
 @demo_app.command("drift")
 def demo_drift(
-    scenario: Annotated[str, typer.Option(help="Drift scenario of the period-B traffic.")] = "new_topic_surge",
+    scenario: Annotated[
+        str, typer.Option(help="Drift scenario of the period-B traffic.")
+    ] = "new_topic_surge",
     traffic: Annotated[int, typer.Option(min=200, help="Period-B tickets sent through the API.")] = 600,
-    feedback_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of tickets agents correct.")] = 0.7,
+    feedback_share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of tickets agents correct.")
+    ] = 0.7,
 ) -> None:
     """Train on period A, send drifted period-B traffic through the API, and watch the platform detect the
     drift, retrain on the agents' feedback, gate, promote and hot-reload, with no manual step."""
@@ -414,8 +479,12 @@ def demo_drift(
         console.print(f"[red]unknown scenario {scenario!r}[/]; choose one of: {', '.join(sorted(SCENARIOS))}")
         raise typer.Exit(2)
     try:
-        run_drift_demo(scenario=scenario, traffic=traffic, feedback_share=feedback_share,
-                       echo=lambda line: console.print(line, highlight=False))
+        run_drift_demo(
+            scenario=scenario,
+            traffic=traffic,
+            feedback_share=feedback_share,
+            echo=lambda line: console.print(line, highlight=False),
+        )
     except RuntimeError as exc:
         console.print(f"[red]demo stopped[/]: {exc}")
         raise typer.Exit(1) from None

@@ -66,8 +66,13 @@ class MaterializeOutcome:
     checks: dict[str, bool] = field(default_factory=dict)
 
 
-def materialize(selection: str | None = None, *, instance: dg.DagsterInstance | None = None,
-                run_config: dict | None = None, tags: dict[str, str] | None = None) -> MaterializeOutcome:
+def materialize(
+    selection: str | None = None,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    run_config: dict | None = None,
+    tags: dict[str, str] | None = None,
+) -> MaterializeOutcome:
     """Materialise the selected assets (default: the whole graph) and report what happened."""
     from ticket_assets.definitions import defs
 
@@ -79,7 +84,10 @@ def materialize(selection: str | None = None, *, instance: dg.DagsterInstance | 
         if not asset_keys:
             raise ValueError(f"selection {selection!r} matches no asset")
     result = job.execute_in_process(
-        instance=instance, asset_selection=asset_keys, raise_on_error=False, run_config=run_config,
+        instance=instance,
+        asset_selection=asset_keys,
+        raise_on_error=False,
+        run_config=run_config,
         tags=tags or {"ticketops/trigger": "cli"},
     )
     outcome = MaterializeOutcome(success=result.success, run_id=result.run_id)

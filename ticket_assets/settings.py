@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 def _env(name: str, *conventional: str) -> AliasChoices:
@@ -27,9 +26,13 @@ class Settings(BaseSettings):
     # Everything embedded (Postgres cluster, MLflow store, KB snapshots, Dagster home) lives here.
     data_dir: Path = Field(default=Path(".ticketops"), validation_alias=_env("DATA_DIR"))
 
-    database_url: SecretStr | None = Field(default=None, validation_alias=_env("DATABASE_URL", "DATABASE_URL"))
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias=_env("DATABASE_URL", "DATABASE_URL")
+    )
     qdrant_url: str | None = Field(default=None, validation_alias=_env("QDRANT_URL", "QDRANT_URL"))
-    qdrant_api_key: SecretStr | None = Field(default=None, validation_alias=_env("QDRANT_API_KEY", "QDRANT_API_KEY"))
+    qdrant_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("QDRANT_API_KEY", "QDRANT_API_KEY")
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None, validation_alias=_env("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI")
     )
@@ -60,9 +63,15 @@ class Settings(BaseSettings):
     # API
     api_host: str = Field(default="127.0.0.1", validation_alias=_env("API_HOST"))
     api_port: int = Field(default=8000, validation_alias=_env("API_PORT"))
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list, validation_alias=_env("API_KEYS"))
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=_env("CORS_ORIGINS"))
-    low_confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0, validation_alias=_env("LOW_CONFIDENCE_THRESHOLD"))
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("API_KEYS")
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("CORS_ORIGINS")
+    )
+    low_confidence_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, validation_alias=_env("LOW_CONFIDENCE_THRESHOLD")
+    )
     redact_text: bool = Field(default=False, validation_alias=_env("REDACT_TEXT"))
     api_workers: int = Field(default=1, ge=1, validation_alias=_env("API_WORKERS"))
     max_batch_size: int = Field(default=32, ge=1, validation_alias=_env("MAX_BATCH_SIZE"))
@@ -91,8 +100,15 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "database_url", "qdrant_url", "qdrant_api_key", "mlflow_tracking_uri", "dagster_home", "llm_base_url",
-        "llm_api_key", "alert_webhook_url", mode="before",
+        "database_url",
+        "qdrant_url",
+        "qdrant_api_key",
+        "mlflow_tracking_uri",
+        "dagster_home",
+        "llm_base_url",
+        "llm_api_key",
+        "alert_webhook_url",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -36,7 +36,8 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext):
     cursor = _drift_cursor(context.cursor)
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=DRIFT_REPORT, after_storage_id=cursor["storage_id"]),
-        limit=100, ascending=True,
+        limit=100,
+        ascending=True,
     ).records
     requests = []
     for record in records:
@@ -48,7 +49,10 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext):
             requests.append(
                 dg.RunRequest(
                     run_key=f"drift-episode-{record.storage_id}",
-                    tags={"ticketops/trigger": "drift", "ticketops/drift_report_storage_id": str(record.storage_id)},
+                    tags={
+                        "ticketops/trigger": "drift",
+                        "ticketops/drift_report_storage_id": str(record.storage_id),
+                    },
                 )
             )
         elif verdict == "no_drift":
@@ -85,8 +89,10 @@ def new_labels_retrain_sensor(context: dg.SensorEvaluationContext, postgres: Pos
         return dg.SkipReason(f"{count} new labels since the last request; waiting for {threshold}")
     newest_iso = newest.isoformat()
     context.update_cursor(newest_iso)
-    return dg.RunRequest(run_key=f"labels-upto-{newest_iso}",
-                         tags={"ticketops/trigger": "new_labels", "ticketops/new_labels": str(count)})
+    return dg.RunRequest(
+        run_key=f"labels-upto-{newest_iso}",
+        tags={"ticketops/trigger": "new_labels", "ticketops/new_labels": str(count)},
+    )
 
 
 @dg.run_failure_sensor(
@@ -100,13 +106,17 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResourc
     alerts.send(
         f"Dagster run failed: {run.job_name}",
         f"Run {run.run_id} ({run.tags.get('ticketops/trigger', 'manual')}) failed: {message[:500]}",
-        severity="critical", source="run_failure_sensor", dedup_key=f"run:{run.run_id}",
+        severity="critical",
+        source="run_failure_sensor",
+        dedup_key=f"run:{run.run_id}",
     )
 
 
 drift_job = dg.define_asset_job(
     "drift_monitoring",
-    selection=(dg.AssetSelection.assets(DRIFT_REPORT).upstream(depth=1) - dg.AssetSelection.groups("training"))
+    selection=(
+        dg.AssetSelection.assets(DRIFT_REPORT).upstream(depth=1) - dg.AssetSelection.groups("training")
+    )
     | dg.AssetSelection.assets(dg.AssetKey(["marts", "live_quality"])),
     description="Refresh the production marts and compute the drift report for the latest window.",
 )

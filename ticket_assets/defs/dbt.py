@@ -4,14 +4,19 @@ The manifest is prepared ahead (``ticketops`` commands, CI and the image build r
 so importing the code location never shells out to dbt.
 """
 
-
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 from psycopg import sql
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from ticket_assets.defs.resources import PostgresResource
 from ticket_assets.services.dbt import DBT_PROJECT_DIR, MANIFEST_PATH
@@ -42,7 +47,9 @@ class TicketDbtTranslator(DagsterDbtTranslator):
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return OWNERS
 
-    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+    def get_automation_condition(
+        self, dbt_resource_props: Mapping[str, Any]
+    ) -> dg.AutomationCondition | None:
         # Marts follow raw tickets as soon as they change; dbt models are cheap and incremental.
         return dg.AutomationCondition.eager()
 
@@ -50,7 +57,9 @@ class TicketDbtTranslator(DagsterDbtTranslator):
 translator = TicketDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-@dbt_assets(manifest=MANIFEST_PATH, project=dbt_project, dagster_dbt_translator=translator, name="ticket_dbt_models")
+@dbt_assets(
+    manifest=MANIFEST_PATH, project=dbt_project, dagster_dbt_translator=translator, name="ticket_dbt_models"
+)
 def ticket_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource):
     # dbt reads its connection from TICKETOPS_PG_* (profiles.yml); they are derived here from the
     # one place that knows the database, so dbt and the platform can never point at different ones.
@@ -79,9 +88,12 @@ def row_count(conn, key: dg.AssetKey) -> dict[str, object]:
     schema, table = key.path
     kind = conn.execute(
         "select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-        " where n.nspname = %s and c.relname = %s", (schema, table),
+        " where n.nspname = %s and c.relname = %s",
+        (schema, table),
     ).fetchone()
     if kind is None or kind[0] == "v":  # views are not counted: that would run their query
         return {}
-    count = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()[0]
+    count = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()[
+        0
+    ]
     return {"dagster/row_count": dg.MetadataValue.int(int(count))}

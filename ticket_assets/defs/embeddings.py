@@ -1,6 +1,5 @@
 """Embeddings area: sentence vectors for every training-set ticket, computed once per text hash."""
 
-
 import time
 
 import dagster as dg
@@ -42,16 +41,21 @@ def progress_logger(context: dg.AssetExecutionContext, label: str, every_s: floa
         "embedded is never encoded again."
     ),
 )
-def ticket_embeddings(context: dg.AssetExecutionContext, postgres: PostgresResource,
-                      platform: PlatformSettingsResource) -> dg.MaterializeResult:
+def ticket_embeddings(
+    context: dg.AssetExecutionContext, postgres: PostgresResource, platform: PlatformSettingsResource
+) -> dg.MaterializeResult:
     settings = platform.get()
     with postgres.connect() as conn:
         rows = conn.execute("select distinct text_hash, text from marts.training_set").fetchall()
     candidates = pl.DataFrame(rows, schema={"text_hash": pl.Utf8, "text": pl.Utf8}, orient="row")
     embedder = get_embedder(settings)
     report = embed_missing(
-        postgres.url(), embedder, candidates, batch_size=settings.embed_batch_size,
-        progress=progress_logger(context, "encoding"), log=context.log,
+        postgres.url(),
+        embedder,
+        candidates,
+        batch_size=settings.embed_batch_size,
+        progress=progress_logger(context, "encoding"),
+        log=context.log,
     )
     with postgres.connect() as conn:
         stored = conn.execute(

@@ -1,6 +1,5 @@
 """Ingest area: the raw ticket table that everything downstream is built from."""
 
-
 import dagster as dg
 
 from ticket_assets.defs.metadata import counts_markdown, table_metadata
@@ -30,8 +29,9 @@ class RawTicketsConfig(dg.Config):
         "empty and publishes the table's state; `ticketops ingest` records a materialisation itself."
     ),
 )
-def raw_tickets(context: dg.AssetExecutionContext, config: RawTicketsConfig,
-                postgres: PostgresResource) -> dg.MaterializeResult:
+def raw_tickets(
+    context: dg.AssetExecutionContext, config: RawTicketsConfig, postgres: PostgresResource
+) -> dg.MaterializeResult:
     url = postgres.url()
     apply_schema(url)
     with postgres.connect() as conn:
@@ -47,11 +47,15 @@ def raw_tickets(context: dg.AssetExecutionContext, config: RawTicketsConfig,
 def raw_tickets_metadata(postgres: PostgresResource, seeded: int = 0) -> dict[str, object]:
     with postgres.connect() as conn:
         metadata = table_metadata(
-            conn, "raw", "tickets",
+            conn,
+            "raw",
+            "tickets",
             preview_columns=["ticket_id", "source", "title", "topic", "urgency", "channel", "created_at"],
         )
         by_source = dict(conn.execute("select source, count(*) from raw.tickets group by 1").fetchall())
-        rejected = dict(conn.execute("select reason, count(*) from raw.tickets_rejected group by 1").fetchall())
+        rejected = dict(
+            conn.execute("select reason, count(*) from raw.tickets_rejected group by 1").fetchall()
+        )
         labelled = conn.execute("select count(*) from raw.tickets where topic is not null").fetchone()[0]
     metadata.update(
         {

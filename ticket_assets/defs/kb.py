@@ -1,6 +1,5 @@
 """Knowledge-base area: kb/*.md → heading-aware chunks → a Qdrant index the API reads."""
 
-
 from pathlib import Path
 
 import dagster as dg
@@ -46,8 +45,19 @@ def kb_chunks(context: dg.AssetExecutionContext, postgres: PostgresResource) -> 
                 cursor.executemany(
                     "insert into features.kb_chunks (chunk_id, article_id, title, topic, language, tags, heading, text)"
                     " values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict (chunk_id) do nothing",
-                    [(c.chunk_id, c.article_id, c.title, c.topic, c.language, list(c.tags), c.heading, c.text)
-                     for c in chunks],
+                    [
+                        (
+                            c.chunk_id,
+                            c.article_id,
+                            c.title,
+                            c.topic,
+                            c.language,
+                            list(c.tags),
+                            c.heading,
+                            c.text,
+                        )
+                        for c in chunks
+                    ],
                 )
     by_language: dict[str, int] = {}
     by_topic: dict[str, int] = {}
@@ -63,8 +73,10 @@ def kb_chunks(context: dg.AssetExecutionContext, postgres: PostgresResource) -> 
             "articles_by_language": counts_markdown("language", by_language),
             "articles_by_topic": counts_markdown("topic", by_topic),
             "preview": dg.MetadataValue.md(
-                markdown_table(["chunk_id", "article", "heading", "words"],
-                               [(c.chunk_id[:12], c.article_id, c.heading, len(c.text.split())) for c in chunks[:8]])
+                markdown_table(
+                    ["chunk_id", "article", "heading", "words"],
+                    [(c.chunk_id[:12], c.article_id, c.heading, len(c.text.split())) for c in chunks[:8]],
+                )
             ),
         }
     )
@@ -76,8 +88,19 @@ def _load_chunks(postgres: PostgresResource) -> list[Chunk]:
             "select chunk_id, article_id, title, topic, language, tags, heading, text"
             " from features.kb_chunks order by chunk_id"
         ).fetchall()
-    return [Chunk(chunk_id=r[0], article_id=r[1], title=r[2], topic=r[3], language=r[4], tags=tuple(r[5]),
-                  heading=r[6], text=r[7]) for r in rows]
+    return [
+        Chunk(
+            chunk_id=r[0],
+            article_id=r[1],
+            title=r[2],
+            topic=r[3],
+            language=r[4],
+            tags=tuple(r[5]),
+            heading=r[6],
+            text=r[7],
+        )
+        for r in rows
+    ]
 
 
 @dg.asset(
@@ -93,8 +116,9 @@ def _load_chunks(postgres: PostgresResource) -> list[Chunk]:
         "`QDRANT_URL`: a versioned collection behind the alias `kb_chunks`, switched atomically."
     ),
 )
-def kb_index(context: dg.AssetExecutionContext, postgres: PostgresResource,
-             platform: PlatformSettingsResource) -> dg.MaterializeResult:
+def kb_index(
+    context: dg.AssetExecutionContext, postgres: PostgresResource, platform: PlatformSettingsResource
+) -> dg.MaterializeResult:
     settings = platform.get()
     chunks = _load_chunks(postgres)
     if not chunks:
@@ -111,7 +135,9 @@ def kb_index(context: dg.AssetExecutionContext, postgres: PostgresResource,
         passages = candidate.search(embedder.encode([question])[0], k=3)
         ok = any(p.topic == topic for p in passages)
         hits += ok
-        probe_rows.append((question, topic, passages[0].article_id if passages else "–", "yes" if ok else "no"))
+        probe_rows.append(
+            (question, topic, passages[0].article_id if passages else "–", "yes" if ok else "no")
+        )
     if hits < len(RETRIEVAL_PROBES) - 1:
         raise dg.Failure(f"retrieval probes failed ({hits}/{len(RETRIEVAL_PROBES)}); index not published")
     publish(snapshot, settings)
@@ -121,7 +147,9 @@ def kb_index(context: dg.AssetExecutionContext, postgres: PostgresResource,
             "chunks": snapshot.n_chunks,
             "articles": snapshot.n_articles,
             "embedding_model": embedder.model_id,
-            "backend": "qdrant server (alias kb_chunks)" if settings.qdrant_url else "qdrant local (snapshot)",
+            "backend": "qdrant server (alias kb_chunks)"
+            if settings.qdrant_url
+            else "qdrant local (snapshot)",
             "snapshot_path": dg.MetadataValue.path(str(Path(snapshot.path))),
             "retrieval_probes": dg.MetadataValue.md(
                 markdown_table(["question", "expected topic", "top article", "hit in top 3"], probe_rows)

@@ -35,8 +35,13 @@ def markdown_table(columns: list[str], rows: list[tuple]) -> str:
     return header + "\n".join("| " + " | ".join(cell(v) for v in row) + " |" for row in rows)
 
 
-def table_metadata(conn: psycopg.Connection, schema: str, table: str, preview_rows: int = 5,
-                   preview_columns: list[str] | None = None) -> dict[str, object]:
+def table_metadata(
+    conn: psycopg.Connection,
+    schema: str,
+    table: str,
+    preview_rows: int = 5,
+    preview_columns: list[str] | None = None,
+) -> dict[str, object]:
     """Row count, column schema and a small preview of a Postgres table."""
     ident = sql.Identifier(schema, table)
     row_count = conn.execute(sql.SQL("select count(*) from {}").format(ident)).fetchone()[0]

@@ -7,21 +7,29 @@ minimum is reported as ``insufficient_data`` without being consumed. Sensors onl
 """
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 from ticket_assets.defs.metadata import markdown_table
-from ticket_assets.defs.resources import AlertsResource, MlflowResource, PlatformSettingsResource, PostgresResource
+from ticket_assets.defs.resources import (
+    AlertsResource,
+    MlflowResource,
+    PlatformSettingsResource,
+    PostgresResource,
+)
 from ticket_assets.ml import registry
 from ticket_assets.ml.dataset import embeddings_for_frame, load_training_set
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.monitoring import DriftConfig, compute_drift, prediction_frame, save_report
 
 DRIFT_REPORT = dg.AssetKey("drift_report")
-PRODUCTION_MARTS = [dg.AssetKey(["marts", name]) for name in
-                    ("daily_predictions", "prediction_latency", "confidence_distribution")]
+PRODUCTION_MARTS = [
+    dg.AssetKey(["marts", name])
+    for name in ("daily_predictions", "prediction_latency", "confidence_distribution")
+]
 LIVE_QUALITY = dg.AssetKey(["marts", "live_quality"])
 OWNERS = ["team:ml-platform"]
 KEEP_REPORTS = 50
@@ -54,10 +62,32 @@ def load_window(conn, model_version: str, after: str | None, limit: int) -> pl.D
     ).fetchall()
     return pl.DataFrame(
         rows,
-        schema={"created_at": pl.Datetime("us", "UTC"), "text": pl.String, "text_chars": pl.Int64,
-                "topic": pl.String, "topic_confidence": pl.Float64, "urgency": pl.String},
+        schema={
+            "created_at": pl.Datetime("us", "UTC"),
+            "text": pl.String,
+            "text_chars": pl.Int64,
+            "topic": pl.String,
+            "topic_confidence": pl.Float64,
+            "urgency": pl.String,
+        },
         orient="row",
     )
+
+
+def champion_holdout(training_set: pl.DataFrame, version_tags: dict[str, str]) -> pl.DataFrame:
+    """The champion's own holdout, rebuilt from its data-version tags: the latest ``test_rows`` tickets
+    it had seen (event_at up to its ``max_event_at``). The mart's current test split would not do:
+    once feedback from the drifted traffic lands in the mart, it would compare production with itself."""
+    max_event_at = version_tags.get("data.max_event_at")
+    test_rows = int(version_tags.get("data.test_rows") or 0)
+    seen = training_set
+    if max_event_at:
+        # Compare instants (epoch), not zone names: the database says Etc/UTC, the tag says +00:00.
+        cutoff_us = int(datetime.fromisoformat(max_event_at).timestamp() * 1_000_000)
+        seen = training_set.filter(pl.col("event_at").dt.epoch("us") <= cutoff_us)
+    if test_rows <= 0:
+        return seen.filter(pl.col("split") == "test")
+    return seen.sort("event_at").tail(test_rows)
 
 
 def prune_reports(reports_dir: Path, keep: int = KEEP_REPORTS) -> None:
@@ -91,20 +121,31 @@ def report_url(path: Path) -> str:
         "The verdict feeds the retraining sensor."
     ),
 )
-def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, postgres: PostgresResource,
-                 platform: PlatformSettingsResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+def drift_report(
+    context: dg.AssetExecutionContext,
+    config: DriftReportConfig,
+    postgres: PostgresResource,
+    platform: PlatformSettingsResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
     settings = platform.get()
     mlflow.configure()
     champion_version = registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
     if champion_version is None:
-        return dg.MaterializeResult(metadata={"verdict": "insufficient_data", "reason": "no champion model yet"})
+        return dg.MaterializeResult(
+            metadata={"verdict": "insufficient_data", "reason": "no champion model yet"}
+        )
     previous_end = _previous_window_end(context, champion_version)
-    drift_config = DriftConfig(min_window=config.min_window, reference_sample_size=config.reference_sample_size)
+    drift_config = DriftConfig(
+        min_window=config.min_window, reference_sample_size=config.reference_sample_size
+    )
 
     with postgres.connect() as conn:
         current = load_window(conn, champion_version, previous_end, config.max_window)
         if current.height < config.min_window:
-            context.log.info(f"{current.height} predictions since {previous_end or 'the start'}: window not full")
+            context.log.info(
+                f"{current.height} predictions since {previous_end or 'the start'}: window not full"
+            )
             return dg.MaterializeResult(
                 metadata={
                     "verdict": "insufficient_data",
@@ -114,9 +155,9 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, p
                     "window_end": previous_end or "",
                 }
             )
-        model, _ = registry.load_model_version(settings.model_name, champion_version, settings)
+        model, info = registry.load_model_version(settings.model_name, champion_version, settings)
         embedder = get_embedder(settings)
-        holdout = load_training_set(conn).filter(pl.col("split") == "test")
+        holdout = champion_holdout(load_training_set(conn), info.tags)
         if holdout.height > config.reference_sample_size:
             holdout = holdout.sample(config.reference_sample_size, seed=0)
         ref_embeddings = embeddings_for_frame(conn, embedder, holdout)
@@ -132,8 +173,17 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, p
     prune_reports(settings.reports_dir)
     summary = result.summary
     context.log.info(f"drift verdict {result.verdict}: {result.reason}")
-    signal_rows = [(s["name"], s["kind"], s["method"], f"{s['statistic']:.3f}", s["threshold"],
-                    "drift" if s["drifted"] else "ok") for s in summary["signals"]]
+    signal_rows = [
+        (
+            s["name"],
+            s["kind"],
+            s["method"],
+            f"{s['statistic']:.3f}",
+            s["threshold"],
+            "drift" if s["drifted"] else "ok",
+        )
+        for s in summary["signals"]
+    ]
     return dg.MaterializeResult(
         metadata={
             "verdict": result.verdict,
@@ -141,8 +191,9 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, p
             "drift_share": dg.MetadataValue.float(float(summary["drift_share"])),
             "drifted_signals": ", ".join(summary["drifted_signals"]) or "none",
             "domain_auc": dg.MetadataValue.float(float(summary["domain_auc"] or 0.0)),
-            "signals": dg.MetadataValue.md(markdown_table(
-                ["signal", "kind", "method", "statistic", "threshold", "result"], signal_rows)),
+            "signals": dg.MetadataValue.md(
+                markdown_table(["signal", "kind", "method", "statistic", "threshold", "result"], signal_rows)
+            ),
             "method": "domain classifier on embeddings (ROC AUC) + pinned distance tests on predictions",
             "champion_version": champion_version,
             "reference_size": result.reference_size,
@@ -155,8 +206,11 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, p
     )
 
 
-@dg.asset_check(asset=DRIFT_REPORT, name="no_drift",
-                description="Fails (warning) when the latest full window of production traffic drifted.")
+@dg.asset_check(
+    asset=DRIFT_REPORT,
+    name="no_drift",
+    description="Fails (warning) when the latest full window of production traffic drifted.",
+)
 def no_drift_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     event = context.instance.get_latest_materialization_event(DRIFT_REPORT)
     metadata = event.asset_materialization.metadata if event else {}
@@ -178,22 +232,29 @@ class LiveQualityConfig(dg.Config):
     asset=LIVE_QUALITY,
     name="live_quality_thresholds",
     description="With enough agent feedback, live topic macro-F1 and critical recall of the champion must stay "
-                "above their thresholds; a failure alerts on-call.",
+    "above their thresholds; a failure alerts on-call.",
 )
-def live_quality_check(config: LiveQualityConfig, postgres: PostgresResource, mlflow: MlflowResource,
-                       alerts: AlertsResource) -> dg.AssetCheckResult:
+def live_quality_check(
+    config: LiveQualityConfig, postgres: PostgresResource, mlflow: MlflowResource, alerts: AlertsResource
+) -> dg.AssetCheckResult:
     mlflow.configure()
     champion = registry.get_alias_version(mlflow.model_name, registry.CHAMPION)
     with postgres.connect() as conn:
         row = conn.execute(
             "select n_feedback, topic_macro_f1, n_critical, critical_recall from marts.live_quality"
-            " where model_version = %s", (champion,),
+            " where model_version = %s",
+            (champion,),
         ).fetchone()
     n_feedback = int(row[0]) if row else 0
     if n_feedback < config.min_feedback:
-        return dg.AssetCheckResult(passed=True, metadata={
-            "champion_version": champion or "none", "n_feedback": n_feedback,
-            "note": f"fewer than {config.min_feedback} labels: not judged yet"})
+        return dg.AssetCheckResult(
+            passed=True,
+            metadata={
+                "champion_version": champion or "none",
+                "n_feedback": n_feedback,
+                "note": f"fewer than {config.min_feedback} labels: not judged yet",
+            },
+        )
     topic_f1 = float(row[1] or 0.0)
     critical_recall = None if row[3] is None else float(row[3])
     failures = []
@@ -202,13 +263,22 @@ def live_quality_check(config: LiveQualityConfig, postgres: PostgresResource, ml
     if critical_recall is not None and critical_recall < config.min_critical_recall:
         failures.append(f"live critical recall {critical_recall:.3f} < {config.min_critical_recall}")
     if failures:
-        alerts.send(f"Live quality below threshold for champion v{champion}", "; ".join(failures),
-                    severity="critical", source="live_quality", dedup_key=f"live:{champion}:{n_feedback}")
+        alerts.send(
+            f"Live quality below threshold for champion v{champion}",
+            "; ".join(failures),
+            severity="critical",
+            source="live_quality",
+            dedup_key=f"live:{champion}:{n_feedback}",
+        )
     return dg.AssetCheckResult(
         passed=not failures,
-        metadata={"champion_version": champion or "none", "n_feedback": n_feedback,
-                  "topic_macro_f1": topic_f1, "critical_recall": critical_recall if critical_recall is not None else -1.0,
-                  "failures": "; ".join(failures) or "none"},
+        metadata={
+            "champion_version": champion or "none",
+            "n_feedback": n_feedback,
+            "topic_macro_f1": topic_f1,
+            "critical_recall": critical_recall if critical_recall is not None else -1.0,
+            "failures": "; ".join(failures) or "none",
+        },
     )
 
 

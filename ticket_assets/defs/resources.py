@@ -76,8 +76,15 @@ class PlatformSettingsResource(dg.ConfigurableResource):
 class AlertsResource(dg.ConfigurableResource):
     """Alerts to on-call: Slack-compatible webhook from ``ALERT_WEBHOOK_URL`` plus the log and ``ops.alerts``."""
 
-    def send(self, title: str, body: str, *, severity: str = "warning", source: str = "dagster",
-             dedup_key: str | None = None) -> bool:
+    def send(
+        self,
+        title: str,
+        body: str,
+        *,
+        severity: str = "warning",
+        source: str = "dagster",
+        dedup_key: str | None = None,
+    ) -> bool:
         settings = get_settings()
         webhook = settings.alert_webhook_url.get_secret_value() if settings.alert_webhook_url else None
         return send_alert(
@@ -94,6 +101,9 @@ def build_resources() -> dict[str, object]:
         "alerts": AlertsResource(),
         "mlflow": MlflowResource(),
         # dbt next to this interpreter: works from an unactivated venv and inside the image alike.
-        "dbt": DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR),
-                              dbt_executable=str(Path(sys.executable).with_name("dbt"))),
+        "dbt": DbtCliResource(
+            project_dir=str(DBT_PROJECT_DIR),
+            profiles_dir=str(DBT_PROJECT_DIR),
+            dbt_executable=str(Path(sys.executable).with_name("dbt")),
+        ),
     }

@@ -14,7 +14,12 @@ from dagster_mlflow import end_mlflow_on_run_finished
 
 from ticket_assets.defs.k8s import HEAVY_STEP_TAGS, TRAINING_RUN_TAGS
 from ticket_assets.defs.metadata import markdown_table, png_markdown
-from ticket_assets.defs.resources import AlertsResource, MlflowResource, PlatformSettingsResource, PostgresResource
+from ticket_assets.defs.resources import (
+    AlertsResource,
+    MlflowResource,
+    PlatformSettingsResource,
+    PostgresResource,
+)
 from ticket_assets.ml import pipeline, registry
 from ticket_assets.ml.evaluate import majority_baseline_metrics
 from ticket_assets.ml.gate import GateConfig, evaluate_gate, score_on_holdout
@@ -50,14 +55,23 @@ def metrics_table(metrics: dict) -> str:
     for target in ("topic", "urgency"):
         if target in metrics:
             m = metrics[target]
-            rows.append((target, f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}",
-                         f"{m['most_urgent_recall']:.3f}" if "most_urgent_recall" in m else "–"))
+            rows.append(
+                (
+                    target,
+                    f"{m['accuracy']:.3f}",
+                    f"{m['macro_f1']:.3f}",
+                    f"{m['ece']:.3f}",
+                    f"{m['most_urgent_recall']:.3f}" if "most_urgent_recall" in m else "–",
+                )
+            )
     return markdown_table(["target", "accuracy", "macro-F1", "ECE", "most-urgent recall"], rows)
 
 
 def per_class_table(target_metrics: dict) -> str:
-    rows = [(label, f"{v['precision']:.2f}", f"{v['recall']:.2f}", f"{v['f1']:.2f}", v["support"])
-            for label, v in target_metrics["per_class"].items()]
+    rows = [
+        (label, f"{v['precision']:.2f}", f"{v['recall']:.2f}", f"{v['f1']:.2f}", v["support"])
+        for label, v in target_metrics["per_class"].items()
+    ]
     return markdown_table(["class", "precision", "recall", "F1", "support"], rows)
 
 
@@ -65,9 +79,15 @@ def slices_table(target_metrics: dict) -> str:
     rows = []
     for slice_name, values in target_metrics.get("slices", {}).items():
         for value, m in values.items():
-            rows.append((slice_name, value, m.get("n", m.get("support", "")),
-                         f"{m['accuracy']:.3f}" if "accuracy" in m else "–",
-                         f"{m['macro_f1']:.3f}" if "macro_f1" in m else "–"))
+            rows.append(
+                (
+                    slice_name,
+                    value,
+                    m.get("n", m.get("support", "")),
+                    f"{m['accuracy']:.3f}" if "accuracy" in m else "–",
+                    f"{m['macro_f1']:.3f}" if "macro_f1" in m else "–",
+                )
+            )
     return markdown_table(["slice", "value", "n", "accuracy", "macro-F1"], rows)
 
 
@@ -75,8 +95,15 @@ def candidates_table(training: dict) -> str:
     rows = []
     for target, report in training.get("targets", {}).items():
         for name, result in report["candidates"].items():
-            rows.append((target, name, f"{result['cv_macro_f1']:.3f}", f"{result['cv_accuracy']:.3f}",
-                         "✓" if name == report["chosen"] else ""))
+            rows.append(
+                (
+                    target,
+                    name,
+                    f"{result['cv_macro_f1']:.3f}",
+                    f"{result['cv_accuracy']:.3f}",
+                    "✓" if name == report["chosen"] else "",
+                )
+            )
     return markdown_table(["target", "candidate", "CV macro-F1", "CV accuracy", "chosen"], rows)
 
 
@@ -93,8 +120,13 @@ def candidates_table(training: dict) -> str:
         "registered in MLflow as a new version with alias `challenger`."
     ),
 )
-def ticket_classifier(context: dg.AssetExecutionContext, config: ClassifierConfig, postgres: PostgresResource,
-                      platform: PlatformSettingsResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+def ticket_classifier(
+    context: dg.AssetExecutionContext,
+    config: ClassifierConfig,
+    postgres: PostgresResource,
+    platform: PlatformSettingsResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
     settings = platform.get()
     mlflow.configure()
     url = postgres.url()
@@ -112,7 +144,9 @@ def ticket_classifier(context: dg.AssetExecutionContext, config: ClassifierConfi
         "model_version": registered.version,
         "mlflow_run_id": registered.run_id,
         # The URI itself may carry credentials when configured; only the embedded default is shown.
-        "mlflow_tracking": "MLFLOW_TRACKING_URI" if settings.mlflow_tracking_uri else settings.resolved_mlflow_uri,
+        "mlflow_tracking": "MLFLOW_TRACKING_URI"
+        if settings.mlflow_tracking_uri
+        else settings.resolved_mlflow_uri,
         "train_rows": data.train.height,
         "holdout_rows": data.test.height,
         "training_seconds": dg.MetadataValue.float(round(training["seconds"], 1)),
@@ -126,7 +160,9 @@ def ticket_classifier(context: dg.AssetExecutionContext, config: ClassifierConfi
     }
     if "urgency" in metrics:
         metadata["urgency_macro_f1"] = dg.MetadataValue.float(round(metrics["urgency"]["macro_f1"], 4))
-        metadata["most_urgent_recall"] = dg.MetadataValue.float(round(metrics["urgency"]["most_urgent_recall"], 4))
+        metadata["most_urgent_recall"] = dg.MetadataValue.float(
+            round(metrics["urgency"]["most_urgent_recall"], 4)
+        )
         metadata["urgency_per_class"] = dg.MetadataValue.md(per_class_table(metrics["urgency"]))
     for name, png in candidate.evaluation.figures.items():
         metadata[name.removesuffix(".png")] = png_markdown(png, name)
@@ -143,14 +179,23 @@ def ticket_classifier(context: dg.AssetExecutionContext, config: ClassifierConfi
         "the allowed amount; a first model must beat the majority-class baseline clearly."
     ),
 )
-def promotion_gate(config: GateSettings, postgres: PostgresResource, platform: PlatformSettingsResource,
-                   mlflow: MlflowResource, alerts: AlertsResource) -> dg.AssetCheckResult:
+def promotion_gate(
+    config: GateSettings,
+    postgres: PostgresResource,
+    platform: PlatformSettingsResource,
+    mlflow: MlflowResource,
+    alerts: AlertsResource,
+) -> dg.AssetCheckResult:
     settings = platform.get()
     mlflow.configure()
     url = postgres.url()
     data = pipeline.load_data(settings, url)
-    challenger, challenger_info = registry.load_model_version(settings.model_name, registry.CHALLENGER, settings)
-    challenger_metrics = score_on_holdout(challenger, data.test, data.test_embeddings, data.embedding_model_id)
+    challenger, challenger_info = registry.load_model_version(
+        settings.model_name, registry.CHALLENGER, settings
+    )
+    challenger_metrics = score_on_holdout(
+        challenger, data.test, data.test_embeddings, data.embedding_model_id
+    )
     baseline = majority_baseline_metrics(data.train, data.test)
     gate_config = GateConfig(
         max_macro_f1_drop=config.max_macro_f1_drop,
@@ -167,13 +212,17 @@ def promotion_gate(config: GateSettings, postgres: PostgresResource, platform: P
         )
     summary = "; ".join(decision.reasons)
     mlflow.client().set_model_version_tag(
-        settings.model_name, challenger_info.version, GATE_TAG, ("passed: " if decision.passed else "failed: ") + summary[:4000]
+        settings.model_name,
+        challenger_info.version,
+        GATE_TAG,
+        ("passed: " if decision.passed else "failed: ") + summary[:4000],
     )
     if not decision.passed:
         alerts.send(
             f"Promotion gate failed for {settings.model_name} v{challenger_info.version}",
             f"Champion stays at v{champion_version or 'none'}. Reasons: {summary}",
-            severity="warning", source="promotion_gate",
+            severity="warning",
+            source="promotion_gate",
             dedup_key=f"gate:{settings.model_name}:{challenger_info.version}",
         )
     return dg.AssetCheckResult(
@@ -201,17 +250,26 @@ def promotion_gate(config: GateSettings, postgres: PostgresResource, platform: P
         "`ticketops model rollback` moves it back."
     ),
 )
-def champion_model(context: dg.AssetExecutionContext, postgres: PostgresResource,
-                   platform: PlatformSettingsResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+def champion_model(
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    platform: PlatformSettingsResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
     settings = platform.get()
     client = mlflow.client()
     challenger = client.get_model_version_by_alias(settings.model_name, registry.CHALLENGER)
     gate_note = (challenger.tags or {}).get(GATE_TAG, "")
     if not gate_note.startswith("passed"):
-        raise dg.Failure(f"challenger v{challenger.version} has no passing gate decision ({gate_note or 'none'})")
+        raise dg.Failure(
+            f"challenger v{challenger.version} has no passing gate decision ({gate_note or 'none'})"
+        )
     previous = registry.promote(
-        challenger.version, actor=f"dagster:run:{context.run_id[:8]}", reason=gate_note[:1000],
-        url=postgres.url(), settings=settings,
+        challenger.version,
+        actor=f"dagster:run:{context.run_id[:8]}",
+        reason=gate_note[:1000],
+        url=postgres.url(),
+        settings=settings,
     )
     context.log.info(f"champion: v{previous or 'none'} → v{challenger.version}")
     return dg.MaterializeResult(
@@ -231,7 +289,8 @@ training_checks = [promotion_gate]
 retrain_job = dg.define_asset_job(
     "retrain",
     # The whole dbt group so new raw tickets and feedback reach the training mart first.
-    selection=dg.AssetSelection.groups("dbt") | dg.AssetSelection.assets("ticket_embeddings", CLASSIFIER, CHAMPION),
+    selection=dg.AssetSelection.groups("dbt")
+    | dg.AssetSelection.assets("ticket_embeddings", CLASSIFIER, CHAMPION),
     description="Refresh the training mart and embeddings, train, gate and (if the gate passes) promote.",
     hooks={end_mlflow_on_run_finished},
     tags={"ticketops/job": "retrain", **TRAINING_RUN_TAGS},

@@ -13,8 +13,11 @@ MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
 def _sources_mtime() -> float:
-    files = [p for p in DBT_PROJECT_DIR.rglob("*") if p.suffix in {".sql", ".yml", ".yaml"}
-             and "target" not in p.parts and "logs" not in p.parts]
+    files = [
+        p
+        for p in DBT_PROJECT_DIR.rglob("*")
+        if p.suffix in {".sql", ".yml", ".yaml"} and "target" not in p.parts and "logs" not in p.parts
+    ]
     return max((p.stat().st_mtime for p in files), default=0.0)
 
 
@@ -28,9 +31,18 @@ def prepare_manifest(force: bool = False) -> Path:
         dbt = Path(sys.executable).with_name("dbt")
         env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
         result = subprocess.run(
-            [str(dbt), "parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-             "--quiet"],
-            env=env, capture_output=True, text=True,
+            [
+                str(dbt),
+                "parse",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--quiet",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             raise RuntimeError(f"dbt parse failed:\n{result.stdout}\n{result.stderr}")
