@@ -6,7 +6,8 @@
   (by event_at, ties broken by ticket_id) are 'test' - so evaluation measures how the model does
   on tickets newer than anything it trained on. Tickets without a created_at (imported datasets
   without dates, whose event_at is only the load time) get a deterministic split from
-  md5(ticket_id) instead, so they keep the same split across rebuilds and machines.
+  md5(ticket_id) instead, so they keep the same split across rebuilds and machines. Feedback
+  labels take the hash split too (see feedback_labels below).
 
   Incremental (delete+insert on ticket_id), yet equal to a full rebuild:
   - rows are rewritten for every hash group that holds a staged ticket updated since this
@@ -57,11 +58,15 @@ ticket_labels as not materialized (
 ),
 
 -- Agents' corrections from production; a text already labelled at the source keeps that label
--- and one copy per text survives (the latest correction).
+-- and one copy per text survives (the latest correction). Feedback is the newest data and often
+-- the only data of a new regime (a new topic): under the time split all of it would be held out
+-- and a retrained model would never learn from it. So it takes the hash split (created_at left
+-- null here; event_at keeps its time): a fifth of it is held out, the rest is trained on.
 feedback_labels as (
     select distinct on (fb.text)
         fb.ticket_id, fb.text, null::text as title, fb.text as body, fb.topic, fb.urgency, fb.channel,
-        null::text as department, null::text as language, fb.created_at, fb.event_at, fb.text_hash,
+        null::text as department, null::text as language, null::timestamptz as created_at, fb.event_at,
+        fb.text_hash,
         fb.updated_at
     from {{ ref('stg_feedback_labels') }} as fb
     where fb.topic is not null
