@@ -10,7 +10,9 @@ from ticket_assets.cli import app
 runner = CliRunner()
 
 
-def test_ingest_commands_load_idempotently_and_report_quarantine(platform_env, fresh_db, monkeypatch, tmp_path):
+def test_ingest_commands_load_idempotently_and_report_quarantine(
+    platform_env, fresh_db, monkeypatch, tmp_path
+):
     monkeypatch.setenv("DATABASE_URL", fresh_db)
     first = runner.invoke(app, ["ingest", "synthetic", "--n", "60", "--seed", "5"])
     again = runner.invoke(app, ["ingest", "synthetic", "--n", "60", "--seed", "5"])
@@ -24,13 +26,34 @@ def test_ingest_commands_load_idempotently_and_report_quarantine(platform_env, f
         "A-2,,   ,P3,2025-03-01T10:00:00Z\n"
         "A-3,Printer,Paper jam on floor 2,P4,not a date\n"
     )
-    imported = runner.invoke(app, ["ingest", "csv", str(export), "--text-col", "body", "--title-col", "subject",
-                                   "--urgency-col", "priority", "--id-col", "id", "--created-col", "created"])
+    imported = runner.invoke(
+        app,
+        [
+            "ingest",
+            "csv",
+            str(export),
+            "--text-col",
+            "body",
+            "--title-col",
+            "subject",
+            "--urgency-col",
+            "priority",
+            "--id-col",
+            "id",
+            "--created-col",
+            "created",
+        ],
+    )
     assert imported.exit_code == 0, imported.output
     assert "quarantined" in imported.output
     with psycopg.connect(fresh_db) as conn:
-        assert conn.execute("select count(*) from raw.tickets where source like 'synthetic%'").fetchone()[0] == 60
-        assert conn.execute("select urgency from raw.tickets where ticket_id like 'csv:%'").fetchall() == [("critical",)]
+        assert (
+            conn.execute("select count(*) from raw.tickets where source like 'synthetic%'").fetchone()[0]
+            == 60
+        )
+        assert conn.execute("select urgency from raw.tickets where ticket_id like 'csv:%'").fetchall() == [
+            ("critical",)
+        ]
         reasons = {r[0] for r in conn.execute("select reason from raw.tickets_rejected").fetchall()}
     assert reasons == {"blank_text", "unparseable_date"}
 
