@@ -83,6 +83,8 @@ def materialize(
         asset_keys = list(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
         if not asset_keys:
             raise ValueError(f"selection {selection!r} matches no asset")
+    # The console shows progress (INFO), not every engine event; the UI keeps the full event log.
+    run_config = run_config or {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     result = job.execute_in_process(
         instance=instance,
         asset_selection=asset_keys,
