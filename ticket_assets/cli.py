@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from datetime import date
@@ -16,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from ticket_assets.services.processes import spawn, stop
 
 app = typer.Typer(
     help="TicketOps: a Dagster asset-graph platform that triages and answers IT support tickets.",
@@ -213,30 +214,6 @@ def ingest_csv(
 
 
 # --------------------------------------------------------------------------------------------
-def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
-    # A new session per child: Ctrl-C reaches us once, and we stop each child's whole process group.
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_file = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-    return subprocess.Popen(
-        args, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def _stop(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 15
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
 def _serving_available() -> bool:
     return (REPO_ROOT / "serving" / "app.py").exists()
 
@@ -291,7 +268,7 @@ def up(
         return
     logs = settings.data_dir / "logs"
     processes = [
-        _spawn(
+        spawn(
             [
                 sys.executable,
                 "-m",
@@ -309,7 +286,7 @@ def up(
     ]
     console.print(f"Dagster UI  → http://127.0.0.1:{settings.dagster_port}  (logs: {logs / 'dagster.log'})")
     if _serving_available():
-        processes.append(_spawn([sys.executable, "-m", "ticket_assets.cli", "serve"], logs / "api.log"))
+        processes.append(spawn([sys.executable, "-m", "ticket_assets.cli", "serve"], logs / "api.log"))
         console.print(
             f"API         → http://{settings.api_host}:{settings.api_port}/docs  (logs: {logs / 'api.log'})"
         )
@@ -331,7 +308,7 @@ def up(
             time.sleep(0.5)
     finally:
         console.print("Stopping…")
-        _stop(processes)
+        stop(processes)
         if not embedded_was_running and stop_embedded(settings):
             console.print("Stopped the embedded PostgreSQL.")
         console.print("[green]stopped cleanly[/]")

@@ -8,7 +8,6 @@ The pieces (traffic, feedback, scoring) are plain functions over an HTTP client 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
+from ticket_assets.services.processes import spawn, stop
 from ticket_assets.sources.synthetic import generate_tickets
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -131,29 +131,6 @@ class DemoReport:
         return next((at for name, _, at in self.steps if name == title), None)
 
 
-def _spawn(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
-        args,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=open(log_path, "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _stop(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
 def _daemon_running(instance) -> bool:
     from dagster._daemon.controller import all_daemons_healthy
 
@@ -237,7 +214,7 @@ def run_drift_demo(
     logs = settings.data_dir / "logs"
     try:
         if not _api_up(base_url):
-            processes.append(_spawn([sys.executable, "-m", "serving"], logs / "demo-api.log", env))
+            processes.append(spawn([sys.executable, "-m", "serving"], logs / "demo-api.log", env))
             if not wait_for(lambda: _api_up(base_url), 120, 1.0):
                 raise RuntimeError(f"the API did not become ready; see {logs / 'demo-api.log'}")
         keys = settings.api_keys
@@ -252,7 +229,7 @@ def run_drift_demo(
 
             if not _daemon_running(instance):
                 processes.append(
-                    _spawn(
+                    spawn(
                         [
                             str(Path(sys.executable).with_name("dagster-daemon")),
                             "run",
@@ -292,7 +269,7 @@ def run_drift_demo(
         after = macro_f1_on(evaluation_frame, new_champion, settings)
         report.step("result", f"macro-F1 on period B: v{champion} {before:.3f} → v{new_champion} {after:.3f}")
     finally:
-        _stop(processes)
+        stop(processes)
     report.step(
         "done", "open the Dagster UI (`ticketops up --no-materialize`) to see the runs, checks and report"
     )
