@@ -257,7 +257,8 @@ def ingest_csv(
                 database_url(settings),
                 path,
                 mapping,
-                progress=_progress_callback(progress, path.name),
+                read_progress=_progress_callback(progress, f"{path.name}: checking rows"),
+                progress=_progress_callback(progress, f"{path.name}: writing"),
                 source_name=source.strip() if source else None,
             )
     except SourceReadError as exc:

@@ -198,17 +198,19 @@ def ingest_csv(
     mapping: ColumnMapping,
     progress: Progress | None = None,
     source_name: str | None = None,
+    read_progress: Progress | None = None,
 ) -> IngestReport:
     """Import a CSV export: valid rows upserted, malformed rows quarantined, both in one transaction.
 
     The file is read and validated completely first, so an unreadable file (``SourceReadError``)
-    writes nothing. Without ``source_name`` the source is ``csv_source_name``'s.
+    writes nothing. Without ``source_name`` the source is ``csv_source_name``'s. ``read_progress``
+    follows the reading (language detection), ``progress`` the writing.
     """
     apply_schema(url)
     if source_name is None:
         with connect(url) as conn:
             source_name = csv_source_name(conn, path)
-    batch = read_csv_tickets(path, mapping, source_name=source_name)
+    batch = read_csv_tickets(path, mapping, source_name=source_name, progress=read_progress)
     with connect(url) as conn, conn.transaction():
         result = upsert_tickets(conn, batch.valid, progress=progress)
         quarantined = quarantine_rows(conn, batch.rejected)
