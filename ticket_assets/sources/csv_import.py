@@ -2,7 +2,8 @@
 
 Row-level problems never stop an import: the row goes to the quarantine frame with a reason code
 (``REJECT_REASONS``) and the rest loads. Only a file that cannot be read as a whole (missing, not
-text/CSV, no header, a mapped column absent) raises ``SourceReadError``, before anything is written.
+text/CSV, no header, a mapped column absent, an unknown or undetectable encoding) raises
+``SourceReadError``, before anything is written.
 
 Encoding: ``ColumnMapping.encoding``, or detected when it is None (``detect_encoding``: UTF-8
 when the file is UTF-8, a few corrupt lines aside; otherwise charset-normalizer's guess, e.g.
