@@ -166,10 +166,14 @@ def test_shared_dataset_sample_imports(tmp_path: Path, fresh_db: str) -> None:
         first = conn.execute(
             "select ticket_id, source from raw.tickets order by ticket_id limit 1"
         ).fetchone()
+        languages = dict(conn.execute("select language, count(*) from raw.tickets group by 1").fetchall())
     # Labels are the data's own (normalised), never the synthetic topic list.
     assert topics == {label.strip().lower().replace(" ", "_") for label in labels}
     source = f"csv:train_sample.csv.gz@{_path_digest(sample)}"
     assert first == (f"{source}:ITS-000002", source)
+    # Lower-cased keyword English must stay English (the draft word list this detector replaced
+    # called 1.8 % of the shared file French).
+    assert languages.get("en", 0) >= 1998, languages
 
 
 @pytest.fixture(scope="module")
