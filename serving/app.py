@@ -23,6 +23,7 @@ from serving.model_store import KnowledgeBaseStore, ModelStore, ServingModel, po
 from serving.prediction_log import PredictionLogWriter
 from serving.routers import answer, feedback, health, model, triage
 from ticket_assets import __version__
+from ticket_assets.core.language import detect_language
 from ticket_assets.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
         )
     else:
         await engine.run(["warm-up: the first real request should not pay for lazy initialisation"])
+    # lingua loads its language models on first use (~1-2 s): at startup, not on a request.
+    await anyio.to_thread.run_sync(detect_language, "warm-up")
     if not settings.api_keys:
         log.warning(
             "no API keys configured (TICKETOPS_API_KEYS): /v1 routes are open to anyone who can reach them"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ticket_assets.rag.draft import adraft_answer, detect_language, draft_answer, filter_citations
+from ticket_assets.core.language import detect_language
+from ticket_assets.rag.draft import adraft_answer, draft_answer, filter_citations
 from ticket_assets.rag.index import Passage
 from ticket_assets.rag.kb import DEFAULT_KB_DIR, KB_TOPICS, chunk_article, load_articles
 from ticket_assets.settings import Settings

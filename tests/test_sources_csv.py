@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -19,9 +20,16 @@ from ticket_assets.sources.csv_import import ColumnMapping, SourceReadError, rea
 from ticket_assets.sources.store import ingest_csv
 from ticket_assets.sources.text import text_hash
 
+# Encoding given: the fixture's stray latin-1 byte must read as a corrupt UTF-8 row, not as a
+# sign that the file is latin-1 (which detection would conclude from that single byte).
 EXPORT_MAPPING = ColumnMapping(
-    text_col="description", title_col="subject", urgency_col="priority", id_col="id", created_col="created"
-)
+    text_col="description", title_col="subject", urgency_col="priority", id_col="id", created_col="created",
+    encoding="utf-8",
+)  # fmt: skip
+
+
+def _path_digest(path: Path) -> str:
+    return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
 
 
 def _write(path: Path, content: bytes) -> Path:
@@ -45,7 +53,7 @@ def malformed_csv(tmp_path: Path) -> Path:
 
 
 def test_malformed_rows_are_quarantined_with_reasons(malformed_csv: Path) -> None:
-    batch = read_csv_tickets(malformed_csv, EXPORT_MAPPING)
+    batch = read_csv_tickets(malformed_csv, EXPORT_MAPPING, source_name="export.csv")
     assert batch.read == 7
     assert batch.valid["ticket_id"].to_list() == ["csv:export.csv:1", "csv:export.csv:7"]
     rejected = {row["row_ref"]: row for row in batch.rejected.iter_rows(named=True)}
@@ -94,7 +102,9 @@ def test_unterminated_quote_costs_one_line_not_the_rest_of_the_file(tmp_path: Pa
 
 def test_repeated_ids_keep_the_last_row(tmp_path: Path) -> None:
     path = _write(tmp_path / "repeat.csv", b"id,text,priority\n9,old text,low\n10,other,low\n9,new text,P1\n")
-    batch = read_csv_tickets(path, ColumnMapping(text_col="text", id_col="id", urgency_col="priority"))
+    batch = read_csv_tickets(
+        path, ColumnMapping(text_col="text", id_col="id", urgency_col="priority"), source_name="repeat.csv"
+    )
     kept = batch.valid.filter(pl.col("ticket_id") == "csv:repeat.csv:9")
     assert kept.select("body", "urgency").row(0) == ("new text", "critical")
     assert batch.rejected.select("row_ref", "reason").rows() == [("2", "duplicate_id")]
@@ -130,8 +140,10 @@ def test_export_with_title_priority_created_and_extra_columns(tmp_path: Path) ->
         {"Assignee": ""},
         {"Assignee": "Bo"},
     ]
-    # Without an id column the id is derived from the row's content: stable across reads.
-    assert all(ticket_id.startswith("csv:helpdesk_export.csv:") for ticket_id in valid["ticket_id"])
+    # Without an id column the id is derived from the row's content: stable across reads. The
+    # source is named after the file and a digest of its full path.
+    assert batch.source == f"csv:helpdesk_export.csv@{_path_digest(path)}"
+    assert all(ticket_id.startswith(batch.source + ":") for ticket_id in valid["ticket_id"])
     assert read_csv_tickets(path, mapping).valid["ticket_id"].to_list() == valid["ticket_id"].to_list()
     assert valid["ticket_id"].n_unique() == 3
 
@@ -154,9 +166,14 @@ def test_shared_dataset_sample_imports(tmp_path: Path, fresh_db: str) -> None:
         first = conn.execute(
             "select ticket_id, source from raw.tickets order by ticket_id limit 1"
         ).fetchone()
+        languages = dict(conn.execute("select language, count(*) from raw.tickets group by 1").fetchall())
     # Labels are the data's own (normalised), never the synthetic topic list.
     assert topics == {label.strip().lower().replace(" ", "_") for label in labels}
-    assert first == ("csv:train_sample.csv.gz:ITS-000002", "csv:train_sample.csv.gz")
+    source = f"csv:train_sample.csv.gz@{_path_digest(sample)}"
+    assert first == (f"{source}:ITS-000002", source)
+    # Lower-cased keyword English must stay English (the draft word list this detector replaced
+    # called 1.8 % of the shared file French).
+    assert languages.get("en", 0) >= 1998, languages
 
 
 @pytest.fixture(scope="module")
@@ -185,9 +202,30 @@ def untouched_db(pg_server_url: str) -> Iterator[str]:
         (b"id,text\n1,hello\n", ColumnMapping(text_col="text", topic_col="label"), "column 'label'"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", ColumnMapping(text_col="text"), "binary"),
         (b"\x1f\x8b\x08\x00truncated", ColumnMapping(text_col="text"), "gzip"),
-        (b"t\xe9xt,id\nhello,1\n", ColumnMapping(text_col="text"), "another encoding"),
+        (b"t\xe9xt,id\nhello,1\n", ColumnMapping(text_col="text", encoding="utf-8"), "another encoding"),
+        (
+            b"text,id\nhello,1\n",
+            ColumnMapping(text_col="text", encoding="klingon"),
+            "unknown encoding 'klingon'",
+        ),
+        # Bytes no code page reads as text: detection gives up with a message instead of guessing.
+        (
+            b"text,id\n" + bytes(range(0x80, 0x100)) * 4 + b",1\n",
+            ColumnMapping(text_col="text"),
+            "--encoding",
+        ),
     ],
-    ids=["missing", "empty", "no-text-column", "no-topic-column", "binary", "bad-gzip", "header-encoding"],
+    ids=[
+        "missing",
+        "empty",
+        "no-text-column",
+        "no-topic-column",
+        "binary",
+        "bad-gzip",
+        "header-encoding",
+        "unknown-encoding",
+        "undetectable-encoding",
+    ],  # fmt: skip
 )
 def test_unreadable_files_raise_and_write_nothing(
     tmp_path: Path, untouched_db: str, content: bytes | None, mapping: ColumnMapping, message: str

@@ -105,8 +105,11 @@ def test_csv_ingest_quarantines_and_is_idempotent(tmp_path: Path, fresh_db: str)
         b"5,Caf\xe9 printer,P4,2025-01-07\n"
         b"6,New monitor please,P4,2025-01-08\n"
     )
-    mapping = ColumnMapping(text_col="text", id_col="id", urgency_col="priority", created_col="created")
-    report = ingest_csv(fresh_db, path, mapping)
+    # UTF-8 given: the stray latin-1 byte is a corrupt row here, not a reason to re-detect the file.
+    mapping = ColumnMapping(
+        text_col="text", id_col="id", urgency_col="priority", created_col="created", encoding="utf-8"
+    )
+    report = ingest_csv(fresh_db, path, mapping, source_name="desk.csv")
     assert (report.read, report.inserted, report.quarantined) == (6, 2, 4)
     assert report.reasons == {
         "blank_text": 1,
@@ -114,7 +117,7 @@ def test_csv_ingest_quarantines_and_is_idempotent(tmp_path: Path, fresh_db: str)
         "field_count_mismatch": 1,
         "invalid_encoding": 1,
     }
-    again = ingest_csv(fresh_db, path, mapping)
+    again = ingest_csv(fresh_db, path, mapping, source_name="desk.csv")
     assert (again.inserted, again.updated, again.unchanged, again.quarantined) == (0, 0, 2, 4)
     with connect(fresh_db) as conn:
         quarantine = conn.execute(

@@ -7,7 +7,6 @@ import pytest
 
 from ticket_assets.sources.text import (
     URGENCY_LEVELS,
-    detect_language,
     normalize_label,
     normalize_text,
     normalize_urgency,
@@ -49,22 +48,6 @@ def test_vectorised_hash_matches_scalar_hash_on_tricky_unicode() -> None:
     bodies = pl.Series(TRICKY_TEXTS + TRICKY_TEXTS[::-1], dtype=pl.String)
     expected = [text_hash(t, b) for t, b in zip(titles.to_list(), bodies.to_list(), strict=True)]
     assert text_hash_series(titles, bodies).to_list() == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "language"),
-    [
-        ("Bonjour, mon imprimante ne fonctionne plus depuis ce matin, merci de votre aide.", "fr"),
-        ("Je n'arrive pas à me connecter au VPN.", "fr"),
-        ("Hi team, my laptop doesn't start since this morning. Thanks!", "en"),
-        ("printer jam floor", "en"),  # no evidence either way: the platform default
-        # Romanian fragments in an English export share 'la'/'ne' with French: not enough evidence.
-        ("card leaver la parasite ne", "en"),
-        ("   ", None),
-    ],
-)
-def test_detect_language(text: str, language: str | None) -> None:
-    assert detect_language(text) == language
 
 
 @pytest.mark.parametrize(

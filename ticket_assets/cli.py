@@ -62,7 +62,7 @@ def _progress_callback(progress: Progress, description: str):
     return update
 
 
-def _record_raw_materialization(report) -> None:
+def _record_raw_materialization(report, **extra: object) -> None:
     """Tell Dagster raw tickets changed, so declarative automation refreshes the marts."""
     import dagster as dg
 
@@ -79,6 +79,7 @@ def _record_raw_materialization(report) -> None:
                 "updated": report.updated,
                 "unchanged": report.unchanged,
                 "quarantined": report.quarantined,
+                **extra,
             },
         )
     )
@@ -174,21 +175,68 @@ def ingest_synthetic(
     _record_raw_materialization(report)
 
 
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
 @ingest_app.command("csv")
 def ingest_csv(
     path: Annotated[Path, typer.Argument(help="CSV file (plain or .gz).")],
     text_col: Annotated[str, typer.Option("--text-col", help="Column with the ticket text/body.")],
-    title_col: Annotated[str | None, typer.Option("--title-col")] = None,
-    topic_col: Annotated[str | None, typer.Option("--topic-col")] = None,
-    urgency_col: Annotated[str | None, typer.Option("--urgency-col")] = None,
-    id_col: Annotated[str | None, typer.Option("--id-col")] = None,
-    created_col: Annotated[str | None, typer.Option("--created-col")] = None,
-    channel_col: Annotated[str | None, typer.Option("--channel-col")] = None,
+    title_col: Annotated[
+        str | None, typer.Option("--title-col", help="Column with the subject/title.")
+    ] = None,
+    topic_col: Annotated[
+        str | None, typer.Option("--topic-col", help="Column with the topic label (category, group).")
+    ] = None,
+    urgency_col: Annotated[
+        str | None, typer.Option("--urgency-col", help="Column with the priority (P1, urgent, high ...).")
+    ] = None,
+    id_col: Annotated[
+        str | None,
+        typer.Option("--id-col", help="Column with the export's ticket id (default: a digest of the row)."),
+    ] = None,
+    created_col: Annotated[
+        str | None, typer.Option("--created-col", help="Column with the creation date/time (ISO 8601).")
+    ] = None,
+    channel_col: Annotated[
+        str | None, typer.Option("--channel-col", help="Column with the channel (email, phone ...).")
+    ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(
+            "--delimiter",
+            help="Field separator: one character, or tab/comma/semicolon/pipe (default: sniffed).",
+        ),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            "--encoding",
+            help="File encoding, e.g. utf-8, cp1252, latin-1 (default: detected; UTF-8 when it is).",
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="Source name: tickets are 'csv:NAME:<id>' (default: file name@hash of its full path).",
+        ),
+    ] = None,
 ) -> None:
     """Import a CSV export with a column mapping; malformed rows go to raw.tickets_rejected."""
     from ticket_assets.sources.csv_import import ColumnMapping, SourceReadError
     from ticket_assets.sources.store import ingest_csv as run
 
+    if delimiter is not None:
+        delimiter = _DELIMITER_NAMES.get(delimiter.lower(), delimiter)
+        if len(delimiter) != 1:
+            console.print(
+                f"[red]--delimiter must be one character (or tab, semicolon ...), got {delimiter!r}"
+            )
+            raise typer.Exit(2)
+    if source is not None and not source.strip():
+        console.print("[red]--source must not be blank")
+        raise typer.Exit(2)
     mapping = ColumnMapping(
         text_col=text_col,
         title_col=title_col,
@@ -197,6 +245,8 @@ def ingest_csv(
         id_col=id_col,
         created_col=created_col,
         channel_col=channel_col,
+        delimiter=delimiter,
+        encoding=encoding,
     )
     settings = _environment()
     from ticket_assets.services.postgres import database_url
@@ -204,13 +254,28 @@ def ingest_csv(
     try:
         with _progress() as progress:
             report = run(
-                database_url(settings), path, mapping, progress=_progress_callback(progress, path.name)
+                database_url(settings),
+                path,
+                mapping,
+                read_progress=_progress_callback(progress, f"{path.name}: checking rows"),
+                progress=_progress_callback(progress, f"{path.name}: writing"),
+                source_name=source.strip() if source else None,
             )
     except SourceReadError as exc:
         console.print(f"[red]cannot import {path}[/]: {exc}")
         raise typer.Exit(2) from None
     _print_ingest_report(report)
-    _record_raw_materialization(report)
+    console.print(
+        f"  source {report.source}, encoding {report.encoding}, delimiter {report.delimiter!r}, "
+        f"mojibake repaired in {report.repaired} row(s)"
+    )
+    _record_raw_materialization(
+        report,
+        source=report.source,
+        encoding=report.encoding,
+        delimiter=report.delimiter,
+        repaired_rows=report.repaired,
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ from serving.pipeline import (
     triage_results,
 )
 from serving.schemas import AnswerRequest, AnswerResponse, DraftOut, Passage, TicketTriage
+from ticket_assets.core.language import detect_language
 from ticket_assets.rag.draft import adraft_answer
-from ticket_assets.sources.text import detect_language
 
 router = APIRouter(prefix="/v1", tags=["answer"])
 

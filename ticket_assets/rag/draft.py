@@ -13,13 +13,13 @@ import asyncio
 import logging
 import re
 import time
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import httpx
 
+from ticket_assets.core.language import detect_language
 from ticket_assets.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -337,16 +337,6 @@ _STOPWORDS = frozenset(
     le la les l un une des du de d et est en je j ne n pas plus mon ma mes que qui quoi sur pour par avec
     dans au aux ce cet cette ces il elle on nous vous se s sa son ses leur y ai a été être depuis""".split()
 )
-_FRENCH_HINTS = frozenset(
-    """le la les un une des du je ne pas mon ma mes est et sur pour avec dans que qui plus bonjour merci
-    depuis impossible arrive marche fonctionne mot passe imprimer imprimante messagerie écran ordinateur
-    n j d l qu c""".split()
-)
-_ENGLISH_HINTS = frozenset(
-    """the a an i my is to and of in on for with not can cannot it this please hi hello thanks from when
-    have does doesn don t working work keeps since""".split()
-)
-
 _TEXTS = {
     "en": {
         "greeting": "Hello,",
@@ -384,14 +374,6 @@ class _Unit:
     is_step: bool
 
 
-def detect_language(text: str) -> str:
-    """'fr' or 'en' from function words: enough to pick the reply template."""
-    tokens = [unicodedata.normalize("NFC", t) for t in _WORD.findall(text.lower())]
-    french = sum(token in _FRENCH_HINTS for token in tokens) + 2 * sum(c in "éèêàçù" for c in text.lower())
-    english = sum(token in _ENGLISH_HINTS for token in tokens)
-    return "fr" if french > english else "en"
-
-
 def extractive_draft(
     ticket_text: str,
     topic: str | None,
@@ -404,7 +386,9 @@ def extractive_draft(
     max_steps: int = MAX_STEPS,
 ) -> Draft:
     """A grounded draft built only from passage text: ranked steps, each cited, then the sources."""
-    language = language if language in _TEXTS else detect_language(ticket_text)
+    language = language or detect_language(ticket_text)
+    if language not in _TEXTS:  # reply templates exist in English and French only
+        language = "en"
     usable = list(passages)
     other_language = False
     if language == "fr" and usable:
@@ -415,7 +399,7 @@ def extractive_draft(
             usable = french
         else:
             other_language = any(p.language != "fr" for p in usable)
-    texts = _TEXTS[language or "en"]
+    texts = _TEXTS[language]
     header = [texts["greeting"], "", _triage_line(texts, topic, urgency, allowed_topics)]
     steps = select_steps(ticket_text, usable, max_steps=max_steps)
     if not steps:

@@ -120,3 +120,13 @@ create table if not exists ops.model_alias_events (
     at            timestamptz not null default now()
 );
 create index if not exists model_alias_events_model_idx on ops.model_alias_events (model_name, alias, id);
+
+-- CSV import sources: which file each `csv:<name>` source was last imported from. Sources are
+-- named after the file's resolved path (name@hash); this table lets a re-import of a file loaded
+-- before that rule keep its old `csv:<file name>` source and ticket ids (sources/store.py).
+create table if not exists raw.csv_sources (
+    source            text        primary key,     -- e.g. 'csv:export.csv@1a2b3c4d'
+    resolved_path     text        not null,
+    first_imported_at timestamptz not null default now(),
+    last_imported_at  timestamptz not null default now()
+);

@@ -17,7 +17,7 @@ import polars as pl
 import psycopg
 
 from ticket_assets.services.postgres import apply_schema, connect
-from ticket_assets.sources.csv_import import ColumnMapping, read_csv_tickets
+from ticket_assets.sources.csv_import import ColumnMapping, default_source_name, read_csv_tickets
 from ticket_assets.sources.frame import REJECTED_COLUMNS, REJECTED_SCHEMA, TICKET_COLUMNS, conform
 from ticket_assets.sources.synthetic import generate_tickets
 from ticket_assets.sources.text import text_hash_series
@@ -78,6 +78,10 @@ class IngestReport:
     unchanged: int
     quarantined: int
     reasons: dict[str, int] = field(default_factory=dict)
+    source: str | None = None
+    encoding: str | None = None  # CSV imports: as given or detected
+    delimiter: str | None = None  # CSV imports: as given or sniffed
+    repaired: int = 0  # CSV imports: rows whose mojibake was repaired
 
 
 def _copy_csv(cursor: psycopg.Cursor, table: str, columns: list[str], frame: pl.DataFrame) -> None:
@@ -157,21 +161,67 @@ def ingest_synthetic(
     return IngestReport(read=frame.height, quarantined=0, **vars(result))
 
 
+def csv_source_name(conn: psycopg.Connection, path: str | Path) -> str:
+    """The default source name of a CSV file: ``default_source_name`` unless the file was imported
+    before sources were named after their path.
+
+    Such a file's tickets live under ``csv:<file name>``. The first re-import of a file of that
+    name adopts the old source (recorded in ``raw.csv_sources``), so its ticket ids stay the same;
+    an equally named file from another folder then gets its own ``<file name>@<hash>`` source.
+    """
+    resolved = str(Path(path).resolve())
+    legacy = Path(resolved).name
+    owner = conn.execute(
+        "select resolved_path from raw.csv_sources where source = %s", (f"csv:{legacy}",)
+    ).fetchone()
+    if owner is not None:
+        return legacy if owner[0] == resolved else default_source_name(resolved)
+    has_legacy = conn.execute(
+        "select exists (select 1 from raw.tickets where source = %s)", (f"csv:{legacy}",)
+    ).fetchone()[0]
+    return legacy if has_legacy else default_source_name(resolved)
+
+
+def _register_source(conn: psycopg.Connection, source: str, path: str | Path) -> None:
+    conn.execute(
+        """
+        insert into raw.csv_sources (source, resolved_path) values (%s, %s)
+        on conflict (source) do update set resolved_path = excluded.resolved_path, last_imported_at = now()
+        """,
+        (source, str(Path(path).resolve())),
+    )
+
+
 def ingest_csv(
     url: str,
     path: str | Path,
     mapping: ColumnMapping,
     progress: Progress | None = None,
     source_name: str | None = None,
+    read_progress: Progress | None = None,
 ) -> IngestReport:
     """Import a CSV export: valid rows upserted, malformed rows quarantined, both in one transaction.
 
     The file is read and validated completely first, so an unreadable file (``SourceReadError``)
-    writes nothing.
+    writes nothing. Without ``source_name`` the source is ``csv_source_name``'s. ``read_progress``
+    follows the reading (language detection), ``progress`` the writing.
     """
-    batch = read_csv_tickets(path, mapping, source_name=source_name)
     apply_schema(url)
+    if source_name is None:
+        with connect(url) as conn:
+            source_name = csv_source_name(conn, path)
+    batch = read_csv_tickets(path, mapping, source_name=source_name, progress=read_progress)
     with connect(url) as conn, conn.transaction():
         result = upsert_tickets(conn, batch.valid, progress=progress)
         quarantined = quarantine_rows(conn, batch.rejected)
-    return IngestReport(read=batch.read, quarantined=quarantined, reasons=batch.reasons(), **vars(result))
+        _register_source(conn, batch.source, path)
+    return IngestReport(
+        read=batch.read,
+        quarantined=quarantined,
+        reasons=batch.reasons(),
+        source=batch.source,
+        encoding=batch.encoding,
+        delimiter=batch.delimiter,
+        repaired=batch.repaired,
+        **vars(result),
+    )

@@ -1,4 +1,4 @@
-"""Text helpers shared by every ticket source: normalisation, hashing, language and labels.
+"""Text helpers shared by every ticket source: normalisation, hashing and labels.
 
 Each scalar helper has a polars twin (``*_expr``/``*_series``) for whole frames; tests keep the
 two in agreement so a ticket hashes the same whichever path ingested it.
@@ -16,7 +16,6 @@ URGENCY_LEVELS: list[str] = ["low", "medium", "high", "critical"]  # most urgent
 
 # Same rule as the dbt macro normalise_label, so a label normalises identically in both places.
 _LABEL_SEPARATORS = re.compile(r"[\s_-]+")
-_WORD = re.compile(r"[a-zàâäçéèêëîïôöùûüÿœæ']+")
 
 # Priority words seen in help-desk exports (Zendesk, ServiceNow, Jira) mapped onto our four
 # levels. Keys are already normalised with ``normalize_label``; anything else is kept as-is.
@@ -54,21 +53,6 @@ URGENCY_ALIASES: dict[str, str] = {
     "basse": "low",
     "faible": "low",
 }
-
-# Short, frequent words: a handful per ticket is enough to tell English from French. Words that
-# are also common in other languages or in English shorthand ('la', 'ne', 'mon' = Monday) are
-# left out, so Romanian or Spanish fragments in an English export do not read as French.
-_EN_WORDS = frozenset(
-    "the and is are was to of for in on it my i we you this that with have has not can can't cannot "
-    "please hi hello thanks thank regards from be at or but when since would could need help "
-    "working doesn't don't won't isn't any our your me get".split()
-)
-_FR_WORDS = frozenset(
-    "le les un une des du et est sont je j'ai nous vous il elle pas plus mes notre votre pour avec "
-    "sur dans depuis merci bonjour cordialement svp au aux cette qui que fonctionne marche besoin "
-    "mais très peux pouvez impossible ma mon de la ne".split()
-) - {"la", "ne", "mon"}
-_FR_ACCENTS = frozenset("éèêàâçùûôîœ")
 
 
 def normalize_text(value: str | None) -> str:
@@ -129,26 +113,6 @@ def text_hash_series(title: pl.Series, body: pl.Series) -> pl.Series:
     return pl.Series(
         "text_hash", [sha(text.encode("utf-8")).hexdigest() for text in normalised], dtype=pl.String
     )
-
-
-def detect_language(text: str | None) -> str | None:
-    """'en' or 'fr' from stop-word counts (accents break ties); None for empty text.
-
-    Deliberately tiny: tickets are short and the platform only needs to route French ones.
-    Text with no evidence either way is taken as English, the platform's default language.
-    """
-    if not text or not text.strip():
-        return None
-    lowered = text.lower()
-    words = _WORD.findall(lowered)
-    english = sum(word in _EN_WORDS for word in words)
-    french_words = [word for word in words if word in _FR_WORDS]
-    # Two distinct French words (or one plus French accents) before a single hit counts.
-    accented = not _FR_ACCENTS.isdisjoint(lowered)
-    evidence = len(set(french_words)) >= 2 or (accented and french_words)
-    if evidence and len(french_words) + accented > english:
-        return "fr"
-    return "en"
 
 
 def normalize_label(value: str | None) -> str | None:
