@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from serving.prediction_log import PredictionLogWriter, PredictionRow, text_fields
-from ticket_assets.services.postgres import apply_schema
+from ticket_assets.services.migrations import migrate
 
 
 def _row(text: str = "Outlook keeps asking for my password", topic: str = "email_calendar") -> PredictionRow:
@@ -46,7 +46,7 @@ def _unreachable(url: str) -> str:
 
 @pytest.fixture()
 def log_db(fresh_db: str) -> str:
-    apply_schema(fresh_db)
+    migrate(fresh_db)
     return fresh_db
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ticket_assets.services.postgres import apply_schema, dbt_env
+from ticket_assets.services.migrations import migrate
+from ticket_assets.services.postgres import dbt_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -212,7 +213,7 @@ def synthetic_rows(n: int, *, seed: int, start: datetime, prefix: str) -> list[d
 
 @pytest.fixture()
 def tickets_db(fresh_db: str) -> str:
-    apply_schema(fresh_db)
+    migrate(fresh_db)
     return fresh_db
 
 

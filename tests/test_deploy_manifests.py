@@ -524,18 +524,20 @@ def test_definitions_resolve_with_the_k8s_executor(k8s_code_location: dict[str, 
     assert config["tag_concurrency_limits"] == K8S_EXECUTOR_CONFIG["tag_concurrency_limits"]
 
 
-def test_executor_choice_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_executor_choice_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from dagster import multi_or_in_process_executor
+    from pydantic import ValidationError
 
-    from ticket_assets.defs.k8s import EXECUTOR_ENV_VAR, k8s_executor_or_default
+    from ticket_assets.defs.k8s import k8s_executor_or_default
+    from ticket_assets.settings import Settings
 
-    monkeypatch.delenv(EXECUTOR_ENV_VAR, raising=False)
-    assert k8s_executor_or_default() is multi_or_in_process_executor
-    monkeypatch.setenv(EXECUTOR_ENV_VAR, " K8S ")
-    assert k8s_executor_or_default().name == "k8s"
-    monkeypatch.setenv(EXECUTOR_ENV_VAR, "celery")
-    with pytest.raises(ValueError, match=EXECUTOR_ENV_VAR):
-        k8s_executor_or_default()
+    monkeypatch.delenv("TICKETOPS_EXECUTOR", raising=False)
+    assert k8s_executor_or_default(Settings()) is multi_or_in_process_executor
+    monkeypatch.setenv("TICKETOPS_EXECUTOR", " K8S ")
+    assert k8s_executor_or_default(Settings()).name == "k8s"
+    monkeypatch.setenv("TICKETOPS_EXECUTOR", "celery")
+    with pytest.raises(ValidationError, match="executor"):
+        Settings()
 
 
 def _step_job_manifest(

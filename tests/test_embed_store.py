@@ -19,7 +19,8 @@ from ticket_assets.ml.embedding_store import (
     missing_hashes,
     store_embeddings,
 )
-from ticket_assets.services.postgres import apply_schema, connect
+from ticket_assets.services.migrations import migrate
+from ticket_assets.services.postgres import connect
 from ticket_assets.settings import Settings
 from ticket_assets.sources.synthetic import generate_tickets
 
@@ -35,7 +36,7 @@ def embedder(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture()
 def store_url(fresh_db: str) -> str:
-    apply_schema(fresh_db)
+    migrate(fresh_db)
     return fresh_db
 
 

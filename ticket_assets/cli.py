@@ -36,11 +36,11 @@ console = Console()
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _environment():
+def _environment(migrate_schema: bool = True):
     from ticket_assets.runner import prepare_environment
 
     with console.status("Preparing services (PostgreSQL, schema, dbt manifest)…"):
-        return prepare_environment()
+        return prepare_environment(migrate_schema=migrate_schema)
 
 
 def _progress() -> Progress:
@@ -67,8 +67,9 @@ def _record_raw_materialization(report) -> None:
     import dagster as dg
 
     from ticket_assets.defs.ingest import RAW_TICKETS
+    from ticket_assets.runner import dagster_instance
 
-    instance = dg.DagsterInstance.get()
+    instance = dagster_instance()
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
             asset_key=RAW_TICKETS,
@@ -115,6 +116,16 @@ def prepare() -> None:
     """Start/locate services, create tables and prepare the dbt manifest."""
     settings = _environment()
     console.print(f"[green]ready[/]: data directory {settings.data_dir}")
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest revision (the API only checks it)."""
+    from ticket_assets.services.migrations import current_revision
+    from ticket_assets.services.postgres import database_url
+
+    settings = _environment()
+    console.print(f"[green]schema at {current_revision(database_url(settings))}")
 
 
 @app.command()
@@ -214,10 +225,6 @@ def ingest_csv(
 
 
 # --------------------------------------------------------------------------------------------
-def _serving_available() -> bool:
-    return (REPO_ROOT / "serving" / "app.py").exists()
-
-
 @app.command()
 def up(
     seed_tickets: Annotated[
@@ -266,6 +273,9 @@ def up(
 
     if not serve_ui:
         return
+    from ticket_assets.settings import child_env
+
+    env = child_env(settings)
     logs = settings.data_dir / "logs"
     processes = [
         spawn(
@@ -282,14 +292,14 @@ def up(
                 str(settings.dagster_port),
             ],
             logs / "dagster.log",
+            env,
         ),
     ]
     console.print(f"Dagster UI  → http://127.0.0.1:{settings.dagster_port}  (logs: {logs / 'dagster.log'})")
-    if _serving_available():
-        processes.append(spawn([sys.executable, "-m", "ticket_assets.cli", "serve"], logs / "api.log"))
-        console.print(
-            f"API         → http://{settings.api_host}:{settings.api_port}/docs  (logs: {logs / 'api.log'})"
-        )
+    processes.append(spawn([sys.executable, "-m", "ticket_assets.cli", "serve"], logs / "api.log", env))
+    console.print(
+        f"API         → http://{settings.api_host}:{settings.api_port}/docs  (logs: {logs / 'api.log'})"
+    )
     console.print("Press Ctrl-C to stop.")
 
     stopping = False
@@ -319,11 +329,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
 ) -> None:
-    """Serve the triage/answer API alone."""
-    if not _serving_available():
-        console.print("[red]the API is not part of this build[/]")
-        raise typer.Exit(1)
-    settings = _environment()
+    """Serve the triage/answer API alone (on a database `ticketops migrate` has upgraded)."""
+    settings = _environment(migrate_schema=False)
     from serving.app import serve as run_server
 
     run_server(settings, host=host, port=port)

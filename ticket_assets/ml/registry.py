@@ -27,7 +27,7 @@ import joblib
 import psycopg
 
 from ticket_assets.ml.predict import TriageModel, TriagePyfunc, embedder_settings
-from ticket_assets.services.postgres import apply_schema, connect, database_url
+from ticket_assets.services.postgres import connect, database_url
 from ticket_assets.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -384,13 +384,8 @@ def record_alias_event(
         "values (%s, %s, %s, %s, %s, %s)"
     )
     row = (name, alias, int(from_version) if from_version else None, int(to_version), actor, reason)
-    try:
-        with connect(url) as conn:
-            conn.execute(statement, row)
-    except psycopg.errors.UndefinedTable:
-        apply_schema(url)  # a fresh database: create the platform tables once, then record
-        with connect(url) as conn:
-            conn.execute(statement, row)
+    with connect(url) as conn:
+        conn.execute(statement, row)
 
 
 def promote(
