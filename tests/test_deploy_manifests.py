@@ -299,7 +299,7 @@ def test_dockerfile_builds_a_pinned_non_root_cpu_image() -> None:
     )
     assert torch and text.index(torch.group(0)) < text.index("pip install -r /tmp/requirements.txt")
     assert "ARG TORCH_VERSION=2.13.0" in text
-    assert "dbt parse" in text and "HF_HUB_OFFLINE=1" in text
+    assert "dagster-dbt project prepare-and-package" in text and "HF_HUB_OFFLINE=1" in text
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".ticketops", "tests"} <= set(ignored)
 

@@ -19,7 +19,7 @@ import pytest
 
 from ticket_assets.rag.draft import adraft_answer, detect_language, draft_answer, filter_citations
 from ticket_assets.rag.index import Passage
-from ticket_assets.rag.kb import DEFAULT_KB_DIR, KB_TOPICS, chunk_article, load_articles
+from ticket_assets.rag.kb import KB_DIR, KB_TOPICS, chunk_article, load_articles
 from ticket_assets.settings import Settings
 
 API_KEY = "test-key-not-a-secret"
@@ -94,7 +94,7 @@ def _settings(tmp_path: Path, base_url: str | None, timeout: float = 2.0) -> Set
 @pytest.fixture(scope="module")
 def chunks_by_article():
     out: dict[str, list] = {}
-    for article in load_articles(DEFAULT_KB_DIR):
+    for article in load_articles(KB_DIR):
         out[article.id] = chunk_article(article)
     return out
 

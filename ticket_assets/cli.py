@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ticket_assets.core.paths import WORKSPACE_YAML
 from ticket_assets.services.processes import spawn, stop
 
 app = typer.Typer(
@@ -33,14 +34,19 @@ demo_app = typer.Typer(help="Guided end-to-end stories on the running platform."
 app.add_typer(demo_app, name="demo")
 
 console = Console()
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _environment(migrate_schema: bool = True):
+def _environment(migrate_schema: bool = True, prepare_dbt: bool = False):
+    """Services for one command; the dbt manifest only for commands that load the asset graph."""
     from ticket_assets.runner import prepare_environment
 
+    # dagster-dbt's manifest preparer and the child services run `dbt`/`dagster` from PATH: this
+    # environment's bin first, so an unactivated virtualenv works like an activated one.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     with console.status("Preparing services (PostgreSQL, schema, dbt manifest)…"):
-        return prepare_environment(migrate_schema=migrate_schema)
+        return prepare_environment(migrate_schema=migrate_schema, prepare_dbt=prepare_dbt)
 
 
 def _progress() -> Progress:
@@ -113,8 +119,8 @@ def _print_outcome(outcome) -> None:
 # --------------------------------------------------------------------------------------------
 @app.command()
 def prepare() -> None:
-    """Start/locate services, create tables and prepare the dbt manifest."""
-    settings = _environment()
+    """Start/locate services, migrate the schema and prepare the dbt manifest."""
+    settings = _environment(prepare_dbt=True)
     console.print(f"[green]ready[/]: data directory {settings.data_dir}")
 
 
@@ -135,7 +141,7 @@ def materialize(
     ] = None,
 ) -> None:
     """Run the asset graph headless; exits non-zero when any step fails."""
-    _environment()
+    _environment(prepare_dbt=True)
     from ticket_assets.runner import materialize as run
 
     with console.status(f"Materialising {select or 'the whole asset graph'}…"):
@@ -243,7 +249,7 @@ def up(
     from ticket_assets.settings import get_settings
 
     embedded_was_running = get_settings().database_url is not None or embedded_is_running(get_settings())
-    settings = _environment()
+    settings = _environment(prepare_dbt=True)
     url = database_url(settings)
 
     from ticket_assets.services.postgres import connect
@@ -285,7 +291,7 @@ def up(
                 "dagster",
                 "dev",
                 "-w",
-                str(REPO_ROOT / "workspace.yaml"),
+                str(WORKSPACE_YAML),
                 "-h",
                 "127.0.0.1",
                 "-p",

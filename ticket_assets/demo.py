@@ -19,10 +19,10 @@ from typing import Any, Protocol
 
 import polars as pl
 
+from ticket_assets.core.paths import WORKSPACE_YAML
 from ticket_assets.services.processes import spawn, stop
 from ticket_assets.sources.synthetic import generate_tickets
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PERIOD_A_START = date(2025, 1, 1)
 PERIOD_A_DAYS = 60
 BATCH = 32
@@ -234,7 +234,7 @@ def run_drift_demo(
                             str(Path(sys.executable).with_name("dagster-daemon")),
                             "run",
                             "-w",
-                            str(REPO_ROOT / "workspace.yaml"),
+                            str(WORKSPACE_YAML),
                         ],
                         logs / "demo-daemon.log",
                         env,

@@ -32,9 +32,12 @@ run_queue:
 """
 
 
-def prepare_environment(settings: Settings | None = None, *, migrate_schema: bool = True) -> Settings:
+def prepare_environment(
+    settings: Settings | None = None, *, migrate_schema: bool = True, prepare_dbt: bool = True
+) -> Settings:
     """Resolve every service once (database, data directory, Dagster home), migrate the schema
-    (unless the caller only checks it, as the API does) and prepare the dbt manifest. The resolved settings become this process's settings; child processes
+    (unless the caller only checks it, as the API does) and prepare the dbt manifest (for callers
+    that load the asset graph). The resolved settings become this process's settings; child processes
     get them through :func:`ticket_assets.settings.child_env`."""
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -49,7 +52,8 @@ def prepare_environment(settings: Settings | None = None, *, migrate_schema: boo
     )
     if migrate_schema:
         migrate(url)
-    prepare_manifest()
+    if prepare_dbt:
+        prepare_manifest()
     return settings
 
 

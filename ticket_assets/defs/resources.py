@@ -6,19 +6,19 @@ than stored as resource config, because resource config is shown in the Dagster 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import dagster as dg
 import psycopg
 from dagster_dbt import DbtCliResource
 
 from ticket_assets.alerts import Alert, send_alert
+from ticket_assets.core.paths import DBT_PROJECT_DIR
 from ticket_assets.services import postgres
+from ticket_assets.services.dbt import DBT_EXECUTABLE
 from ticket_assets.settings import Settings, get_settings
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -94,16 +94,40 @@ class AlertsResource(dg.ConfigurableResource):
         )
 
 
+class PlatformDbtCliResource(DbtCliResource):
+    """dbt invoked with an explicit environment (the profile's connection, build variables).
+
+    dagster-dbt 0.29 builds the dbt process's environment (and renders the profile in-process)
+    from ``os.environ`` at the moment ``cli`` is called and has no ``env`` parameter: the given
+    variables are laid over the environment for exactly that call, then the previous values return.
+    """
+
+    def cli_with_env(self, args: Sequence[str], env: Mapping[str, str], **kwargs):
+        with _environment_overlay(env):
+            return self.cli(args, **kwargs)
+
+
+@contextmanager
+def _environment_overlay(env: Mapping[str, str]) -> Iterator[None]:
+    before = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def build_resources() -> dict[str, object]:
     return {
         "postgres": PostgresResource(),
         "platform": PlatformSettingsResource(),
         "alerts": AlertsResource(),
         "mlflow": MlflowResource(),
-        # dbt next to this interpreter: works from an unactivated venv and inside the image alike.
-        "dbt": DbtCliResource(
-            project_dir=str(DBT_PROJECT_DIR),
-            profiles_dir=str(DBT_PROJECT_DIR),
-            dbt_executable=str(Path(sys.executable).with_name("dbt")),
+        "dbt": PlatformDbtCliResource(
+            project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=DBT_EXECUTABLE
         ),
     }
