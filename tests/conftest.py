@@ -62,15 +62,21 @@ def temporary_database(server_url: str, prefix: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def pg_url(pg_server_url: str) -> Iterator[str]:
-    """A fresh, empty database for this test session, dropped afterwards."""
+    """A fresh database at the newest schema revision for this test session, dropped afterwards."""
+    from ticket_assets.services.migrations import migrate
+
     with temporary_database(pg_server_url, "ticketops_test") as url:
+        migrate(url)
         yield url
 
 
 @pytest.fixture()
 def fresh_db(pg_server_url: str) -> Iterator[str]:
-    """A database of its own for one test (for tests that need an empty store)."""
+    """A migrated database of its own for one test (for tests that need an empty store)."""
+    from ticket_assets.services.migrations import migrate
+
     with temporary_database(pg_server_url, "ticketops_t") as url:
+        migrate(url)
         yield url
 
 

@@ -66,7 +66,6 @@ def _build_world(pg_url: str, data_dir: Path) -> ApiWorld:
     from ticket_assets.ml.embed import get_embedder
     from ticket_assets.ml.train import TrainConfig, train_triage_model
     from ticket_assets.rag.index import publish
-    from ticket_assets.services.migrations import migrate
     from ticket_assets.sources.synthetic import generate_tickets
 
     settings = Settings(
@@ -78,7 +77,6 @@ def _build_world(pg_url: str, data_dir: Path) -> ApiWorld:
         model_poll_s=0.2,
         llm_base_url=None,
     )
-    migrate(pg_url)
     embedder = get_embedder(settings)
 
     tickets = generate_tickets(360, seed=11)

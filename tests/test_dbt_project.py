@@ -22,7 +22,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ticket_assets.services.migrations import migrate
 from ticket_assets.services.postgres import dbt_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -213,7 +212,6 @@ def synthetic_rows(n: int, *, seed: int, start: datetime, prefix: str) -> list[d
 
 @pytest.fixture()
 def tickets_db(fresh_db: str) -> str:
-    migrate(fresh_db)
     return fresh_db
 
 

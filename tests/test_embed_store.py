@@ -19,7 +19,6 @@ from ticket_assets.ml.embedding_store import (
     missing_hashes,
     store_embeddings,
 )
-from ticket_assets.services.migrations import migrate
 from ticket_assets.services.postgres import connect
 from ticket_assets.settings import Settings
 from ticket_assets.sources.synthetic import generate_tickets
@@ -36,7 +35,6 @@ def embedder(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture()
 def store_url(fresh_db: str) -> str:
-    migrate(fresh_db)
     return fresh_db
 
 
