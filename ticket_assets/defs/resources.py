@@ -54,10 +54,9 @@ class MlflowResource(dg.ConfigurableResource):
         return get_settings().model_name
 
     def client(self):
-        from mlflow import MlflowClient
+        from ticket_assets.ml import registry
 
-        self.configure()
-        return MlflowClient()
+        return registry.configure_mlflow(get_settings())
 
     def end_run(self, status: str = "FINISHED") -> None:
         import mlflow

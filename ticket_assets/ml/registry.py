@@ -17,6 +17,8 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -88,32 +90,44 @@ class NoPreviousChampionError(LookupError):
 
 
 def configure_mlflow(settings: Settings | None = None) -> Any:
-    """Point MLflow at the platform's store and make sure the experiment exists; returns a client.
+    """A client on the platform's store (URIs passed explicitly, no process-global state), with the
+    experiment created.
 
     With the default SQLite store the experiment's artifact location is set explicitly to
     ``settings.mlflow_artifact_root`` so ``mlflow ui --backend-store-uri sqlite:///<data>/mlflow/mlflow.db``
     (from any working directory) finds runs, figures and registered models.
     """
-    import mlflow
     from mlflow import MlflowClient
 
     settings = settings or get_settings()
     uri = settings.resolved_mlflow_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    # mlflow.set_*_uri also export MLFLOW_*_URI into os.environ, which the settings (and every
-    # child process) would then read as if configured: keep the environment as it was.
-    before = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    for key, value in before.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment_id(client, settings)
     return client
+
+
+@contextmanager
+def _fluent_store(settings: Settings) -> Iterator[None]:
+    """MLflow's fluent API (``start_run``, ``pyfunc.log_model``/``load_model``) has no client argument:
+    it reads a process-global store, and ``set_*_uri`` also export ``MLFLOW_*_URI`` into the
+    environment, which the settings would then read as configured. Only the two calls that need the
+    fluent API run inside this; the environment is put back afterwards."""
+    import mlflow
+
+    uri = settings.resolved_mlflow_uri
+    before = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def experiment_id(client: Any, settings: Settings) -> str:
@@ -168,7 +182,10 @@ def log_training_run(
     client = configure_mlflow(settings)
     exp_id = experiment_id(client, settings)
     data_tags = {f"data.{key}": _tag_value(value) for key, value in data_version.items()}
-    with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=data_tags) as run:
+    with (
+        _fluent_store(settings),
+        mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=data_tags) as run,
+    ):
         run_id = run.info.run_id
         _log_params(client, run_id, params)
         _log_metrics(client, run_id, flatten_metrics(metrics))
@@ -308,7 +325,8 @@ def load_model_version(
     client = configure_mlflow(settings)
     info = version_info(client, name, alias_or_version)
     # Load by number: the alias could move between resolving it and loading.
-    pyfunc = mlflow.pyfunc.load_model(info.uri)
+    with _fluent_store(settings):
+        pyfunc = mlflow.pyfunc.load_model(info.uri)
     model = pyfunc.unwrap_python_model().model
     if not isinstance(model, TriageModel):
         raise TypeError(f"{info.uri} does not hold a TriageModel")
