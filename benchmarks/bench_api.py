@@ -72,7 +72,7 @@ def prepare(data_dir: Path, db_url: str, cache_dir: Path | None) -> list[str]:
     """Train + register a champion and publish the KB index; returns held-out ticket texts."""
     from pydantic import SecretStr
 
-    from serving.schemas import model_text
+    from ticket_assets.core.text import model_text
     from ticket_assets.ml import registry
     from ticket_assets.ml.embed import get_embedder
     from ticket_assets.ml.train import TrainConfig, train_triage_model

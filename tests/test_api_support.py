@@ -61,7 +61,7 @@ def api_world(pg_url: str, data_dir: Path) -> ApiWorld:
 
 
 def _build_world(pg_url: str, data_dir: Path) -> ApiWorld:
-    from serving.schemas import model_text
+    from ticket_assets.core.text import model_text
     from ticket_assets.ml import registry
     from ticket_assets.ml.embed import get_embedder
     from ticket_assets.ml.train import TrainConfig, train_triage_model

@@ -165,7 +165,7 @@ def assert_marts_match_raw(url: str) -> None:
 def assert_serving_builds_the_same_text(rows: list[dict], staged: dict[str, dict]) -> None:
     """The API builds the classifier input from title + body itself: it must match training's text."""
     try:
-        from serving.schemas import model_text
+        from ticket_assets.core.text import model_text
     except ImportError:
         return
     for row in rows:

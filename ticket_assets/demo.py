@@ -93,7 +93,7 @@ def macro_f1_on(frame: pl.DataFrame, version: str, settings) -> float:
     """Topic macro-F1 of a registered version on labelled tickets (scored in-process)."""
     from sklearn.metrics import f1_score
 
-    from serving.schemas import model_text
+    from ticket_assets.core.text import model_text
     from ticket_assets.ml.registry import load_model_version
 
     model, _ = load_model_version(settings.model_name, version, settings)
@@ -286,16 +286,16 @@ def run_drift_demo(
 
 
 def _latest_drift_storage_id(instance) -> int:
-    import dagster as dg
+    from ticket_assets.defs.keys import DRIFT_REPORT
 
-    records = instance.fetch_materializations(dg.AssetKey("drift_report"), limit=1).records
+    records = instance.fetch_materializations(DRIFT_REPORT, limit=1).records
     return records[0].storage_id if records else 0
 
 
 def _latest_verdict(instance, wanted: str, after_storage_id: int = 0) -> str | None:
-    import dagster as dg
+    from ticket_assets.defs.keys import DRIFT_REPORT
 
-    records = instance.fetch_materializations(dg.AssetKey("drift_report"), limit=1).records
+    records = instance.fetch_materializations(DRIFT_REPORT, limit=1).records
     if not records or records[0].storage_id <= after_storage_id:
         return None
     metadata = records[0].asset_materialization.metadata

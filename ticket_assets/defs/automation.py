@@ -9,11 +9,11 @@ import json
 
 import dagster as dg
 
+from ticket_assets.defs.keys import DRIFT_REPORT
 from ticket_assets.defs.resources import AlertsResource, PlatformSettingsResource, PostgresResource
 from ticket_assets.defs.training import retrain_job
 from ticket_assets.settings import get_settings
 
-DRIFT_REPORT = dg.AssetKey("drift_report")
 DRIFT_VERDICT_KEY = "verdict"
 
 

@@ -2,11 +2,11 @@
 
 import dagster as dg
 
+from ticket_assets.defs.keys import RAW_TICKETS
 from ticket_assets.defs.metadata import counts_markdown, table_metadata
 from ticket_assets.defs.resources import PostgresResource
 from ticket_assets.sources.store import ingest_synthetic
 
-RAW_TICKETS = dg.AssetKey(["raw", "tickets"])
 OWNERS = ["team:data-platform"]
 
 

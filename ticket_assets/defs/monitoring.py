@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from ticket_assets.defs.keys import CHAMPION_MODEL, DRIFT_REPORT
 from ticket_assets.defs.metadata import markdown_table
 from ticket_assets.defs.resources import (
     AlertsResource,
@@ -25,7 +26,6 @@ from ticket_assets.ml.embed import get_embedder
 from ticket_assets.monitoring import DriftConfig, compute_drift, prediction_frame, save_report
 from ticket_assets.settings import Settings
 
-DRIFT_REPORT = dg.AssetKey("drift_report")
 PRODUCTION_MARTS = [
     dg.AssetKey(["marts", name])
     for name in ("daily_predictions", "prediction_latency", "confidence_distribution")
@@ -105,7 +105,7 @@ def report_url(path: Path, settings: Settings) -> str:
 
 @dg.asset(
     key=DRIFT_REPORT,
-    deps=[*PRODUCTION_MARTS, dg.AssetKey("champion_model")],
+    deps=[*PRODUCTION_MARTS, CHAMPION_MODEL],
     group_name="monitoring",
     kinds={"evidently", "html"},
     owners=OWNERS,

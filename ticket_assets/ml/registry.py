@@ -26,16 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import joblib
-import psycopg
 
+from ticket_assets.core.names import CHALLENGER, CHAMPION
 from ticket_assets.ml.predict import TriageModel, TriagePyfunc, embedder_settings
 from ticket_assets.services.postgres import connect, database_url
 from ticket_assets.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 PREVIOUS_CHAMPION_TAG = "ticketops.previous_champion"
 MODEL_ARTIFACT = "model"
 # Metrics shown by list_versions and copied onto each version as tags.
@@ -493,14 +491,3 @@ def list_versions(name: str | None = None, settings: Settings | None = None) -> 
             }
         )
     return result
-
-
-def alias_events(url: str, name: str, limit: int = 50) -> list[dict[str, Any]]:
-    """Most recent alias moves first."""
-    with connect(url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(
-            "select id, model_name, alias, from_version, to_version, actor, reason, at "
-            "from ops.model_alias_events where model_name = %s order by id desc limit %s",
-            (name, limit),
-        )
-        return list(cur.fetchall())

@@ -16,18 +16,19 @@ import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import httpx
 
+from ticket_assets.core.passage import Passage
 from ticket_assets.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_TICKET_CHARS = 4000  # longer tickets are cut in the prompt; the start carries the request
 MAX_STEPS = 5
-CLOSE_TO_BEST = 0.15
-FRENCH_MARGIN = 0.1  # passages scoring this far below the best one contribute no steps
+CLOSE_TO_BEST = 0.15  # passages (after the first) scoring this far below the best one contribute no steps
+FRENCH_MARGIN = 0.1  # a French ticket gets French passages when the best of them is this close to the best
 STEP_BONUS = 1.5
 ARTICLE_RANK_PENALTY = 0.3
 LLM_TEMPERATURE = 0.2
@@ -35,15 +36,6 @@ LLM_MAX_TOKENS = 700
 RETRY_BACKOFF_S = 0.3
 
 Mode = Literal["llm", "extractive"]
-
-
-class PassageLike(Protocol):
-    article_id: str
-    title: str
-    heading: str
-    text: str
-    score: float
-    language: str | None
 
 
 @dataclass(frozen=True)
@@ -70,7 +62,7 @@ def draft_answer(
     ticket_text: str,
     topic: str | None,
     urgency: str | None,
-    passages: Sequence[PassageLike],
+    passages: Sequence[Passage],
     settings: Settings,
     allowed_topics: Sequence[str] | None,
     *,
@@ -96,7 +88,7 @@ async def adraft_answer(
     ticket_text: str,
     topic: str | None,
     urgency: str | None,
-    passages: Sequence[PassageLike],
+    passages: Sequence[Passage],
     settings: Settings,
     allowed_topics: Sequence[str] | None,
     *,
@@ -118,7 +110,7 @@ async def adraft_answer(
     )
 
 
-def _precondition_failure(passages: Sequence[PassageLike], settings: Settings) -> str | None:
+def _precondition_failure(passages: Sequence[Passage], settings: Settings) -> str | None:
     if not settings.llm_base_url:
         return "llm_not_configured"
     if not passages:
@@ -149,7 +141,7 @@ def build_messages(
     ticket_text: str,
     topic: str | None,
     urgency: str | None,
-    passages: Sequence[PassageLike],
+    passages: Sequence[Passage],
     allowed_topics: Sequence[str] | None,
 ) -> list[dict[str, str]]:
     """The chat messages: only the ticket, its triage and the numbered passages go to the LLM."""
@@ -174,7 +166,7 @@ def _build_request(
     ticket_text: str,
     topic: str | None,
     urgency: str | None,
-    passages: Sequence[PassageLike],
+    passages: Sequence[Passage],
     settings: Settings,
     allowed_topics: Sequence[str] | None,
 ) -> _Request:
@@ -268,7 +260,7 @@ _BRACKETS = re.compile(r"\[([^\[\]\n]{1,200})\](?!\()")
 _ID_LIKE = re.compile(r"^[A-Za-z][\w.]*(?:-[\w.]+)+$")
 
 
-def _draft_from_reply(reply: Any, passages: Sequence[PassageLike], settings: Settings) -> Draft:
+def _draft_from_reply(reply: Any, passages: Sequence[Passage], settings: Settings) -> Draft:
     content = _reply_content(reply)
     text, citations = filter_citations(content, [p.article_id for p in passages])
     if not text.strip():
@@ -396,7 +388,7 @@ def extractive_draft(
     ticket_text: str,
     topic: str | None,
     urgency: str | None,
-    passages: Sequence[PassageLike],
+    passages: Sequence[Passage],
     allowed_topics: Sequence[str] | None,
     *,
     language: str | None = None,
@@ -451,7 +443,7 @@ def _triage_line(
 
 
 def select_steps(
-    ticket_text: str, passages: Sequence[PassageLike], max_steps: int = MAX_STEPS
+    ticket_text: str, passages: Sequence[Passage], max_steps: int = MAX_STEPS
 ) -> list[_Unit]:
     """The passage sentences/steps most relevant to the ticket, in reading order.
 

@@ -1,7 +1,8 @@
 """Import help-desk CSV exports (plain or gzip) through a column mapping.
 
 Row-level problems never stop an import: the row goes to the quarantine frame with a reason code
-(``REJECT_REASONS``) and the rest loads. Only a file that cannot be read as a whole (missing, not
+(``blank_text``, ``unparseable_date``, ``field_count_mismatch``, ``invalid_encoding``, ``malformed_csv``,
+``missing_id``, ``duplicate_id``) and the rest loads. Only a file that cannot be read as a whole (missing, not
 text/CSV, no header, a mapped column absent) raises ``SourceReadError``, before anything is written.
 
 Encoding: files are read as UTF-8 (a BOM is allowed) or as ``ColumnMapping.encoding``, one
@@ -29,15 +30,6 @@ import polars as pl
 from ticket_assets.sources.frame import REJECTED_SCHEMA, UTC_DATETIME, conform, empty_rejected
 from ticket_assets.sources.text import detect_language, normalize_label, normalize_urgency, text_hash_series
 
-REJECT_REASONS = {
-    "blank_text": "the mapped text column is missing or blank",
-    "unparseable_date": "the created column holds a value that is not a date/time",
-    "field_count_mismatch": "the row has more or fewer fields than the header (unknown columns)",
-    "invalid_encoding": "the row holds bytes that are invalid in the file's encoding",
-    "malformed_csv": "the row cannot be parsed as CSV (e.g. an unterminated quote)",
-    "missing_id": "the mapped id column is blank",
-    "duplicate_id": "a later row in the same file has the same id; the last one wins",
-}
 MAX_RAW_RECORD_CHARS = 10_000  # keep one pathological row from bloating the quarantine
 _SNIFF_BYTES = 8192
 
