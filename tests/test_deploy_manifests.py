@@ -538,7 +538,7 @@ def test_executor_choice_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("TICKETOPS_EXECUTOR", " K8S ")
     assert k8s_executor_or_default(Settings()).name == "k8s"
     monkeypatch.setenv("TICKETOPS_EXECUTOR", "celery")
-    with pytest.raises(ValidationError, match="executor"):
+    with pytest.raises(ValidationError, match="TICKETOPS_EXECUTOR"):
         Settings()
 
 
