@@ -20,7 +20,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from ticket_assets.core.paths import REPO_ROOT
+
 # One ONNX export of the embedding model per checkout, shared by every test (exporting takes seconds).
 os.environ.setdefault("TICKETOPS_MODEL_CACHE_DIR", str(REPO_ROOT / ".ticketops" / "model-cache"))
 SHARED_DATASET = REPO_ROOT.parent / "shared" / "datasets" / "it-service-tickets" / "train.csv.gz"

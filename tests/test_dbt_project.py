@@ -22,9 +22,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ticket_assets.core.paths import REPO_ROOT
 from ticket_assets.services.postgres import dbt_env
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 SHARED_DATASET = REPO_ROOT.parent / "shared" / "datasets" / "it-service-tickets" / "train.csv.gz"
 TEST_FRACTION = Decimal("0.2")

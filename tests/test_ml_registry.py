@@ -15,14 +15,13 @@ import polars as pl
 import psycopg
 import pytest
 
-from tests.test_ml_support import corpus, ml_settings, synthetic_training_set, tiny_config, trained
+from tests.support.ml import corpus, ml_settings, synthetic_training_set, tiny_config, trained
+from ticket_assets.core.paths import REPO_ROOT
 from ticket_assets.ml import pipeline, registry
 from ticket_assets.ml.dataset import TrainingData
 from ticket_assets.ml.evaluate import evaluate_model, majority_baseline_metrics
 from ticket_assets.ml.train import train_triage_model
 from ticket_assets.settings import Settings
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass

@@ -9,6 +9,8 @@ Secrets are ``SecretStr`` so they never end up in logs, reprs or asset metadata.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -199,6 +201,25 @@ def reset_settings_cache() -> None:
     """Tests change the environment; this makes the next read see it."""
     global _current
     _current = None
+
+
+@contextmanager
+def scoped_environment(overlay: Mapping[str, str] | None = None, restore: Iterable[str] = ()) -> Iterator[None]:
+    """For libraries configured only through ``os.environ`` (dagster-dbt's dbt invocation, MLflow's
+    fluent API): lay ``overlay`` over the environment for one call, and afterwards put back every
+    variable in ``overlay`` and ``restore`` (names a library may export itself) as it was."""
+    overlay = dict(overlay or {})
+    keys = {*overlay, *restore}
+    before = {key: os.environ.get(key) for key in keys}
+    os.environ.update(overlay)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _env_value(value: object) -> str | None:

@@ -6,9 +6,7 @@ than stored as resource config, because resource config is shown in the Dagster 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import psycopg
@@ -18,7 +16,7 @@ from ticket_assets.alerts import Alert, send_alert
 from ticket_assets.core.paths import DBT_PROJECT_DIR
 from ticket_assets.services import postgres
 from ticket_assets.services.dbt import DBT_EXECUTABLE
-from ticket_assets.settings import Settings, get_settings
+from ticket_assets.settings import Settings, get_settings, scoped_environment
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -102,22 +100,8 @@ class PlatformDbtCliResource(DbtCliResource):
     """
 
     def cli_with_env(self, args: Sequence[str], env: Mapping[str, str], **kwargs):
-        with _environment_overlay(env):
+        with scoped_environment(env):
             return self.cli(args, **kwargs)
-
-
-@contextmanager
-def _environment_overlay(env: Mapping[str, str]) -> Iterator[None]:
-    before = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def build_resources() -> dict[str, object]:

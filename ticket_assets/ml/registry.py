@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ import joblib
 from ticket_assets.core.names import CHALLENGER, CHAMPION
 from ticket_assets.ml.predict import TriageModel, TriagePyfunc, embedder_settings
 from ticket_assets.services.postgres import connect, database_url
-from ticket_assets.settings import Settings, get_settings
+from ticket_assets.settings import Settings, get_settings, scoped_environment
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +114,10 @@ def _fluent_store(settings: Settings) -> Iterator[None]:
     import mlflow
 
     uri = settings.resolved_mlflow_uri
-    before = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
+    with scoped_environment(restore=("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")):
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
         yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def experiment_id(client: Any, settings: Settings) -> str:
