@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ticket_assets.core.paths import WORKSPACE_YAML
 from ticket_assets.services.processes import spawn, stop
 
 app = typer.Typer(
@@ -285,13 +284,10 @@ def up(
     logs = settings.data_dir / "logs"
     processes = [
         spawn(
+            # `dg dev` loads the project's code location from [tool.dg] in pyproject.toml.
             [
-                sys.executable,
-                "-m",
-                "dagster",
+                str(Path(sys.executable).with_name("dg")),
                 "dev",
-                "-w",
-                str(WORKSPACE_YAML),
                 "-h",
                 "127.0.0.1",
                 "-p",

@@ -9,6 +9,7 @@ Secrets are ``SecretStr`` so they never end up in logs, reprs or asset metadata.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -204,7 +205,9 @@ def reset_settings_cache() -> None:
 
 
 @contextmanager
-def scoped_environment(overlay: Mapping[str, str] | None = None, restore: Iterable[str] = ()) -> Iterator[None]:
+def scoped_environment(
+    overlay: Mapping[str, str] | None = None, restore: Iterable[str] = ()
+) -> Iterator[None]:
     """For libraries configured only through ``os.environ`` (dagster-dbt's dbt invocation, MLflow's
     fluent API): lay ``overlay`` over the environment for one call, and afterwards put back every
     variable in ``overlay`` and ``restore`` (names a library may export itself) as it was."""
@@ -248,6 +251,8 @@ def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[s
         for alias in field.validation_alias.choices:
             env[str(alias)] = value
     env["DAGSTER_HOME"] = str(settings.resolved_dagster_home)
+    if sys.prefix != sys.base_prefix:  # dg resolves the project's environment from VIRTUAL_ENV
+        env["VIRTUAL_ENV"] = sys.prefix
     # Models are baked into the package or the cache: never reach out to a model hub at run time.
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
