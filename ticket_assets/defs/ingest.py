@@ -32,6 +32,7 @@ def raw_tickets(
     context: dg.AssetExecutionContext, config: RawTicketsConfig, postgres: PostgresResource
 ) -> dg.MaterializeResult:
     url = postgres.url()
+    postgres.migrate()
     with postgres.connect() as conn:
         existing = conn.execute("select count(*) from raw.tickets").fetchone()[0]
     seeded = 0

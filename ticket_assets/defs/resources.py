@@ -31,6 +31,12 @@ class PostgresResource(dg.ConfigurableResource):
     def dbt_env(self) -> dict[str, str]:
         return postgres.dbt_env(self.url())
 
+    def migrate(self) -> None:
+        """Upgrade the schema (idempotent; the graph's root asset runs it so runs on a fresh database work)."""
+        from ticket_assets.services.migrations import migrate
+
+        migrate(self.url())
+
 
 class MlflowResource(dg.ConfigurableResource):
     """Tracking, registry and alias operations through a plain ``MlflowClient``.
