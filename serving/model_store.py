@@ -23,7 +23,6 @@ from ticket_assets.settings import Settings
 log = logging.getLogger(__name__)
 
 
-
 def _read(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(name, default)
@@ -154,9 +153,7 @@ class ModelStore:
                     self._loader = _registry_loader(self._settings)
                 version = await anyio.to_thread.run_sync(self._probe)
                 if version is None:
-                    self.last_error = (
-                        f"model {self._settings.model_name!r} has no {CHAMPION!r} alias yet"
-                    )
+                    self.last_error = f"model {self._settings.model_name!r} has no {CHAMPION!r} alias yet"
                     return False
                 if version == self._rejected_version or (
                     self._current is not None and self._current.version == version

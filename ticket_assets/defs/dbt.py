@@ -54,7 +54,10 @@ translator = TicketDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_as
 
 
 @dbt_assets(
-    manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=translator, name="ticket_dbt_models"
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    name="ticket_dbt_models",
 )
 def ticket_dbt_models(
     context: dg.AssetExecutionContext, dbt: PlatformDbtCliResource, postgres: PostgresResource

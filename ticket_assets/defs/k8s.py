@@ -65,6 +65,7 @@ K8S_EXECUTOR_CONFIG: dict[str, Any] = {
     "step_k8s_config": {"container_config": {"resources": LIGHT_RESOURCES}},
 }
 
+
 def k8s_executor_or_default(settings: Settings) -> ExecutorDefinition:
     """``k8s_job_executor`` when ``TICKETOPS_EXECUTOR=k8s``, else Dagster's default executor
     (the settings reject any other value)."""

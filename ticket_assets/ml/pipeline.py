@@ -27,7 +27,6 @@ from ticket_assets.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class TrainedCandidate:
     outcome: TrainingOutcome

@@ -442,9 +442,7 @@ def _triage_line(
     return line
 
 
-def select_steps(
-    ticket_text: str, passages: Sequence[Passage], max_steps: int = MAX_STEPS
-) -> list[_Unit]:
+def select_steps(ticket_text: str, passages: Sequence[Passage], max_steps: int = MAX_STEPS) -> list[_Unit]:
     """The passage sentences/steps most relevant to the ticket, in reading order.
 
     Relevance = the passage's retrieval score, plus words shared with the ticket (capped: an intro
