@@ -225,6 +225,15 @@ def scoped_environment(
                 os.environ[key] = value
 
 
+OFFLINE_SWITCHES = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def forbid_model_hub() -> None:
+    """Hugging Face libraries are configured only through these variables: never contact a model hub."""
+    for key, value in OFFLINE_SWITCHES.items():
+        os.environ.setdefault(key, value)
+
+
 def _env_value(value: object) -> str | None:
     if value is None:
         return None
@@ -254,7 +263,7 @@ def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[s
     if sys.prefix != sys.base_prefix:  # dg resolves the project's environment from VIRTUAL_ENV
         env["VIRTUAL_ENV"] = sys.prefix
     # Models are baked into the package or the cache: never reach out to a model hub at run time.
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    for key, value in OFFLINE_SWITCHES.items():
+        env.setdefault(key, value)
     env.update(extra or {})
     return env
