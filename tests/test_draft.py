@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.fake_llm import FakeLLM, chat_reply, serve_fake_llm
 from ticket_assets.core.passage import Passage
-from ticket_assets.rag.draft import adraft_answer, detect_language, draft_answer, filter_citations
+from ticket_assets.rag.draft import Draft, detect_language, draft_answer, filter_citations
 from ticket_assets.rag.kb import KB_DIR, KB_TOPICS, chunk_article, load_articles
 from ticket_assets.settings import Settings
 
@@ -26,6 +26,11 @@ API_KEY = "test-key-not-a-secret"
 def llm() -> Iterator[tuple[FakeLLM, str]]:
     with serve_fake_llm() as state:
         yield state, state.url
+
+
+def _draft(*args, **kwargs) -> Draft:
+    """The API's drafting coroutine, run to completion."""
+    return asyncio.run(draft_answer(*args, **kwargs))
 
 
 def _settings(tmp_path: Path, base_url: str | None, timeout: float = 2.0) -> Settings:
@@ -95,7 +100,7 @@ def test_llm_draft_keeps_only_citations_of_given_passages(llm, tmp_path, vpn_pas
         "3. Reinstall the client [kb-made-up-999].\nRegards [kb-vpn-003, kb-other-001]"
     )
     state.script = [(200, chat_reply(content), 0.0)]
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
 
     assert draft.mode == "llm" and draft.fallback_reason is None
     assert draft.model == "served-model"
@@ -118,7 +123,7 @@ def test_llm_draft_keeps_only_citations_of_given_passages(llm, tmp_path, vpn_pas
 def test_prompt_never_carries_a_topic_outside_the_allowed_labels(llm, tmp_path, vpn_passages) -> None:
     state, url = llm
     state.script = [(200, chat_reply("Try [kb-vpn-003]."), 0.0)]
-    draft_answer(VPN_TICKET, "made_up_topic", None, vpn_passages, _settings(tmp_path, url), TOPICS)
+    _draft(VPN_TICKET, "made_up_topic", None, vpn_passages, _settings(tmp_path, url), TOPICS)
     prompt = state.requests[0]["body"]["messages"][-1]["content"]
     assert "made_up_topic" not in prompt and "Ticket category" not in prompt
 
@@ -126,7 +131,7 @@ def test_prompt_never_carries_a_topic_outside_the_allowed_labels(llm, tmp_path, 
 def test_one_retry_on_server_error_then_success(llm, tmp_path, vpn_passages) -> None:
     state, url = llm
     state.script = [(503, {"error": "overloaded"}, 0.0), (200, chat_reply("Use TCP 443 [kb-vpn-003]."), 0.0)]
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
     assert draft.mode == "llm" and draft.citations == ["kb-vpn-003"]
     assert len(state.requests) == 2
 
@@ -134,7 +139,7 @@ def test_one_retry_on_server_error_then_success(llm, tmp_path, vpn_passages) -> 
 def test_persistent_server_error_falls_back_after_one_retry(llm, tmp_path, vpn_passages) -> None:
     state, url = llm
     state.script = [(500, {"error": "boom"}, 0.0)]
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
     assert draft.mode == "extractive" and draft.fallback_reason == "llm_http_500"
     assert len(state.requests) == 2
 
@@ -142,7 +147,7 @@ def test_persistent_server_error_falls_back_after_one_retry(llm, tmp_path, vpn_p
 def test_client_error_is_not_retried(llm, tmp_path, vpn_passages) -> None:
     state, url = llm
     state.script = [(401, {"error": "bad key"}, 0.0)]
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
     assert draft.mode == "extractive" and draft.fallback_reason == "llm_http_401"
     assert len(state.requests) == 1
 
@@ -151,9 +156,7 @@ def test_timeout_falls_back_to_an_extractive_draft(llm, tmp_path, vpn_passages) 
     state, url = llm
     state.script = [(200, chat_reply("too late [kb-vpn-003]"), 1.5)]
     started = time.perf_counter()
-    draft = draft_answer(
-        VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url, 0.3), TOPICS
-    )
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url, 0.3), TOPICS)
     elapsed = time.perf_counter() - started
     assert draft.mode == "extractive" and draft.fallback_reason == "llm_timeout"
     assert draft.model is None and draft.citations
@@ -174,7 +177,7 @@ def test_timeout_falls_back_to_an_extractive_draft(llm, tmp_path, vpn_passages) 
 def test_malformed_reply_falls_back(llm, tmp_path, vpn_passages, body) -> None:
     state, url = llm
     state.script = [(200, body, 0.0)]
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
     assert draft.mode == "extractive"
     assert draft.fallback_reason.startswith("llm_malformed_reply")
     assert len(state.requests) == 1
@@ -182,22 +185,18 @@ def test_malformed_reply_falls_back(llm, tmp_path, vpn_passages, body) -> None:
 
 def test_unreachable_endpoint_falls_back(tmp_path, vpn_passages) -> None:
     settings = _settings(tmp_path, "http://127.0.0.1:9/v1", timeout=0.5)  # discard port: nothing listens
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, settings, TOPICS)
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, settings, TOPICS)
     assert draft.mode == "extractive" and draft.fallback_reason.startswith("llm_unreachable")
 
 
-def test_async_variant_shares_prompt_validation_and_fallback(llm, tmp_path, vpn_passages) -> None:
+def test_numbered_citations_resolve_and_a_retry_sends_the_same_prompt(llm, tmp_path, vpn_passages) -> None:
     state, url = llm
     state.script = [(200, chat_reply("Switch to TCP 443 [1] and see [kb-nope-000]."), 0.0)]
-    ok = asyncio.run(
-        adraft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
-    )
+    ok = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
     assert ok.mode == "llm" and ok.citations == ["kb-vpn-003"] and "kb-nope-000" not in ok.text
 
     state.script = [(200, chat_reply("late"), 1.0)]
-    slow = asyncio.run(
-        adraft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url, 0.2), TOPICS)
-    )
+    slow = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url, 0.2), TOPICS)
     assert slow.mode == "extractive" and slow.fallback_reason == "llm_timeout"
     assert state.requests[0]["body"]["messages"] == state.requests[1]["body"]["messages"]
 
@@ -210,7 +209,7 @@ def _step_lines(text: str) -> list[str]:
 
 
 def test_no_llm_configured_gives_a_grounded_extractive_draft(tmp_path, vpn_passages) -> None:
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, None), TOPICS)
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, None), TOPICS)
     assert (
         draft.mode == "extractive" and draft.fallback_reason == "llm_not_configured" and draft.model is None
     )
@@ -240,7 +239,7 @@ def test_extractive_draft_never_names_a_topic_outside_the_allowed_labels(
     tmp_path, vpn_passages, topic
 ) -> None:
     allowed = ["vpn_network", "access_password"]
-    draft = draft_answer(VPN_TICKET, topic, "low", vpn_passages, _settings(tmp_path, None), allowed)
+    draft = _draft(VPN_TICKET, topic, "low", vpn_passages, _settings(tmp_path, None), allowed)
     assert "category" not in draft.text.lower()
     assert "urgency" not in draft.text.lower()
     for label in [*KB_TOPICS, "not_a_model_label"]:
@@ -255,7 +254,7 @@ def test_french_ticket_gets_a_french_draft_from_french_passages(tmp_path, chunks
         ("kb-print-101", _section(chunks_by_article, "kb-print-101", "Mes documents")),
         ("kb-print-004", 0),
     )
-    draft = draft_answer(ticket, "printer", "medium", passages, _settings(tmp_path, None), TOPICS)
+    draft = _draft(ticket, "printer", "medium", passages, _settings(tmp_path, None), TOPICS)
     assert draft.text.startswith("Bonjour,")
     assert "catégorie : printer (urgence : medium)" in draft.text
     assert draft.citations == ["kb-print-101"]
@@ -264,7 +263,7 @@ def test_french_ticket_gets_a_french_draft_from_french_passages(tmp_path, chunks
 
 def test_french_ticket_without_french_passages_says_the_steps_are_english(tmp_path, vpn_passages) -> None:
     ticket = "Le VPN se coupe toutes les cinq minutes quand je suis en télétravail."
-    draft = draft_answer(ticket, "vpn_network", None, vpn_passages, _settings(tmp_path, None), TOPICS)
+    draft = _draft(ticket, "vpn_network", None, vpn_passages, _settings(tmp_path, None), TOPICS)
     assert draft.text.startswith("Bonjour,") and "articles en anglais" in draft.text
     assert draft.citations and set(draft.citations) <= {p.article_id for p in vpn_passages}
 
@@ -272,7 +271,7 @@ def test_french_ticket_without_french_passages_says_the_steps_are_english(tmp_pa
 def test_no_passages_gives_an_honest_draft_without_calling_the_llm(llm, tmp_path) -> None:
     state, url = llm
     state.script = [(200, chat_reply("should not be asked"), 0.0)]
-    draft = draft_answer("Printer on fire?", "printer", "critical", [], _settings(tmp_path, url), TOPICS)
+    draft = _draft("Printer on fire?", "printer", "critical", [], _settings(tmp_path, url), TOPICS)
     assert draft.mode == "extractive" and draft.fallback_reason == "no_passages"
     assert draft.citations == [] and "could not find" in draft.text
     assert state.requests == []

@@ -23,7 +23,7 @@ from serving.pipeline import (
 )
 from serving.schemas import AnswerRequest, AnswerResponse, DraftOut, PassageOut, TicketTriage
 from ticket_assets.core.passage import Passage
-from ticket_assets.rag.draft import adraft_answer
+from ticket_assets.rag.draft import draft_answer
 from ticket_assets.sources.text import detect_language
 
 router = APIRouter(prefix="/v1", tags=["answer"])
@@ -75,7 +75,7 @@ async def answer(
     found = await anyio.to_thread.run_sync(retrieve, kb, result.embeddings[0], k, triage, language)
     t0 = timings.since("retrieve", t0)
 
-    draft = await adraft_answer(
+    draft = await draft_answer(
         ticket.model_input(),
         triage.topic,
         triage.urgency,

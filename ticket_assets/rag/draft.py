@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,33 +57,7 @@ class LLMFailure(Exception):
 # Public entry points --------------------------------------------------------------------------------
 
 
-def draft_answer(
-    ticket_text: str,
-    topic: str | None,
-    urgency: str | None,
-    passages: Sequence[Passage],
-    settings: Settings,
-    allowed_topics: Sequence[str] | None,
-    *,
-    language: str | None = None,
-    client: httpx.Client | None = None,
-) -> Draft:
-    """Draft a reply: LLM when configured and it answers well, else extractive (reason given)."""
-    reason = _precondition_failure(passages, settings)
-    if reason is None:
-        request = _build_request(ticket_text, topic, urgency, passages, settings, allowed_topics)
-        try:
-            reply = _post_with_retry(request, settings, client)
-            return _draft_from_reply(reply, passages, settings)
-        except LLMFailure as failure:
-            reason = failure.reason
-            log.warning("LLM draft failed (%s); falling back to an extractive draft", reason)
-    return extractive_draft(
-        ticket_text, topic, urgency, passages, allowed_topics, language=language, reason=reason
-    )
-
-
-async def adraft_answer(
+async def draft_answer(
     ticket_text: str,
     topic: str | None,
     urgency: str | None,
@@ -95,12 +68,12 @@ async def adraft_answer(
     language: str | None = None,
     client: httpx.AsyncClient | None = None,
 ) -> Draft:
-    """``draft_answer`` for async callers (the API); same prompt, validation and fallback."""
+    """Draft a reply: LLM when configured and it answers well, else extractive (reason given)."""
     reason = _precondition_failure(passages, settings)
     if reason is None:
         request = _build_request(ticket_text, topic, urgency, passages, settings, allowed_topics)
         try:
-            reply = await _apost_with_retry(request, settings, client)
+            reply = await _post_with_retry(request, settings, client)
             return _draft_from_reply(reply, passages, settings)
         except LLMFailure as failure:
             reason = failure.reason
@@ -186,32 +159,7 @@ def _build_request(
 # HTTP (one retry on 5xx / timeout / connection errors) ----------------------------------------------
 
 
-def _post_with_retry(request: _Request, settings: Settings, client: httpx.Client | None) -> Any:
-    owned = client is None
-    http = client or httpx.Client(timeout=httpx.Timeout(settings.llm_timeout_s))
-    try:
-        for attempt in (1, 2):
-            try:
-                response = http.post(request.url, json=request.payload, headers=request.headers)
-                return _json_or_failure(response)
-            except _Retryable as retryable:
-                if attempt == 2:
-                    raise LLMFailure(retryable.reason) from None
-                time.sleep(RETRY_BACKOFF_S)
-            except httpx.TimeoutException:
-                if attempt == 2:
-                    raise LLMFailure("llm_timeout") from None
-            except httpx.TransportError as exc:
-                if attempt == 2:
-                    raise LLMFailure(f"llm_unreachable: {type(exc).__name__}") from None
-                time.sleep(RETRY_BACKOFF_S)
-    finally:
-        if owned:
-            http.close()
-    raise AssertionError("unreachable")
-
-
-async def _apost_with_retry(request: _Request, settings: Settings, client: httpx.AsyncClient | None) -> Any:
+async def _post_with_retry(request: _Request, settings: Settings, client: httpx.AsyncClient | None) -> Any:
     owned = client is None
     http = client or httpx.AsyncClient(timeout=httpx.Timeout(settings.llm_timeout_s))
     try:
