@@ -72,20 +72,20 @@ def prepare(data_dir: Path, db_url: str, cache_dir: Path | None) -> list[str]:
     """Train + register a champion and publish the KB index; returns held-out ticket texts."""
     from pydantic import SecretStr
 
-    from serving.schemas import model_text
+    from ticket_assets.core.text import model_text
     from ticket_assets.ml import registry
     from ticket_assets.ml.embed import get_embedder
     from ticket_assets.ml.train import TrainConfig, train_triage_model
     from ticket_assets.rag.index import build_snapshot, publish
     from ticket_assets.rag.kb import chunk_article, load_articles
-    from ticket_assets.services.postgres import apply_schema
+    from ticket_assets.services.migrations import migrate
     from ticket_assets.settings import Settings
     from ticket_assets.sources.synthetic import generate_tickets
 
     settings = Settings(
         data_dir=data_dir, database_url=SecretStr(db_url), model_name=MODEL_NAME, model_cache_dir=cache_dir
     )
-    apply_schema(db_url)
+    migrate(db_url)
     embedder = get_embedder(settings)
     tickets = generate_tickets(2400, seed=5)
     texts = [model_text(t, b) for t, b in zip(tickets["title"], tickets["body"], strict=True)]

@@ -172,7 +172,8 @@ def store(n: int, cache_dir: Path, work: Path) -> dict:
     import psycopg
 
     from ticket_assets.ml.embedding_store import embed_missing, load_embeddings, store_embeddings
-    from ticket_assets.services.postgres import apply_schema, connect
+    from ticket_assets.services.migrations import migrate
+    from ticket_assets.services.postgres import connect
 
     admin_url, server = server_url()
     dbname = f"ticketops_bench_embed_{uuid.uuid4().hex[:8]}"
@@ -180,7 +181,7 @@ def store(n: int, cache_dir: Path, work: Path) -> dict:
         conn.execute(f'create database "{dbname}"')
     url = with_database(admin_url, dbname)
     try:
-        apply_schema(url)
+        migrate(url)
         embedder = build_embedder("onnx", Settings(data_dir=work / "store-data", model_cache_dir=cache_dir))
         rows = ticket_frame(n, seed=42)
         new_rows = ticket_frame(max(n // 100, 1), seed=4242)

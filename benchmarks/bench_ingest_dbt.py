@@ -236,13 +236,13 @@ def with_database(url: str, dbname: str) -> str:
 
 
 def reset_database(server_url: str) -> str:
-    from ticket_assets.services.postgres import apply_schema
+    from ticket_assets.services.migrations import migrate
 
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f"drop database if exists {BENCH_DB} with (force)")
         conn.execute(f"create database {BENCH_DB}")
     url = with_database(server_url, BENCH_DB)
-    apply_schema(url)
+    migrate(url)
     return url
 
 

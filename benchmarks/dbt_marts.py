@@ -29,7 +29,8 @@ import polars as pl
 import psycopg
 
 from ticket_assets.reports import profile_training_set, render_png
-from ticket_assets.services.postgres import apply_schema, dbt_env
+from ticket_assets.services.migrations import migrate
+from ticket_assets.services.postgres import dbt_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -162,7 +163,7 @@ def main() -> None:
         conn.execute(f'create database "{dbname}"')
     url = with_database(server, dbname)
     try:
-        apply_schema(url)
+        migrate(url)
         added = max(1, int(args.rows * args.increment))
         print(f"load {args.rows:,} rows: {load(url, 1, args.rows):.1f}s")
         with tempfile.TemporaryDirectory() as tmp:

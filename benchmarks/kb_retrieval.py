@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from ticket_assets.ml.embed import get_embedder  # noqa: E402
 from ticket_assets.rag.draft import extractive_draft  # noqa: E402
 from ticket_assets.rag.index import KnowledgeBase, build_snapshot, embed_chunks, publish  # noqa: E402
-from ticket_assets.rag.kb import DEFAULT_KB_DIR, Chunk, chunk_article, load_articles  # noqa: E402
+from ticket_assets.rag.kb import KB_DIR, Chunk, chunk_article, load_articles  # noqa: E402
 from ticket_assets.settings import Settings  # noqa: E402
 
 SECTION_START = "<!-- kb-retrieval:start -->"
@@ -175,7 +175,7 @@ def run() -> str:
     load_avg = os.getloadavg()[0]
 
     start = time.perf_counter()
-    articles = load_articles(DEFAULT_KB_DIR)
+    articles = load_articles(KB_DIR)
     chunks = [c for a in articles for c in chunk_article(a)]
     chunk_ms = (time.perf_counter() - start) * 1000
 

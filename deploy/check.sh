@@ -26,10 +26,11 @@ hadolint --failure-threshold info deploy/docker/Dockerfile
 step "GitHub workflow schema"
 check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
-step "kustomize render + Kubernetes ${KUBERNETES_VERSION} schemas (strict)"
+command -v kubectl >/dev/null || { echo "kubectl not found: the overlays are rendered with \`kubectl kustomize\` (kustomize v5)" >&2; exit 1; }
+step "kubectl kustomize + Kubernetes ${KUBERNETES_VERSION} schemas (strict)"
 for overlay in deploy/k8s/overlays/*/; do
     name="$(basename "$overlay")"
-    "$PYTHON" deploy/render.py kustomize "$overlay" > "$out/$name.yaml"
+    kubectl kustomize "$overlay" > "$out/$name.yaml"
     "$PYTHON" -m kubernetes_validate --strict --quiet -k "$KUBERNETES_VERSION" "$out/$name.yaml"
     echo "$name: $(grep -c '^kind:' "$out/$name.yaml") objects valid"
 done
@@ -37,7 +38,7 @@ done
 echo "secrets template valid"
 
 step "Dagster instance from Helm values"
-"$PYTHON" deploy/render.py dagster-instance deploy/helm/dagster-values.yaml --namespace ticketops > "$out/dagster.yaml"
+"$PYTHON" deploy/dagster_instance.py deploy/helm/dagster-values.yaml --namespace ticketops > "$out/dagster.yaml"
 "$PYTHON" - "$out/dagster.yaml" <<'PY'
 import sys
 

@@ -11,4 +11,6 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
+# The dbt manifest, prepared by dagster-dbt as at image build (the code location loads it, never parses).
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/dagster-dbt project prepare-and-package --file ticket_assets/services/dbt.py >/dev/null
 echo "installed: $(.venv/bin/ticketops --help >/dev/null && echo ticketops CLI ready)"

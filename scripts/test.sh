@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# dbt and dagster of this environment first: dagster-dbt's manifest preparer runs the dbt on PATH.
+export PATH="$PWD/.venv/bin:$PATH"
 .venv/bin/python -m pytest "$@"

@@ -49,10 +49,12 @@ TAGS = [
 
 async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingState:
     from ticket_assets.ml.embed import get_embedder
-    from ticket_assets.services.postgres import apply_schema, database_url
+    from ticket_assets.services.migrations import check_schema
+    from ticket_assets.services.postgres import database_url
 
     url = await anyio.to_thread.run_sync(database_url, settings)
-    await anyio.to_thread.run_sync(apply_schema, url)
+    # The API never changes the schema: an old database is a deployment error (`ticketops migrate`).
+    await anyio.to_thread.run_sync(check_schema, url)
 
     writer = PredictionLogWriter(
         url,
@@ -203,7 +205,14 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
     """
     import uvicorn
 
+    from ticket_assets.services.migrations import SchemaOutdatedError, check_schema
+    from ticket_assets.services.postgres import database_url
+
     settings = settings or get_settings()
+    try:
+        check_schema(database_url(settings))
+    except SchemaOutdatedError as exc:
+        raise SystemExit(f"ticketops API not started: {exc}") from None
     target = create_app(settings) if settings.api_workers == 1 else "serving.app:create_app"
     uvicorn.run(
         target,

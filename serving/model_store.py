@@ -17,11 +17,10 @@ from typing import Any
 
 import anyio.to_thread
 
+from ticket_assets.core.names import CHAMPION
 from ticket_assets.settings import Settings
 
 log = logging.getLogger(__name__)
-
-CHAMPION_ALIAS = "champion"
 
 
 def _read(obj: Any, name: str, default: Any = None) -> Any:
@@ -97,7 +96,7 @@ def _registry_probe(settings: Settings) -> Callable[[], str | None]:
     registry.configure_mlflow(settings)
 
     def probe() -> str | None:
-        return registry.get_alias_version(settings.model_name, CHAMPION_ALIAS, settings=settings)
+        return registry.get_alias_version(settings.model_name, CHAMPION, settings=settings)
 
     return probe
 
@@ -154,9 +153,7 @@ class ModelStore:
                     self._loader = _registry_loader(self._settings)
                 version = await anyio.to_thread.run_sync(self._probe)
                 if version is None:
-                    self.last_error = (
-                        f"model {self._settings.model_name!r} has no {CHAMPION_ALIAS!r} alias yet"
-                    )
+                    self.last_error = f"model {self._settings.model_name!r} has no {CHAMPION!r} alias yet"
                     return False
                 if version == self._rejected_version or (
                     self._current is not None and self._current.version == version

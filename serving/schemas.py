@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# Mirrors dbt's clean_text macro: drop zero-width characters, collapse control/space runs, trim.
-_ZERO_WIDTH = re.compile(r"[\u200b-\u200d\u2060\ufeff]")
-_SPACE_RUN = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
-
-
-def clean_text(value: str | None) -> str:
-    return _SPACE_RUN.sub(" ", _ZERO_WIDTH.sub("", value or "")).strip()
-
-
-def model_text(title: str | None, body: str) -> str:
-    """``concat_ws('. ', title, nullif(body, ''))`` over cleaned parts, as in ``stg_tickets``."""
-    return ". ".join(part for part in (clean_text(title), clean_text(body)) if part)
-
+from ticket_assets.core.text import clean_text, model_text
 
 # Hard caps for the schema; the deployment's own (smaller) limits come from settings at run time.
 TEXT_HARD_CAP = 100_000
@@ -156,7 +143,7 @@ class TriageResponse(BaseModel):
     results: list[TicketTriage] = Field(description="One entry per ticket, in request order.")
 
 
-class Passage(BaseModel):
+class PassageOut(BaseModel):
     article_id: str
     title: str
     heading: str | None = None
@@ -177,7 +164,7 @@ class AnswerResponse(BaseModel):
     model: ModelRef
     triage: TicketTriage
     kb_version: str | None
-    passages: list[Passage]
+    passages: list[PassageOut]
     draft: DraftOut
 
 

@@ -20,7 +20,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from ticket_assets.core.paths import REPO_ROOT
+
 # One ONNX export of the embedding model per checkout, shared by every test (exporting takes seconds).
 os.environ.setdefault("TICKETOPS_MODEL_CACHE_DIR", str(REPO_ROOT / ".ticketops" / "model-cache"))
 SHARED_DATASET = REPO_ROOT.parent / "shared" / "datasets" / "it-service-tickets" / "train.csv.gz"
@@ -62,15 +63,21 @@ def temporary_database(server_url: str, prefix: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def pg_url(pg_server_url: str) -> Iterator[str]:
-    """A fresh, empty database for this test session, dropped afterwards."""
+    """A fresh database at the newest schema revision for this test session, dropped afterwards."""
+    from ticket_assets.services.migrations import migrate
+
     with temporary_database(pg_server_url, "ticketops_test") as url:
+        migrate(url)
         yield url
 
 
 @pytest.fixture()
 def fresh_db(pg_server_url: str) -> Iterator[str]:
-    """A database of its own for one test (for tests that need an empty store)."""
+    """A migrated database of its own for one test (for tests that need an empty store)."""
+    from ticket_assets.services.migrations import migrate
+
     with temporary_database(pg_server_url, "ticketops_t") as url:
+        migrate(url)
         yield url
 
 

@@ -11,7 +11,6 @@ import psycopg
 import pytest
 
 from serving.prediction_log import PredictionLogWriter, PredictionRow, text_fields
-from ticket_assets.services.postgres import apply_schema
 
 
 def _row(text: str = "Outlook keeps asking for my password", topic: str = "email_calendar") -> PredictionRow:
@@ -46,7 +45,6 @@ def _unreachable(url: str) -> str:
 
 @pytest.fixture()
 def log_db(fresh_db: str) -> str:
-    apply_schema(fresh_db)
     return fresh_db
 
 

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
-from serving.schemas import model_text
-from tests.test_api_support import API_KEYS, ApiWorld, api_world, count_predictions, wait_for
+from tests.support.api import API_KEYS, ApiWorld, api_world, count_predictions, wait_for
+from ticket_assets.core.text import model_text
 from ticket_assets.settings import Settings
 
 

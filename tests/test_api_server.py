@@ -16,11 +16,10 @@ import pytest
 from pydantic import SecretStr
 
 from serving.app import create_app
-from tests.test_api_support import (
+from tests.support.api import (
     API_KEYS,
     REPO_ROOT,
     ApiWorld,
-    FakeLLM,
     ServerThread,
     api_world,
     count_predictions,
@@ -28,6 +27,7 @@ from tests.test_api_support import (
     running_server,
     wait_for,
 )
+from tests.support.fake_llm import FakeLLM, cite_first_passage, serve_fake_llm
 
 HEADERS = {"X-API-Key": API_KEYS[0]}
 
@@ -308,9 +308,8 @@ def test_concurrent_requests_are_batched_without_changing_results(world: ApiWorl
 # LLM drafting ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fake_llm() -> Iterator[tuple[FakeLLM, str]]:
-    llm = FakeLLM()
-    with running_server(llm.app) as server:
-        yield llm, f"{server.base_url}/v1"
+    with serve_fake_llm() as llm:
+        yield llm, llm.url
 
 
 def test_answer_drafts_with_the_llm_and_falls_back_when_it_fails(
@@ -327,8 +326,14 @@ def test_answer_drafts_with_the_llm_and_falls_back_when_it_fails(
         httpx.Client(base_url=server.base_url, headers=HEADERS, timeout=30) as client,
     ):
         outcomes = {}
-        for mode in ("ok", "slow", "malformed", "no_choices"):
-            llm.mode = mode
+        replies = {
+            "ok": (200, cite_first_passage("fake-llm-1"), 0.0),
+            "slow": (200, cite_first_passage("fake-llm-1"), 3.0),
+            "malformed": (200, "<html>upstream proxy error</html>", 0.0),
+            "no_choices": (200, {"id": "x", "object": "chat.completion", "choices": []}, 0.0),
+        }
+        for mode, reply in replies.items():
+            llm.script = [reply]
             started = time.perf_counter()
             response = client.post("/v1/answer", json=ticket)
             outcomes[mode] = (response.status_code, response.json(), time.perf_counter() - started)
@@ -341,7 +346,7 @@ def test_answer_drafts_with_the_llm_and_falls_back_when_it_fails(
     assert body["draft"]["mode"] == "llm" and body["draft"]["model"] == "fake-llm-1"
     assert body["draft"]["citations"] and set(body["draft"]["citations"]) <= retrieved
     assert "kb-made-up-999" not in body["draft"]["text"]  # citations of unretrieved articles are stripped
-    prompt = llm.requests[0]["messages"][-1]["content"]
+    prompt = llm.requests[0]["body"]["messages"][-1]["content"]
     assert all(article_id in prompt for article_id in retrieved)
 
     for mode, reason in (

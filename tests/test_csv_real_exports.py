@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ticket_assets.cli import app
-from ticket_assets.services.postgres import apply_schema, connect
+from ticket_assets.services.postgres import connect
 from ticket_assets.sources.csv_import import (
     ColumnMapping,
     default_source_name,
@@ -151,7 +151,6 @@ def test_a_file_imported_under_its_base_name_keeps_its_ticket_ids(cli_db: str, t
     old.write_text("id,body\n1,VPN down\n2,Outlook crashes\n")
     other.write_text("id,body\n1,Laptop will not boot\n")
     mapping = ColumnMapping(text_col="body", id_col="id")
-    apply_schema(cli_db)
     with connect(cli_db) as conn:  # what the importer wrote before: source = base name, no registry
         upsert_tickets(conn, read_csv_tickets(old, mapping, source_name="export.csv").valid)
 

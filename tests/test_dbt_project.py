@@ -22,9 +22,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ticket_assets.services.postgres import apply_schema, dbt_env
+from ticket_assets.core.paths import REPO_ROOT
+from ticket_assets.services.postgres import dbt_env
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 SHARED_DATASET = REPO_ROOT.parent / "shared" / "datasets" / "it-service-tickets" / "train.csv.gz"
 TEST_FRACTION = Decimal("0.2")
@@ -165,7 +165,7 @@ def assert_marts_match_raw(url: str) -> None:
 def assert_serving_builds_the_same_text(rows: list[dict], staged: dict[str, dict]) -> None:
     """The API builds the classifier input from title + body itself: it must match training's text."""
     try:
-        from serving.schemas import model_text
+        from ticket_assets.core.text import model_text
     except ImportError:
         return
     for row in rows:
@@ -212,7 +212,6 @@ def synthetic_rows(n: int, *, seed: int, start: datetime, prefix: str) -> list[d
 
 @pytest.fixture()
 def tickets_db(fresh_db: str) -> str:
-    apply_schema(fresh_db)
     return fresh_db
 
 

@@ -6,79 +6,32 @@ Passages are real KB sections (the chunker's output), so drafts are checked agai
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.support.fake_llm import FakeLLM, chat_reply, serve_fake_llm
+from ticket_assets.core.passage import Passage
 from ticket_assets.core.language import detect_language
-from ticket_assets.rag.draft import adraft_answer, draft_answer, filter_citations
-from ticket_assets.rag.index import Passage
-from ticket_assets.rag.kb import DEFAULT_KB_DIR, KB_TOPICS, chunk_article, load_articles
+from ticket_assets.rag.draft import Draft, draft_answer, filter_citations
+from ticket_assets.rag.kb import KB_DIR, KB_TOPICS, chunk_article, load_articles
 from ticket_assets.settings import Settings
 
 API_KEY = "test-key-not-a-secret"
 
 
-@dataclass
-class FakeLLM:
-    """What the server answers; ``script`` is consumed one entry per request, the last one repeats."""
-
-    script: list[tuple[int, object, float]] = field(default_factory=list)  # (status, body, delay_s)
-    requests: list[dict] = field(default_factory=list)
-    headers: list[dict] = field(default_factory=list)
-
-    def next_reply(self) -> tuple[int, object, float]:
-        return self.script.pop(0) if len(self.script) > 1 else self.script[0]
-
-
-def _chat_reply(content: object, model: str = "served-model") -> dict:
-    return {
-        "id": "cmpl-1",
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
-    }
-
-
 @pytest.fixture()
 def llm() -> Iterator[tuple[FakeLLM, str]]:
-    state = FakeLLM()
+    with serve_fake_llm() as state:
+        yield state, state.url
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server API)
-            length = int(self.headers.get("Content-Length", 0))
-            state.requests.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
-            state.headers.append(dict(self.headers))
-            status, body, delay = state.next_reply()
-            time.sleep(delay)
-            payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (timeout test)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+def _draft(*args, **kwargs) -> Draft:
+    """The API's drafting coroutine, run to completion."""
+    return asyncio.run(draft_answer(*args, **kwargs))
 
 
 def _settings(tmp_path: Path, base_url: str | None, timeout: float = 2.0) -> Settings:
@@ -95,7 +48,7 @@ def _settings(tmp_path: Path, base_url: str | None, timeout: float = 2.0) -> Set
 @pytest.fixture(scope="module")
 def chunks_by_article():
     out: dict[str, list] = {}
-    for article in load_articles(DEFAULT_KB_DIR):
+    for article in load_articles(KB_DIR):
         out[article.id] = chunk_article(article)
     return out
 
@@ -147,8 +100,8 @@ def test_llm_draft_keeps_only_citations_of_given_passages(llm, tmp_path, vpn_pas
         "Hello,\n1. Switch the protocol to TCP 443 [kb-vpn-003].\n2. Check the status page [2].\n"
         "3. Reinstall the client [kb-made-up-999].\nRegards [kb-vpn-003, kb-other-001]"
     )
-    state.script = [(200, _chat_reply(content), 0.0)]
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
+    state.script = [(200, chat_reply(content), 0.0)]
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
 
     assert draft.mode == "llm" and draft.fallback_reason is None
     assert draft.model == "served-model"
@@ -170,16 +123,16 @@ def test_llm_draft_keeps_only_citations_of_given_passages(llm, tmp_path, vpn_pas
 
 def test_prompt_never_carries_a_topic_outside_the_allowed_labels(llm, tmp_path, vpn_passages) -> None:
     state, url = llm
-    state.script = [(200, _chat_reply("Try [kb-vpn-003]."), 0.0)]
-    draft_answer(VPN_TICKET, "made_up_topic", None, vpn_passages, _settings(tmp_path, url), TOPICS)
+    state.script = [(200, chat_reply("Try [kb-vpn-003]."), 0.0)]
+    _draft(VPN_TICKET, "made_up_topic", None, vpn_passages, _settings(tmp_path, url), TOPICS)
     prompt = state.requests[0]["body"]["messages"][-1]["content"]
     assert "made_up_topic" not in prompt and "Ticket category" not in prompt
 
 
 def test_one_retry_on_server_error_then_success(llm, tmp_path, vpn_passages) -> None:
     state, url = llm
-    state.script = [(503, {"error": "overloaded"}, 0.0), (200, _chat_reply("Use TCP 443 [kb-vpn-003]."), 0.0)]
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
+    state.script = [(503, {"error": "overloaded"}, 0.0), (200, chat_reply("Use TCP 443 [kb-vpn-003]."), 0.0)]
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
     assert draft.mode == "llm" and draft.citations == ["kb-vpn-003"]
     assert len(state.requests) == 2
 
@@ -187,7 +140,7 @@ def test_one_retry_on_server_error_then_success(llm, tmp_path, vpn_passages) -> 
 def test_persistent_server_error_falls_back_after_one_retry(llm, tmp_path, vpn_passages) -> None:
     state, url = llm
     state.script = [(500, {"error": "boom"}, 0.0)]
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
     assert draft.mode == "extractive" and draft.fallback_reason == "llm_http_500"
     assert len(state.requests) == 2
 
@@ -195,18 +148,16 @@ def test_persistent_server_error_falls_back_after_one_retry(llm, tmp_path, vpn_p
 def test_client_error_is_not_retried(llm, tmp_path, vpn_passages) -> None:
     state, url = llm
     state.script = [(401, {"error": "bad key"}, 0.0)]
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
     assert draft.mode == "extractive" and draft.fallback_reason == "llm_http_401"
     assert len(state.requests) == 1
 
 
 def test_timeout_falls_back_to_an_extractive_draft(llm, tmp_path, vpn_passages) -> None:
     state, url = llm
-    state.script = [(200, _chat_reply("too late [kb-vpn-003]"), 1.5)]
+    state.script = [(200, chat_reply("too late [kb-vpn-003]"), 1.5)]
     started = time.perf_counter()
-    draft = draft_answer(
-        VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url, 0.3), TOPICS
-    )
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url, 0.3), TOPICS)
     elapsed = time.perf_counter() - started
     assert draft.mode == "extractive" and draft.fallback_reason == "llm_timeout"
     assert draft.model is None and draft.citations
@@ -217,17 +168,17 @@ def test_timeout_falls_back_to_an_extractive_draft(llm, tmp_path, vpn_passages) 
     "body",
     [
         {"choices": []},
-        _chat_reply(""),
-        _chat_reply(None),
-        _chat_reply({"unexpected": "object"}),
-        _chat_reply("[kb-invented-001]"),  # nothing left once the invalid citation is removed
+        chat_reply(""),
+        chat_reply(None),
+        chat_reply({"unexpected": "object"}),
+        chat_reply("[kb-invented-001]"),  # nothing left once the invalid citation is removed
         "this is not json",
     ],
 )
 def test_malformed_reply_falls_back(llm, tmp_path, vpn_passages, body) -> None:
     state, url = llm
     state.script = [(200, body, 0.0)]
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
     assert draft.mode == "extractive"
     assert draft.fallback_reason.startswith("llm_malformed_reply")
     assert len(state.requests) == 1
@@ -235,22 +186,18 @@ def test_malformed_reply_falls_back(llm, tmp_path, vpn_passages, body) -> None:
 
 def test_unreachable_endpoint_falls_back(tmp_path, vpn_passages) -> None:
     settings = _settings(tmp_path, "http://127.0.0.1:9/v1", timeout=0.5)  # discard port: nothing listens
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, settings, TOPICS)
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, settings, TOPICS)
     assert draft.mode == "extractive" and draft.fallback_reason.startswith("llm_unreachable")
 
 
-def test_async_variant_shares_prompt_validation_and_fallback(llm, tmp_path, vpn_passages) -> None:
+def test_numbered_citations_resolve_and_a_retry_sends_the_same_prompt(llm, tmp_path, vpn_passages) -> None:
     state, url = llm
-    state.script = [(200, _chat_reply("Switch to TCP 443 [1] and see [kb-nope-000]."), 0.0)]
-    ok = asyncio.run(
-        adraft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
-    )
+    state.script = [(200, chat_reply("Switch to TCP 443 [1] and see [kb-nope-000]."), 0.0)]
+    ok = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url), TOPICS)
     assert ok.mode == "llm" and ok.citations == ["kb-vpn-003"] and "kb-nope-000" not in ok.text
 
-    state.script = [(200, _chat_reply("late"), 1.0)]
-    slow = asyncio.run(
-        adraft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url, 0.2), TOPICS)
-    )
+    state.script = [(200, chat_reply("late"), 1.0)]
+    slow = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, url, 0.2), TOPICS)
     assert slow.mode == "extractive" and slow.fallback_reason == "llm_timeout"
     assert state.requests[0]["body"]["messages"] == state.requests[1]["body"]["messages"]
 
@@ -263,7 +210,7 @@ def _step_lines(text: str) -> list[str]:
 
 
 def test_no_llm_configured_gives_a_grounded_extractive_draft(tmp_path, vpn_passages) -> None:
-    draft = draft_answer(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, None), TOPICS)
+    draft = _draft(VPN_TICKET, "vpn_network", "high", vpn_passages, _settings(tmp_path, None), TOPICS)
     assert (
         draft.mode == "extractive" and draft.fallback_reason == "llm_not_configured" and draft.model is None
     )
@@ -293,7 +240,7 @@ def test_extractive_draft_never_names_a_topic_outside_the_allowed_labels(
     tmp_path, vpn_passages, topic
 ) -> None:
     allowed = ["vpn_network", "access_password"]
-    draft = draft_answer(VPN_TICKET, topic, "low", vpn_passages, _settings(tmp_path, None), allowed)
+    draft = _draft(VPN_TICKET, topic, "low", vpn_passages, _settings(tmp_path, None), allowed)
     assert "category" not in draft.text.lower()
     assert "urgency" not in draft.text.lower()
     for label in [*KB_TOPICS, "not_a_model_label"]:
@@ -308,7 +255,7 @@ def test_french_ticket_gets_a_french_draft_from_french_passages(tmp_path, chunks
         ("kb-print-101", _section(chunks_by_article, "kb-print-101", "Mes documents")),
         ("kb-print-004", 0),
     )
-    draft = draft_answer(ticket, "printer", "medium", passages, _settings(tmp_path, None), TOPICS)
+    draft = _draft(ticket, "printer", "medium", passages, _settings(tmp_path, None), TOPICS)
     assert draft.text.startswith("Bonjour,")
     assert "catégorie : printer (urgence : medium)" in draft.text
     assert draft.citations == ["kb-print-101"]
@@ -317,15 +264,15 @@ def test_french_ticket_gets_a_french_draft_from_french_passages(tmp_path, chunks
 
 def test_french_ticket_without_french_passages_says_the_steps_are_english(tmp_path, vpn_passages) -> None:
     ticket = "Le VPN se coupe toutes les cinq minutes quand je suis en télétravail."
-    draft = draft_answer(ticket, "vpn_network", None, vpn_passages, _settings(tmp_path, None), TOPICS)
+    draft = _draft(ticket, "vpn_network", None, vpn_passages, _settings(tmp_path, None), TOPICS)
     assert draft.text.startswith("Bonjour,") and "articles en anglais" in draft.text
     assert draft.citations and set(draft.citations) <= {p.article_id for p in vpn_passages}
 
 
 def test_no_passages_gives_an_honest_draft_without_calling_the_llm(llm, tmp_path) -> None:
     state, url = llm
-    state.script = [(200, _chat_reply("should not be asked"), 0.0)]
-    draft = draft_answer("Printer on fire?", "printer", "critical", [], _settings(tmp_path, url), TOPICS)
+    state.script = [(200, chat_reply("should not be asked"), 0.0)]
+    draft = _draft("Printer on fire?", "printer", "critical", [], _settings(tmp_path, url), TOPICS)
     assert draft.mode == "extractive" and draft.fallback_reason == "no_passages"
     assert draft.citations == [] and "could not find" in draft.text
     assert state.requests == []

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ticket_assets.core.paths import REPO_ROOT
 from ticket_assets.ml.embed import (
     EMBEDDING_DIM,
     build_embedder,
@@ -27,8 +28,6 @@ from ticket_assets.ml.embed import (
 )
 from ticket_assets.settings import Settings
 from ticket_assets.sources.synthetic import generate_tickets
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 HANDWRITTEN = [
     "vpn",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ticket_assets.rag.kb import (
-    DEFAULT_KB_DIR,
+    KB_DIR,
     KB_TOPICS,
     KnowledgeBaseError,
     kb_topic_for,
@@ -20,7 +20,7 @@ from ticket_assets.rag.kb import (
 
 @pytest.fixture(scope="module")
 def articles():
-    return load_articles(DEFAULT_KB_DIR)
+    return load_articles(KB_DIR)
 
 
 def test_kb_has_enough_articles_in_both_languages(articles) -> None:
@@ -65,7 +65,7 @@ def test_articles_use_only_fictional_addresses(articles) -> None:
 
 
 def test_readme_documents_every_topic() -> None:
-    readme = (DEFAULT_KB_DIR / "README.md").read_text(encoding="utf-8")
+    readme = (KB_DIR / "README.md").read_text(encoding="utf-8")
     for topic in KB_TOPICS:
         assert f"`{topic}`" in readme
 

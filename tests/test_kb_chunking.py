@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ticket_assets.rag.kb import DEFAULT_KB_DIR, Article, chunk_article, load_articles, parse_article
+from ticket_assets.rag.kb import KB_DIR, Article, chunk_article, load_articles, parse_article
 
 
 @pytest.fixture(scope="module")
 def articles() -> list[Article]:
-    return load_articles(DEFAULT_KB_DIR)
+    return load_articles(KB_DIR)
 
 
 def _article(body: str, article_id: str = "kb-test-001") -> Article:
@@ -30,7 +30,7 @@ def _article(body: str, article_id: str = "kb-test-001") -> Article:
 
 def test_chunk_ids_are_stable_across_runs(articles) -> None:
     first = [c.chunk_id for a in articles for c in chunk_article(a)]
-    second = [c.chunk_id for a in load_articles(DEFAULT_KB_DIR) for c in chunk_article(a)]
+    second = [c.chunk_id for a in load_articles(KB_DIR) for c in chunk_article(a)]
     assert first == second
     assert len(set(first)) == len(first)
 

@@ -15,15 +15,13 @@ import polars as pl
 import psycopg
 import pytest
 
-from tests.test_ml_support import corpus, ml_settings, synthetic_training_set, tiny_config, trained
+from tests.support.ml import corpus, ml_settings, synthetic_training_set, tiny_config, trained
+from ticket_assets.core.paths import REPO_ROOT
 from ticket_assets.ml import pipeline, registry
 from ticket_assets.ml.dataset import TrainingData
 from ticket_assets.ml.evaluate import evaluate_model, majority_baseline_metrics
 from ticket_assets.ml.train import train_triage_model
-from ticket_assets.services.postgres import apply_schema
 from ticket_assets.settings import Settings
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -37,7 +35,6 @@ class Registered:
 @pytest.fixture(scope="module")
 def registered(pg_url: str) -> Registered:
     """The shared trained model, logged and registered once (version 1, alias challenger)."""
-    apply_schema(pg_url)
     world = trained()
     data = world.corpus
     settings = ml_settings(Path(tempfile.mkdtemp(prefix="ticketops-mlreg-")), pg_url, "ticket-triage-regtest")
@@ -243,7 +240,6 @@ def test_pipeline_trains_from_the_training_mart_and_promotes_a_first_model(
     fresh_db: str, tmp_path: Path
 ) -> None:
     """marts.training_set is built by dbt in production; here the same columns are written directly."""
-    apply_schema(fresh_db)
     frame = synthetic_training_set(n=400, seed=31).drop("requester")
     with psycopg.connect(fresh_db) as conn:
         conn.execute("create schema if not exists marts")

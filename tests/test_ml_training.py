@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tests.test_ml_support import corpus, tiny_config, trained
+from tests.support.ml import corpus, tiny_config, trained
 from ticket_assets.ml.evaluate import evaluate_model, majority_baseline_metrics
 from ticket_assets.ml.predict import EmbeddingMismatchError, TriagePrediction
 from ticket_assets.ml.train import train_triage_model

@@ -1,8 +1,9 @@
 """The closed loop on real parts: API traffic → ops.predictions → drift report (Evidently) → sensor →
 retraining → gate → champion → the API hot-reloads. Sensors are evaluated on a real Dagster instance.
 
-The tests run in file order and share one platform (training it once keeps the module to minutes):
-stationary traffic first, then a drift episode, then a deliberately worse retraining.
+The tests share one platform (training it once keeps the module to minutes). The story's phases,
+stationary traffic, a drift episode, a deliberately worse retraining, are module fixtures that
+depend on each other explicitly, so the tests hold in any order and one at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from ticket_assets.defs.keys import CHAMPION_MODEL, DRIFT_REPORT
 from ticket_assets.demo import PERIOD_A_START, macro_f1_on, period_b, send_feedback, send_traffic, wait_for
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -81,7 +83,7 @@ class Loop:
             instance=self.instance, run_config=QUIET
         )
         assert result.success
-        event = self.instance.get_latest_materialization_event(dg.AssetKey("drift_report"))
+        event = self.instance.get_latest_materialization_event(DRIFT_REPORT)
         return {key: value.value for key, value in event.asset_materialization.metadata.items()}
 
     def tick_drift_sensor(self) -> list[dg.RunRequest]:
@@ -139,58 +141,42 @@ def loop(tmp_path_factory, pg_server_url):
     webhook.close()
 
 
-def test_stationary_traffic_requests_no_retraining(loop: Loop) -> None:
-    stationary = period_b(260, seed=41, scenario=None, start=B_START)
-    loop.serve(stationary)
-
-    report = loop.drift_report()
-
-    assert report["verdict"] == "no_drift", report["reason"]
-    assert report["window_size"] == 260
-    assert "Domain classifier ROC AUC" in Path(report["report_path"]).read_text()
-    assert loop.tick_drift_sensor() == []
+# The story's phases are module fixtures, each naming the phase it follows, so any one test (run
+# alone or in any order) gets exactly the platform state it asserts on.
 
 
-def test_drift_episode_requests_exactly_one_retraining_that_promotes_a_better_model(loop: Loop) -> None:
+@pytest.fixture(scope="module")
+def stationary(loop: Loop) -> dict:
+    loop.serve(period_b(260, seed=41, scenario=None, start=B_START))
+    return {"report": loop.drift_report(), "requests": loop.tick_drift_sensor()}
+
+
+@pytest.fixture(scope="module")
+def drift_episode(loop: Loop, stationary: dict) -> dict:
     champion_before = loop.champion()
     drifted = period_b(300, seed=42, scenario="new_topic_surge", start=B_START + timedelta(days=14))
     with psycopg.connect(loop.url) as conn:
         known = {row[0] for row in conn.execute("select topic from marts.dim_topics").fetchall()}
     ids = loop.serve(drifted)
     send_feedback(loop.client, ids, drifted, share=0.8, known_topics=known)
-
-    first = loop.drift_report()
-    requests = loop.tick_drift_sensor()
-    assert first["verdict"] == "drift", first["reason"]
-    assert len(requests) == 1
-    assert requests[0].run_key.startswith("drift-episode-")
-
+    first, first_requests = loop.drift_report(), loop.tick_drift_sensor()
     # More drifted traffic: the same episode, so no second retraining.
     loop.serve(period_b(220, seed=43, scenario="new_topic_surge", start=B_START + timedelta(days=15)))
-    second = loop.drift_report()
-    assert second["verdict"] == "drift"
-    assert loop.tick_drift_sensor() == []
-
-    result = loop.retrain(requests[0])
-    assert result.success
-    champion_after = loop.champion()
-    assert champion_after != champion_before
-
-    served = wait_for(lambda: loop.client.get("/v1/model").json()["version"] == champion_after, 30, 0.5)
-    assert served, "the API did not hot-reload the new champion"
-
-    fresh_b = period_b(300, seed=44, scenario="new_topic_surge", start=B_START + timedelta(days=16))
-    assert macro_f1_on(fresh_b, champion_after, loop.settings) > macro_f1_on(
-        fresh_b, champion_before, loop.settings
-    )
-    with psycopg.connect(loop.url) as conn:
-        moves = conn.execute(
-            "select to_version, actor from ops.model_alias_events where alias = 'champion' order by id"
-        ).fetchall()
-    assert moves[-1][0] == int(champion_after) and moves[-1][1].startswith("dagster:run:")
+    second, second_requests = loop.drift_report(), loop.tick_drift_sensor()
+    result = loop.retrain(first_requests[0]) if len(first_requests) == 1 else None
+    return {
+        "champion_before": champion_before,
+        "first": first,
+        "first_requests": first_requests,
+        "second": second,
+        "second_requests": second_requests,
+        "retrain_success": result is not None and result.success,
+        "champion_after": loop.champion(),
+    }
 
 
-def test_a_worse_retrained_model_fails_the_gate_keeps_the_champion_and_alerts(loop: Loop) -> None:
+@pytest.fixture(scope="module")
+def worse_retraining(loop: Loop, drift_episode: dict) -> dict:
     champion = loop.champion()
     # Scramble the training labels (not the holdout's): the next model learns noise.
     with psycopg.connect(loop.url) as conn:
@@ -206,9 +192,51 @@ def test_a_worse_retrained_model_fails_the_gate_keeps_the_champion_and_alerts(lo
             )
         conn.commit()
     loop.webhook.payloads.clear()
-
     result = loop.retrain(dg.RunRequest(run_key="scrambled", tags={"ticketops/trigger": "test"}))
+    return {"champion_before": champion, "result": result, "payloads": list(loop.webhook.payloads)}
 
+
+def test_stationary_traffic_requests_no_retraining(stationary: dict) -> None:
+    report = stationary["report"]
+    assert report["verdict"] == "no_drift", report["reason"]
+    assert report["window_size"] == 260
+    assert "Domain classifier ROC AUC" in Path(report["report_path"]).read_text()
+    assert stationary["requests"] == []
+
+
+def test_drift_episode_requests_exactly_one_retraining_that_promotes_a_better_model(
+    loop: Loop, drift_episode: dict
+) -> None:
+    first, requests = drift_episode["first"], drift_episode["first_requests"]
+    assert first["verdict"] == "drift", first["reason"]
+    assert len(requests) == 1
+    assert requests[0].run_key.startswith("drift-episode-")
+    assert drift_episode["second"]["verdict"] == "drift"
+    assert drift_episode["second_requests"] == []
+
+    assert drift_episode["retrain_success"]
+    champion_before, champion_after = drift_episode["champion_before"], drift_episode["champion_after"]
+    assert champion_after != champion_before
+
+    served = wait_for(lambda: loop.client.get("/v1/model").json()["version"] == loop.champion(), 30, 0.5)
+    assert served, "the API did not hot-reload the new champion"
+
+    fresh_b = period_b(300, seed=44, scenario="new_topic_surge", start=B_START + timedelta(days=16))
+    assert macro_f1_on(fresh_b, champion_after, loop.settings) > macro_f1_on(
+        fresh_b, champion_before, loop.settings
+    )
+    with psycopg.connect(loop.url) as conn:
+        moves = conn.execute(
+            "select to_version, actor from ops.model_alias_events where alias = 'champion' order by id"
+        ).fetchall()
+    promoted = [actor for version, actor in moves if version == int(champion_after)]
+    assert promoted and promoted[-1].startswith("dagster:run:")
+
+
+def test_a_worse_retrained_model_fails_the_gate_keeps_the_champion_and_alerts(
+    loop: Loop, worse_retraining: dict
+) -> None:
+    result = worse_retraining["result"]
     gate = [
         e.event_specific_data
         for e in result.all_events
@@ -216,35 +244,38 @@ def test_a_worse_retrained_model_fails_the_gate_keeps_the_champion_and_alerts(lo
         and e.event_specific_data.check_name == "promotion_gate"
     ]
     assert len(gate) == 1 and not gate[0].passed
-    assert loop.champion() == champion
+    assert loop.champion() == worse_retraining["champion_before"]
     assert not any(
-        e.asset_key == dg.AssetKey("champion_model")
+        e.asset_key == CHAMPION_MODEL
         for e in result.all_events
         if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
     )
-    assert any("Promotion gate failed" in payload["text"] for payload in loop.webhook.payloads)
+    assert any("Promotion gate failed" in payload["text"] for payload in worse_retraining["payloads"])
     with psycopg.connect(loop.url) as conn:
         assert (
             conn.execute("select count(*) from ops.alerts where source = 'promotion_gate'").fetchone()[0] >= 1
         )
 
 
-def test_new_labels_sensor_requests_retraining_once_per_batch(loop: Loop, monkeypatch) -> None:
-    monkeypatch.setenv("TICKETOPS_RETRAIN_MIN_LABELS", "50")
+def test_new_labels_sensor_requests_retraining_once_per_batch(loop: Loop, drift_episode: dict) -> None:
+    from ticket_assets.settings import get_settings, use_settings
+
     sensor = loop.defs.resolve_sensor_def("new_labels_retrain_sensor")
-    context = dg.build_sensor_context(
-        instance=loop.instance, definitions=loop.defs, resources={"postgres": loop.defs.resources["postgres"]}
-    )
-    first = sensor.evaluate_tick(context)
-    assert len(first.run_requests) == 1  # the feedback of the drift episode is > 50 labels
-    again = sensor.evaluate_tick(
-        dg.build_sensor_context(
-            instance=loop.instance,
-            cursor=first.cursor,
-            definitions=loop.defs,
-            resources={"postgres": loop.defs.resources["postgres"]},
+    resources = {"postgres": loop.defs.resources["postgres"], "platform": loop.defs.resources["platform"]}
+    previous = get_settings()
+    use_settings(previous.model_copy(update={"retrain_min_labels": 50}))
+    try:
+        first = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=loop.instance, definitions=loop.defs, resources=resources)
         )
-    )
+        assert len(first.run_requests) == 1  # the feedback of the drift episode is > 50 labels
+        again = sensor.evaluate_tick(
+            dg.build_sensor_context(
+                instance=loop.instance, cursor=first.cursor, definitions=loop.defs, resources=resources
+            )
+        )
+    finally:
+        use_settings(previous)
     assert not again.run_requests
     assert date.fromisoformat(first.cursor[:10]) >= date(2020, 1, 1)
 

@@ -27,7 +27,7 @@ from ticket_assets.rag.index import (
     embed_chunks,
     publish,
 )
-from ticket_assets.rag.kb import DEFAULT_KB_DIR, Chunk, chunk_article, load_articles
+from ticket_assets.rag.kb import KB_DIR, Chunk, chunk_article, load_articles
 from ticket_assets.settings import Settings
 
 # Paraphrased questions (no title words copied) -> the articles that answer them.
@@ -58,7 +58,7 @@ def embedder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def kb_chunks() -> list[Chunk]:
-    return [chunk for article in load_articles(DEFAULT_KB_DIR) for chunk in chunk_article(article)]
+    return [chunk for article in load_articles(KB_DIR) for chunk in chunk_article(article)]
 
 
 @pytest.fixture(scope="module")

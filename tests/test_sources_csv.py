@@ -15,7 +15,8 @@ import psycopg
 import pytest
 
 from tests.conftest import SHARED_DATASET, _with_database
-from ticket_assets.services.postgres import apply_schema, connect
+from ticket_assets.services.migrations import migrate
+from ticket_assets.services.postgres import connect
 from ticket_assets.sources.csv_import import ColumnMapping, SourceReadError, read_csv_tickets
 from ticket_assets.sources.store import ingest_csv
 from ticket_assets.sources.text import text_hash
@@ -183,7 +184,7 @@ def untouched_db(pg_server_url: str) -> Iterator[str]:
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f'create database "{dbname}"')
     url = _with_database(pg_server_url, dbname)
-    apply_schema(url)
+    migrate(url)
     yield url
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{dbname}" with (force)')

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ticket_assets.services.postgres import apply_schema, connect
+from ticket_assets.services.postgres import connect
 from ticket_assets.sources.csv_import import ColumnMapping
 from ticket_assets.sources.store import ingest_csv, ingest_synthetic, quarantine_rows, upsert_tickets
 from ticket_assets.sources.synthetic import generate_tickets
@@ -45,7 +45,6 @@ def test_reingesting_the_same_tickets_changes_nothing(fresh_db: str) -> None:
 
 def test_only_changed_rows_are_updated_and_timestamped(fresh_db: str) -> None:
     tickets = generate_tickets(400, seed=5)
-    apply_schema(fresh_db)
     with connect(fresh_db) as conn:
         upsert_tickets(conn, tickets, batch_rows=150)  # several COPY batches
     before = _updated_at(fresh_db)
@@ -78,7 +77,6 @@ def test_only_changed_rows_are_updated_and_timestamped(fresh_db: str) -> None:
 
 def test_upsert_rejects_ambiguous_frames(fresh_db: str) -> None:
     tickets = generate_tickets(5, seed=1)
-    apply_schema(fresh_db)
     with connect(fresh_db) as conn, pytest.raises(ValueError, match="unique"):
         upsert_tickets(conn, pl.concat([tickets, tickets.head(1)]))
 
@@ -87,7 +85,6 @@ def test_upsert_fills_a_missing_hash_and_extra(fresh_db: str) -> None:
     minimal = pl.DataFrame(
         {"ticket_id": ["m-1"], "source": ["manual"], "title": ["Hi"], "body": ["Printer broken"]}
     )
-    apply_schema(fresh_db)
     with connect(fresh_db) as conn:
         assert upsert_tickets(conn, minimal).inserted == 1
         stored = conn.execute("select text_hash, extra, topic from raw.tickets").fetchone()
@@ -135,7 +132,6 @@ def test_csv_ingest_quarantines_and_is_idempotent(tmp_path: Path, fresh_db: str)
 
 
 def test_quarantine_upserts_on_source_and_row(fresh_db: str) -> None:
-    apply_schema(fresh_db)
     rejected = pl.DataFrame(
         {"source": ["csv:a.csv", "csv:a.csv"], "row_ref": ["2", "5"], "reason": ["blank_text", "malformed_csv"],
          "raw_record": ["1,,x", '4,"oops']}

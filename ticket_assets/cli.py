@@ -33,14 +33,19 @@ demo_app = typer.Typer(help="Guided end-to-end stories on the running platform."
 app.add_typer(demo_app, name="demo")
 
 console = Console()
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _environment():
+def _environment(migrate_schema: bool = True, prepare_dbt: bool = False):
+    """Services for one command; the dbt manifest only for commands that load the asset graph."""
     from ticket_assets.runner import prepare_environment
 
+    # dagster-dbt's manifest preparer and the child services run `dbt`/`dagster` from PATH: this
+    # environment's bin first, so an unactivated virtualenv works like an activated one.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     with console.status("Preparing services (PostgreSQL, schema, dbt manifest)…"):
-        return prepare_environment()
+        return prepare_environment(migrate_schema=migrate_schema, prepare_dbt=prepare_dbt)
 
 
 def _progress() -> Progress:
@@ -67,8 +72,9 @@ def _record_raw_materialization(report, **extra: object) -> None:
     import dagster as dg
 
     from ticket_assets.defs.ingest import RAW_TICKETS
+    from ticket_assets.runner import dagster_instance
 
-    instance = dg.DagsterInstance.get()
+    instance = dagster_instance()
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
             asset_key=RAW_TICKETS,
@@ -113,9 +119,19 @@ def _print_outcome(outcome) -> None:
 # --------------------------------------------------------------------------------------------
 @app.command()
 def prepare() -> None:
-    """Start/locate services, create tables and prepare the dbt manifest."""
-    settings = _environment()
+    """Start/locate services, migrate the schema and prepare the dbt manifest."""
+    settings = _environment(prepare_dbt=True)
     console.print(f"[green]ready[/]: data directory {settings.data_dir}")
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest revision (the API only checks it)."""
+    from ticket_assets.services.migrations import current_revision
+    from ticket_assets.services.postgres import database_url
+
+    settings = _environment()
+    console.print(f"[green]schema at {current_revision(database_url(settings))}")
 
 
 @app.command()
@@ -125,7 +141,7 @@ def materialize(
     ] = None,
 ) -> None:
     """Run the asset graph headless; exits non-zero when any step fails."""
-    _environment()
+    _environment(prepare_dbt=True)
     from ticket_assets.runner import materialize as run
 
     with console.status(f"Materialising {select or 'the whole asset graph'}…"):
@@ -279,10 +295,6 @@ def ingest_csv(
 
 
 # --------------------------------------------------------------------------------------------
-def _serving_available() -> bool:
-    return (REPO_ROOT / "serving" / "app.py").exists()
-
-
 @app.command()
 def up(
     seed_tickets: Annotated[
@@ -301,7 +313,7 @@ def up(
     from ticket_assets.settings import get_settings
 
     embedded_was_running = get_settings().database_url is not None or embedded_is_running(get_settings())
-    settings = _environment()
+    settings = _environment(prepare_dbt=True)
     url = database_url(settings)
 
     from ticket_assets.services.postgres import connect
@@ -331,30 +343,30 @@ def up(
 
     if not serve_ui:
         return
+    from ticket_assets.settings import child_env
+
+    env = child_env(settings)
     logs = settings.data_dir / "logs"
     processes = [
         spawn(
+            # `dg dev` loads the project's code location from [tool.dg] in pyproject.toml.
             [
-                sys.executable,
-                "-m",
-                "dagster",
+                str(Path(sys.executable).with_name("dg")),
                 "dev",
-                "-w",
-                str(REPO_ROOT / "workspace.yaml"),
                 "-h",
                 "127.0.0.1",
                 "-p",
                 str(settings.dagster_port),
             ],
             logs / "dagster.log",
+            env,
         ),
     ]
     console.print(f"Dagster UI  → http://127.0.0.1:{settings.dagster_port}  (logs: {logs / 'dagster.log'})")
-    if _serving_available():
-        processes.append(spawn([sys.executable, "-m", "ticket_assets.cli", "serve"], logs / "api.log"))
-        console.print(
-            f"API         → http://{settings.api_host}:{settings.api_port}/docs  (logs: {logs / 'api.log'})"
-        )
+    processes.append(spawn([sys.executable, "-m", "ticket_assets.cli", "serve"], logs / "api.log", env))
+    console.print(
+        f"API         → http://{settings.api_host}:{settings.api_port}/docs  (logs: {logs / 'api.log'})"
+    )
     console.print("Press Ctrl-C to stop.")
 
     stopping = False
@@ -384,11 +396,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
 ) -> None:
-    """Serve the triage/answer API alone."""
-    if not _serving_available():
-        console.print("[red]the API is not part of this build[/]")
-        raise typer.Exit(1)
-    settings = _environment()
+    """Serve the triage/answer API alone (on a database `ticketops migrate` has upgraded)."""
+    settings = _environment(migrate_schema=False)
     from serving.app import serve as run_server
 
     run_server(settings, host=host, port=port)

@@ -5,6 +5,7 @@ import dagster as dg
 from ticket_assets.defs import automation, dbt, embeddings, ingest, kb, monitoring, reports, training
 from ticket_assets.defs.k8s import k8s_executor_or_default
 from ticket_assets.defs.resources import build_resources
+from ticket_assets.settings import get_settings
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "ticketops_automation",
@@ -30,5 +31,5 @@ defs = dg.Definitions(
     schedules=automation.schedules,
     sensors=[automation_sensor, *automation.sensors],
     resources=build_resources(),
-    executor=k8s_executor_or_default(),
+    executor=k8s_executor_or_default(get_settings()),
 )

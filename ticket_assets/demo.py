@@ -7,7 +7,6 @@ The pieces (traffic, feedback, scoring) are plain functions over an HTTP client 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -19,10 +18,11 @@ from typing import Any, Protocol
 
 import polars as pl
 
+from ticket_assets.core.paths import WORKSPACE_YAML
 from ticket_assets.services.processes import spawn, stop
+from ticket_assets.settings import Settings
 from ticket_assets.sources.synthetic import generate_tickets
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PERIOD_A_START = date(2025, 1, 1)
 PERIOD_A_DAYS = 60
 BATCH = 32
@@ -93,7 +93,7 @@ def macro_f1_on(frame: pl.DataFrame, version: str, settings) -> float:
     """Topic macro-F1 of a registered version on labelled tickets (scored in-process)."""
     from sklearn.metrics import f1_score
 
-    from serving.schemas import model_text
+    from ticket_assets.core.text import model_text
     from ticket_assets.ml.registry import load_model_version
 
     model, _ = load_model_version(settings.model_name, version, settings)
@@ -132,12 +132,27 @@ class DemoReport:
 
 
 def _daemon_running(instance) -> bool:
-    from dagster._daemon.controller import all_daemons_healthy
-
     try:
-        return all_daemons_healthy(instance, heartbeat_tolerance_seconds=60)
+        statuses = instance.get_daemon_statuses()
     except Exception:  # noqa: BLE001 - no heartbeat table yet means no daemon
         return False
+    return bool(statuses) and all(status.healthy for status in statuses.values())
+
+
+# The loop must run quickly enough to watch: a drift report every minute, a quick retraining. The
+# story is about drift: the new-labels path (tested on its own) would retrain first.
+DEMO_DEFAULTS: dict[str, Any] = {
+    "drift_cron": "* * * * *",
+    "train_quick": True,
+    "model_poll_s": 2.0,
+    "retrain_min_labels": 100_000,
+}
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's pace, except where the environment set a value explicitly."""
+    update = {name: value for name, value in DEMO_DEFAULTS.items() if name not in settings.model_fields_set}
+    return settings.model_copy(update=update)
 
 
 def _api_up(base_url: str) -> bool:
@@ -157,24 +172,18 @@ def run_drift_demo(
     echo: Callable[[str], None] = print,
 ) -> DemoReport:
     """Run the whole story on the configured (by default embedded) platform; prints each step."""
-    import dagster as dg
     import httpx
 
     from ticket_assets.ml.registry import CHAMPION, configure_mlflow, get_alias_version
-    from ticket_assets.runner import materialize, prepare_environment
+    from ticket_assets.runner import dagster_instance, materialize, prepare_environment
     from ticket_assets.services.postgres import connect, database_url
+    from ticket_assets.settings import child_env, get_settings
     from ticket_assets.sources.store import ingest_synthetic
 
     report = DemoReport(echo=echo)
-    # The loop must run quickly enough to watch: a drift report every minute, a quick retraining.
-    os.environ.setdefault("TICKETOPS_DRIFT_CRON", "* * * * *")
-    os.environ.setdefault("TICKETOPS_TRAIN_QUICK", "1")
-    os.environ.setdefault("TICKETOPS_MODEL_POLL_S", "2")
-    # This story is about drift: the new-labels path (tested on its own) would retrain first.
-    os.environ.setdefault("TICKETOPS_RETRAIN_MIN_LABELS", "100000")
-    settings = prepare_environment()
+    settings = prepare_environment(demo_settings(get_settings()))
     url = database_url(settings)
-    instance = dg.DagsterInstance.get()
+    instance = dagster_instance(settings)
     configure_mlflow(settings)
 
     champion = get_alias_version(settings.model_name, CHAMPION, settings)
@@ -208,7 +217,7 @@ def run_drift_demo(
 
     drift_seen_before = _latest_drift_storage_id(instance)
     story_started = datetime.now(UTC)
-    env = {**os.environ}
+    env = child_env(settings)
     processes: list[subprocess.Popen] = []
     base_url = f"http://{settings.api_host}:{settings.api_port}"
     logs = settings.data_dir / "logs"
@@ -234,7 +243,7 @@ def run_drift_demo(
                             str(Path(sys.executable).with_name("dagster-daemon")),
                             "run",
                             "-w",
-                            str(REPO_ROOT / "workspace.yaml"),
+                            str(WORKSPACE_YAML),
                         ],
                         logs / "demo-daemon.log",
                         env,
@@ -277,16 +286,16 @@ def run_drift_demo(
 
 
 def _latest_drift_storage_id(instance) -> int:
-    import dagster as dg
+    from ticket_assets.defs.keys import DRIFT_REPORT
 
-    records = instance.fetch_materializations(dg.AssetKey("drift_report"), limit=1).records
+    records = instance.fetch_materializations(DRIFT_REPORT, limit=1).records
     return records[0].storage_id if records else 0
 
 
 def _latest_verdict(instance, wanted: str, after_storage_id: int = 0) -> str | None:
-    import dagster as dg
+    from ticket_assets.defs.keys import DRIFT_REPORT
 
-    records = instance.fetch_materializations(dg.AssetKey("drift_report"), limit=1).records
+    records = instance.fetch_materializations(DRIFT_REPORT, limit=1).records
     if not records or records[0].storage_id <= after_storage_id:
         return None
     metadata = records[0].asset_materialization.metadata

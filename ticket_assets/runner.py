@@ -6,14 +6,15 @@ under ``DAGSTER_HOME``, so the UI shows them with their metadata and check resul
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import dagster as dg
+from pydantic import SecretStr
 
 from ticket_assets.services import postgres
 from ticket_assets.services.dbt import prepare_manifest
-from ticket_assets.settings import Settings, get_settings, reset_settings_cache
+from ticket_assets.services.migrations import migrate
+from ticket_assets.settings import Settings, get_settings, use_settings
 
 DAGSTER_YAML = """\
 # Written by ticketops: a local instance on SQLite under DAGSTER_HOME.
@@ -31,9 +32,13 @@ run_queue:
 """
 
 
-def prepare_environment(settings: Settings | None = None) -> Settings:
-    """Resolve every service once and export it, so child processes (dagster dev, dbt, runs, the API)
-    all use the same database, data directory and Dagster home."""
+def prepare_environment(
+    settings: Settings | None = None, *, migrate_schema: bool = True, prepare_dbt: bool = True
+) -> Settings:
+    """Resolve every service once (database, data directory, Dagster home), migrate the schema
+    (unless the caller only checks it, as the API does) and prepare the dbt manifest (for callers
+    that load the asset graph). The resolved settings become this process's settings; child processes
+    get them through :func:`ticket_assets.settings.child_env`."""
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = postgres.database_url(settings)
@@ -42,19 +47,20 @@ def prepare_environment(settings: Settings | None = None) -> Settings:
     dagster_yaml = dagster_home / "dagster.yaml"
     if not dagster_yaml.exists():
         dagster_yaml.write_text(DAGSTER_YAML)
-    os.environ.update(
-        {
-            "DATABASE_URL": url,
-            "DAGSTER_HOME": str(dagster_home),
-            "TICKETOPS_DATA_DIR": str(settings.data_dir),
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-        }
+    settings = use_settings(
+        settings.model_copy(update={"database_url": SecretStr(url), "dagster_home": dagster_home})
     )
-    reset_settings_cache()
-    postgres.apply_schema(url)
-    prepare_manifest()
-    return get_settings()
+    if migrate_schema:
+        migrate(url)
+    if prepare_dbt:
+        prepare_manifest()
+    return settings
+
+
+def dagster_instance(settings: Settings | None = None) -> dg.DagsterInstance:
+    """The persistent Dagster instance under the settings' Dagster home (what the UI shows)."""
+    settings = settings or get_settings()
+    return dg.DagsterInstance.from_config(str(settings.resolved_dagster_home))
 
 
 @dataclass
@@ -76,7 +82,7 @@ def materialize(
     """Materialise the selected assets (default: the whole graph) and report what happened."""
     from ticket_assets.definitions import defs
 
-    instance = instance or dg.DagsterInstance.get()
+    instance = instance or dagster_instance()
     job = defs.resolve_implicit_global_asset_job_def()
     asset_keys = None
     if selection:

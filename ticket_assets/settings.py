@@ -8,7 +8,10 @@ Secrets are ``SecretStr`` so they never end up in logs, reprs or asset metadata.
 
 from __future__ import annotations
 
-from functools import lru_cache
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -99,6 +102,18 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("ALERT_WEBHOOK_URL", "ALERT_WEBHOOK_URL")
     )
 
+    # Automation and deployment: read once here instead of from os.environ in the Dagster layer.
+    # New agent labels that trigger a retraining (new_labels_retrain_sensor).
+    retrain_min_labels: int = Field(default=200, ge=1, validation_alias=_env("RETRAIN_MIN_LABELS"))
+    # When the drift report is computed (drift_report_schedule).
+    drift_cron: str = Field(default="*/15 * * * *", validation_alias=_env("DRIFT_CRON"))
+    # Base URL the Dagster UI links drift reports under; unset -> http://api_host:api_port.
+    public_api_url: str | None = Field(default=None, validation_alias=_env("PUBLIC_API_URL"))
+    # Dagster executor: "k8s" runs one Kubernetes Job per step; unset runs steps in the run's process(es).
+    executor: Literal["", "default", "multiprocess", "in_process", "k8s"] = Field(
+        default="", validation_alias=_env("EXECUTOR")
+    )
+
     @field_validator(
         "database_url",
         "qdrant_url",
@@ -108,12 +123,18 @@ class Settings(BaseSettings):
         "llm_base_url",
         "llm_api_key",
         "alert_webhook_url",
+        "public_api_url",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # Kubernetes ConfigMaps and shells often export VAR="" to mean "not configured".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
@@ -159,11 +180,90 @@ class Settings(BaseSettings):
         return self.data_dir / "kb_index"
 
 
-@lru_cache(maxsize=1)
+_current: Settings | None = None
+
+
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings: read from the environment once, or the object given to use_settings."""
+    global _current
+    if _current is None:
+        _current = Settings()
+    return _current
+
+
+def use_settings(settings: Settings) -> Settings:
+    """Make ``settings`` the process's settings (the CLI resolves services once, then runs in-process)."""
+    global _current
+    _current = settings
+    return settings
 
 
 def reset_settings_cache() -> None:
-    """Tests and the CLI change the environment; this makes the next read see it."""
-    get_settings.cache_clear()
+    """Tests change the environment; this makes the next read see it."""
+    global _current
+    _current = None
+
+
+@contextmanager
+def scoped_environment(
+    overlay: Mapping[str, str] | None = None, restore: Iterable[str] = ()
+) -> Iterator[None]:
+    """For libraries configured only through ``os.environ`` (dagster-dbt's dbt invocation, MLflow's
+    fluent API): lay ``overlay`` over the environment for one call, and afterwards put back every
+    variable in ``overlay`` and ``restore`` (names a library may export itself) as it was."""
+    overlay = dict(overlay or {})
+    keys = {*overlay, *restore}
+    before = {key: os.environ.get(key) for key in keys}
+    os.environ.update(overlay)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+OFFLINE_SWITCHES = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def forbid_model_hub() -> None:
+    """Hugging Face libraries are configured only through these variables: never contact a model hub."""
+    for key, value in OFFLINE_SWITCHES.items():
+        os.environ.setdefault(key, value)
+
+
+def _env_value(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, list):
+        return ",".join(_env_value(item) or "" for item in value)
+    return str(value)
+
+
+def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for child processes (dagster, the API, dbt) that makes them read ``settings``.
+
+    Every set field is exported under all of its names, so tools that read a conventional name
+    themselves (``DAGSTER_HOME`` for dagster, ``MLFLOW_TRACKING_URI`` for mlflow) agree with us.
+    """
+    env = dict(os.environ)
+    for name, field in Settings.model_fields.items():
+        value = _env_value(getattr(settings, name))
+        if value is None or not isinstance(field.validation_alias, AliasChoices):
+            continue
+        for alias in field.validation_alias.choices:
+            env[str(alias)] = value
+    env["DAGSTER_HOME"] = str(settings.resolved_dagster_home)
+    if sys.prefix != sys.base_prefix:  # dg resolves the project's environment from VIRTUAL_ENV
+        env["VIRTUAL_ENV"] = sys.prefix
+    # Models are baked into the package or the cache: never reach out to a model hub at run time.
+    for key, value in OFFLINE_SWITCHES.items():
+        env.setdefault(key, value)
+    env.update(extra or {})
+    return env

@@ -21,29 +21,25 @@ from serving.pipeline import (
     record,
     triage_results,
 )
-from serving.schemas import AnswerRequest, AnswerResponse, DraftOut, Passage, TicketTriage
+from serving.schemas import AnswerRequest, AnswerResponse, DraftOut, PassageOut, TicketTriage
 from ticket_assets.core.language import detect_language
-from ticket_assets.rag.draft import adraft_answer
+from ticket_assets.core.passage import Passage
+from ticket_assets.rag.draft import draft_answer
 
 router = APIRouter(prefix="/v1", tags=["answer"])
 
 
-def retrieve(kb: Any, vector: np.ndarray, k: int, triage: TicketTriage, language: str | None) -> list[Any]:
+def retrieve(
+    kb: Any, vector: np.ndarray, k: int, triage: TicketTriage, language: str | None
+) -> list[Passage]:
     """Prefer passages in the predicted topic (only when the model is sure of it) and the ticket's
     language; the index fills any remaining slots without those filters."""
     topic = None if triage.low_confidence else triage.topic
     return list(kb.search(vector, k, topic=topic, language=language))
 
 
-def _passage(p: Any) -> Passage:
-    read = p.get if isinstance(p, dict) else lambda name, default=None: getattr(p, name, default)
-    return Passage(
-        article_id=str(read("article_id")),
-        title=str(read("title", "")),
-        heading=read("heading"),
-        text=str(read("text", "")),
-        score=float(read("score", 0.0)),
-    )
+def _passage(p: Passage) -> PassageOut:
+    return PassageOut(article_id=p.article_id, title=p.title, heading=p.heading, text=p.text, score=p.score)
 
 
 @router.post(
@@ -79,7 +75,7 @@ async def answer(
     found = await anyio.to_thread.run_sync(retrieve, kb, result.embeddings[0], k, triage, language)
     t0 = timings.since("retrieve", t0)
 
-    draft = await adraft_answer(
+    draft = await draft_answer(
         ticket.model_input(),
         triage.topic,
         triage.urgency,

@@ -6,19 +6,15 @@ episode (consecutive drifted windows) or one batch of labels starts exactly one 
 """
 
 import json
-import os
 
 import dagster as dg
 
-from ticket_assets.defs.resources import AlertsResource, PostgresResource
+from ticket_assets.defs.keys import DRIFT_REPORT
+from ticket_assets.defs.resources import AlertsResource, PlatformSettingsResource, PostgresResource
 from ticket_assets.defs.training import retrain_job
+from ticket_assets.settings import get_settings
 
-DRIFT_REPORT = dg.AssetKey("drift_report")
 DRIFT_VERDICT_KEY = "verdict"
-
-
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
 
 
 def _drift_cursor(raw: str | None) -> dict:
@@ -72,8 +68,10 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext):
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests retraining when enough new agent feedback labels have arrived (TICKETOPS_RETRAIN_MIN_LABELS).",
 )
-def new_labels_retrain_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
-    threshold = _env_int("TICKETOPS_RETRAIN_MIN_LABELS", 200)
+def new_labels_retrain_sensor(
+    context: dg.SensorEvaluationContext, postgres: PostgresResource, platform: PlatformSettingsResource
+):
+    threshold = platform.get().retrain_min_labels
     # Cursor: the newest feedback time already counted (feedback rows are updated in place).
     last_seen = context.cursor or "-infinity"
     with postgres.connect() as conn:
@@ -124,7 +122,8 @@ drift_job = dg.define_asset_job(
 drift_schedule = dg.ScheduleDefinition(
     name="drift_report_schedule",
     job=drift_job,
-    cron_schedule=os.environ.get("TICKETOPS_DRIFT_CRON", "*/15 * * * *"),
+    # Schedules are fixed when the code location loads, so the cron comes from the settings then.
+    cron_schedule=get_settings().drift_cron,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Computes the drift report regularly so the loop runs unattended (TICKETOPS_DRIFT_CRON).",
 )

@@ -1,10 +1,9 @@
 """dbt area: staging and marts built by dbt-postgres; dbt tests surface as asset checks.
 
-The manifest is prepared ahead (``ticketops`` commands, CI and the image build run ``dbt parse``),
-so importing the code location never shells out to dbt.
+The manifest is prepared by dagster-dbt (ticket_assets/services/dbt.py): ahead of time at install,
+in CI and in the image build, and again at load under ``dagster dev``/``dg dev``.
 """
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,23 +11,20 @@ import dagster as dg
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
-    DbtCliResource,
-    DbtProject,
     dbt_assets,
 )
 from psycopg import sql
 
-from ticket_assets.defs.resources import PostgresResource
-from ticket_assets.services.dbt import DBT_PROJECT_DIR, MANIFEST_PATH
+from ticket_assets.defs.resources import PlatformDbtCliResource, PostgresResource
+from ticket_assets.services.dbt import dbt_project
 
 OWNERS = ["team:data-platform"]
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-
-if not MANIFEST_PATH.exists():
+dbt_project.prepare_if_dev()
+if not dbt_project.manifest_path.exists():
     raise FileNotFoundError(
-        f"dbt manifest not found at {MANIFEST_PATH}. Prepare it first: `ticketops prepare` "
-        "(or `dbt parse --project-dir dbt_project --profiles-dir dbt_project`)."
+        f"dbt manifest not found at {dbt_project.manifest_path}: prepare it with `ticketops prepare` or "
+        "`dagster-dbt project prepare-and-package --file ticket_assets/services/dbt.py`."
     )
 
 
@@ -58,15 +54,19 @@ translator = TicketDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_as
 
 
 @dbt_assets(
-    manifest=MANIFEST_PATH, project=dbt_project, dagster_dbt_translator=translator, name="ticket_dbt_models"
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    name="ticket_dbt_models",
 )
-def ticket_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource):
+def ticket_dbt_models(
+    context: dg.AssetExecutionContext, dbt: PlatformDbtCliResource, postgres: PostgresResource
+):
     # dbt reads its connection from TICKETOPS_PG_* (profiles.yml); they are derived here from the
     # one place that knows the database, so dbt and the platform can never point at different ones.
-    os.environ.update(postgres.dbt_env())
     with postgres.connect(autocommit=True) as conn:
-        os.environ["TICKETOPS_DBT_TESTS_SINCE"] = tests_since(conn)
-        for event in dbt.cli(["build"], context=context).stream():
+        env = {**postgres.dbt_env(), "TICKETOPS_DBT_TESTS_SINCE": tests_since(conn)}
+        for event in dbt.cli_with_env(["build"], env, context=context).stream():
             if isinstance(event, dg.Output):
                 key = context.asset_key_for_output(event.output_name)
                 event = event.with_metadata({**event.metadata, **row_count(conn, key)})

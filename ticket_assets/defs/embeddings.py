@@ -6,11 +6,11 @@ import dagster as dg
 import polars as pl
 
 from ticket_assets.defs.k8s import HEAVY_STEP_TAGS
+from ticket_assets.defs.keys import TRAINING_SET
 from ticket_assets.defs.resources import PlatformSettingsResource, PostgresResource
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.ml.embedding_store import embed_missing
 
-TRAINING_SET = dg.AssetKey(["marts", "training_set"])
 OWNERS = ["team:ml-platform"]
 
 

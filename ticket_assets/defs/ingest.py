@@ -2,12 +2,11 @@
 
 import dagster as dg
 
+from ticket_assets.defs.keys import RAW_TICKETS
 from ticket_assets.defs.metadata import counts_markdown, table_metadata
 from ticket_assets.defs.resources import PostgresResource
-from ticket_assets.services.postgres import apply_schema
 from ticket_assets.sources.store import ingest_synthetic
 
-RAW_TICKETS = dg.AssetKey(["raw", "tickets"])
 OWNERS = ["team:data-platform"]
 
 
@@ -33,7 +32,7 @@ def raw_tickets(
     context: dg.AssetExecutionContext, config: RawTicketsConfig, postgres: PostgresResource
 ) -> dg.MaterializeResult:
     url = postgres.url()
-    apply_schema(url)
+    postgres.migrate()
     with postgres.connect() as conn:
         existing = conn.execute("select count(*) from raw.tickets").fetchone()[0]
     seeded = 0

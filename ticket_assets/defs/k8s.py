@@ -2,7 +2,7 @@
 
 Where a step runs, and with which resources, depends on the executor:
 
-* Default executor (``TICKETOPS_EXECUTOR`` unset): the K8sRunLauncher starts one pod per run and
+* Default executor (``TICKETOPS_EXECUTOR`` unset, a Settings field): the K8sRunLauncher starts one pod per run and
   every step runs inside it, so the run-level resources in ``deploy/helm/dagster-values.yaml``
   (``runLauncher.config.k8sRunLauncher.resources``) apply and the step tags below are ignored.
 * ``TICKETOPS_EXECUTOR=k8s``: ``k8s_job_executor`` starts one Kubernetes Job per step. Steps get
@@ -20,12 +20,12 @@ the Helm values: put them on the retraining job or on the RunRequests that launc
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from dagster import ExecutorDefinition, multi_or_in_process_executor
 
-EXECUTOR_ENV_VAR = "TICKETOPS_EXECUTOR"
+from ticket_assets.settings import Settings
+
 K8S_CONFIG_TAG = "dagster-k8s/config"
 # Op-level tag the k8s executor limits on (tag_concurrency_limits below).
 STEP_WEIGHT_TAG = "ticketops/step-weight"
@@ -55,7 +55,6 @@ def step_tags(weight: str, resources: dict[str, Any]) -> dict[str, Any]:
 
 
 HEAVY_STEP_TAGS = step_tags("heavy", HEAVY_RESOURCES)
-LIGHT_STEP_TAGS = step_tags("light", LIGHT_RESOURCES)
 TRAINING_RUN_TAGS = {WORKLOAD_TAG: "training"}
 
 K8S_EXECUTOR_CONFIG: dict[str, Any] = {
@@ -66,16 +65,12 @@ K8S_EXECUTOR_CONFIG: dict[str, Any] = {
     "step_k8s_config": {"container_config": {"resources": LIGHT_RESOURCES}},
 }
 
-_DEFAULT_CHOICES = {"", "default", "multiprocess", "in_process"}
 
-
-def k8s_executor_or_default() -> ExecutorDefinition:
-    """``k8s_job_executor`` when ``TICKETOPS_EXECUTOR=k8s``, else Dagster's default executor."""
-    choice = os.environ.get(EXECUTOR_ENV_VAR, "").strip().lower()
-    if choice == "k8s":
+def k8s_executor_or_default(settings: Settings) -> ExecutorDefinition:
+    """``k8s_job_executor`` when ``TICKETOPS_EXECUTOR=k8s``, else Dagster's default executor
+    (the settings reject any other value)."""
+    if settings.executor == "k8s":
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor.configured(K8S_EXECUTOR_CONFIG)
-    if choice in _DEFAULT_CHOICES:
-        return multi_or_in_process_executor
-    raise ValueError(f"{EXECUTOR_ENV_VAR}={choice!r}: expected 'k8s' or unset")
+    return multi_or_in_process_executor

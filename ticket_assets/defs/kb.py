@@ -4,13 +4,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from ticket_assets.core.paths import KB_DIR
 from ticket_assets.defs.metadata import counts_markdown, markdown_table
-from ticket_assets.defs.resources import REPO_ROOT, PlatformSettingsResource, PostgresResource
+from ticket_assets.defs.resources import PlatformSettingsResource, PostgresResource
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.rag.index import KnowledgeBase, build_snapshot, embed_chunks, publish
 from ticket_assets.rag.kb import Chunk, chunk_article, load_articles
 
-KB_DIR = REPO_ROOT / "kb"
 OWNERS = ["team:support-knowledge"]
 
 # Questions whose right article is known: the index is only published if they still land.

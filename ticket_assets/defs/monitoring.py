@@ -6,13 +6,13 @@ overlap: each report starts where the previous one ended, and a window smaller t
 minimum is reported as ``insufficient_data`` without being consumed. Sensors only read the verdict.
 """
 
-import os
 from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
+from ticket_assets.defs.keys import CHAMPION_MODEL, DRIFT_REPORT
 from ticket_assets.defs.metadata import markdown_table
 from ticket_assets.defs.resources import (
     AlertsResource,
@@ -24,8 +24,8 @@ from ticket_assets.ml import registry
 from ticket_assets.ml.dataset import embeddings_for_frame, load_training_set
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.monitoring import DriftConfig, compute_drift, prediction_frame, save_report
+from ticket_assets.settings import Settings
 
-DRIFT_REPORT = dg.AssetKey("drift_report")
 PRODUCTION_MARTS = [
     dg.AssetKey(["marts", name])
     for name in ("daily_predictions", "prediction_latency", "confidence_distribution")
@@ -97,20 +97,15 @@ def prune_reports(reports_dir: Path, keep: int = KEEP_REPORTS) -> None:
         old.unlink(missing_ok=True)
 
 
-def report_url(path: Path) -> str:
+def report_url(path: Path, settings: Settings) -> str:
     """The API serves the reports directory, so the UI can link to a report over HTTP."""
-    base = os.environ.get("TICKETOPS_PUBLIC_API_URL")
-    if not base:
-        from ticket_assets.settings import get_settings
-
-        settings = get_settings()
-        base = f"http://{settings.api_host}:{settings.api_port}"
+    base = settings.public_api_url or f"http://{settings.api_host}:{settings.api_port}"
     return f"{base.rstrip('/')}/reports/{path.name}"
 
 
 @dg.asset(
     key=DRIFT_REPORT,
-    deps=[*PRODUCTION_MARTS, dg.AssetKey("champion_model")],
+    deps=[*PRODUCTION_MARTS, CHAMPION_MODEL],
     group_name="monitoring",
     kinds={"evidently", "html"},
     owners=OWNERS,
@@ -200,7 +195,7 @@ def drift_report(
             "window_size": result.current_size,
             "window_start": summary["window_start"] or "",
             "window_end": summary["window_end"] or "",
-            "report": dg.MetadataValue.url(report_url(path)),
+            "report": dg.MetadataValue.url(report_url(path, settings)),
             "report_path": dg.MetadataValue.path(str(path)),
         }
     )

@@ -2,12 +2,11 @@
 
 import dagster as dg
 
+from ticket_assets.defs.keys import TRAINING_SET
 from ticket_assets.defs.metadata import png_markdown
 from ticket_assets.defs.resources import PostgresResource
 from ticket_assets.ml.dataset import load_training_set
 from ticket_assets.reports.profile import profile_training_set, render_png, to_markdown
-
-TRAINING_SET = dg.AssetKey(["marts", "training_set"])
 
 
 @dg.asset(

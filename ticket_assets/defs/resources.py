@@ -6,19 +6,17 @@ than stored as resource config, because resource config is shown in the Dagster 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import psycopg
 from dagster_dbt import DbtCliResource
 
 from ticket_assets.alerts import Alert, send_alert
+from ticket_assets.core.paths import DBT_PROJECT_DIR
 from ticket_assets.services import postgres
-from ticket_assets.settings import Settings, get_settings
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+from ticket_assets.services.dbt import DBT_EXECUTABLE
+from ticket_assets.settings import Settings, get_settings, scoped_environment
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -32,6 +30,12 @@ class PostgresResource(dg.ConfigurableResource):
 
     def dbt_env(self) -> dict[str, str]:
         return postgres.dbt_env(self.url())
+
+    def migrate(self) -> None:
+        """Upgrade the schema (idempotent; the graph's root asset runs it so runs on a fresh database work)."""
+        from ticket_assets.services.migrations import migrate
+
+        migrate(self.url())
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -54,10 +58,9 @@ class MlflowResource(dg.ConfigurableResource):
         return get_settings().model_name
 
     def client(self):
-        from mlflow import MlflowClient
+        from ticket_assets.ml import registry
 
-        self.configure()
-        return MlflowClient()
+        return registry.configure_mlflow(get_settings())
 
     def end_run(self, status: str = "FINISHED") -> None:
         import mlflow
@@ -94,16 +97,26 @@ class AlertsResource(dg.ConfigurableResource):
         )
 
 
+class PlatformDbtCliResource(DbtCliResource):
+    """dbt invoked with an explicit environment (the profile's connection, build variables).
+
+    dagster-dbt 0.29 builds the dbt process's environment (and renders the profile in-process)
+    from ``os.environ`` at the moment ``cli`` is called and has no ``env`` parameter: the given
+    variables are laid over the environment for exactly that call, then the previous values return.
+    """
+
+    def cli_with_env(self, args: Sequence[str], env: Mapping[str, str], **kwargs):
+        with scoped_environment(env):
+            return self.cli(args, **kwargs)
+
+
 def build_resources() -> dict[str, object]:
     return {
         "postgres": PostgresResource(),
         "platform": PlatformSettingsResource(),
         "alerts": AlertsResource(),
         "mlflow": MlflowResource(),
-        # dbt next to this interpreter: works from an unactivated venv and inside the image alike.
-        "dbt": DbtCliResource(
-            project_dir=str(DBT_PROJECT_DIR),
-            profiles_dir=str(DBT_PROJECT_DIR),
-            dbt_executable=str(Path(sys.executable).with_name("dbt")),
+        "dbt": PlatformDbtCliResource(
+            project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=DBT_EXECUTABLE
         ),
     }

@@ -13,6 +13,7 @@ import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 
 from ticket_assets.defs.k8s import HEAVY_STEP_TAGS, TRAINING_RUN_TAGS
+from ticket_assets.defs.keys import CHAMPION_MODEL, TICKET_EMBEDDINGS, TRAINING_SET
 from ticket_assets.defs.metadata import markdown_table, png_markdown
 from ticket_assets.defs.resources import (
     AlertsResource,
@@ -25,9 +26,7 @@ from ticket_assets.ml.evaluate import majority_baseline_metrics
 from ticket_assets.ml.gate import GateConfig, evaluate_gate, score_on_holdout
 from ticket_assets.ml.train import TrainConfig
 
-TRAINING_SET = dg.AssetKey(["marts", "training_set"])
 CLASSIFIER = dg.AssetKey("ticket_classifier")
-CHAMPION = dg.AssetKey("champion_model")
 OWNERS = ["team:ml-platform"]
 GATE_TAG = "ticketops.gate"
 
@@ -109,7 +108,7 @@ def candidates_table(training: dict) -> str:
 
 @dg.asset(
     key=CLASSIFIER,
-    deps=[TRAINING_SET, dg.AssetKey("ticket_embeddings")],
+    deps=[TRAINING_SET, TICKET_EMBEDDINGS],
     group_name="training",
     kinds={"scikitlearn", "mlflow"},
     owners=OWNERS,
@@ -239,7 +238,7 @@ def promotion_gate(
 
 
 @dg.asset(
-    key=CHAMPION,
+    key=CHAMPION_MODEL,
     deps=[CLASSIFIER],
     group_name="training",
     kinds={"mlflow"},
@@ -290,7 +289,7 @@ retrain_job = dg.define_asset_job(
     "retrain",
     # The whole dbt group so new raw tickets and feedback reach the training mart first.
     selection=dg.AssetSelection.groups("dbt")
-    | dg.AssetSelection.assets("ticket_embeddings", CLASSIFIER, CHAMPION),
+    | dg.AssetSelection.assets(TICKET_EMBEDDINGS, CLASSIFIER, CHAMPION_MODEL),
     description="Refresh the training mart and embeddings, train, gate and (if the gate passes) promote.",
     hooks={end_mlflow_on_run_finished},
     tags={"ticketops/job": "retrain", **TRAINING_RUN_TAGS},

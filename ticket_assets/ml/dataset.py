@@ -13,9 +13,10 @@ import numpy as np
 import polars as pl
 import psycopg
 
+from ticket_assets.core.names import TRAINING_SET_TABLE
+
 log = logging.getLogger(__name__)
 
-TRAINING_SET = "marts.training_set"
 TRAINING_COLUMNS = (
     "ticket_id",
     "text",
@@ -43,7 +44,7 @@ class TrainingData:
     embedding_model_id: str | None
 
 
-def load_training_set(conn: psycopg.Connection, table: str = TRAINING_SET) -> pl.DataFrame:
+def load_training_set(conn: psycopg.Connection, table: str = TRAINING_SET_TABLE) -> pl.DataFrame:
     """The whole training set, ordered by ticket id so row order is reproducible."""
     with conn.cursor() as cur:
         cur.execute(f"select {', '.join(TRAINING_COLUMNS)} from {table} order by ticket_id")

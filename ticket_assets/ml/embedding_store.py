@@ -166,7 +166,7 @@ def load_embeddings(
     """Stored vectors of ``model_id`` as ``(hashes, float32 matrix)``, row i belonging to hashes[i].
 
     With ``text_hashes``: the stored ones among them, deduplicated, in the order given (hashes
-    without a vector are left out: compare lengths, or use ``embeddings_for``). Without: all.
+    without a vector are left out: compare lengths). Without: all.
     """
     # A binary cursor hands bytea over as raw bytes (text mode would hex-encode and decode them).
     with conn.cursor(binary=True) as cur:
@@ -182,16 +182,6 @@ def load_embeddings(
         rows = cur.fetchall()
     hashes = [row[0] for row in rows]
     return hashes, _matrix([row[1] for row in rows])
-
-
-def embeddings_for(conn: psycopg.Connection, model_id: str, text_hashes: Sequence[str]) -> np.ndarray:
-    """One row per entry of ``text_hashes`` (repeats allowed), aligned; raises if any is missing."""
-    hashes, matrix = load_embeddings(conn, model_id, text_hashes)
-    position = {text_hash: i for i, text_hash in enumerate(hashes)}
-    missing = [h for h in dict.fromkeys(text_hashes) if h not in position]
-    if missing:
-        raise KeyError(f"{len(missing)} text hashes have no {model_id} embedding, e.g. {missing[:3]}")
-    return matrix[[position[h] for h in text_hashes]]
 
 
 def _matrix(blobs: list[bytes]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Training end to end, as small stages the Dagster layer and the CLI can call one by one:
+"""Training as small stages the Dagster training assets call one by one:
 data -> train -> evaluate (+ majority baseline) -> register (alias ``challenger``) -> gate -> promote.
 """
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from ticket_assets.core.paths import DBT_MANIFEST
 from ticket_assets.ml.dataset import TrainingData, data_version, load_training_data
 from ticket_assets.ml.evaluate import Evaluation, evaluate_model, majority_baseline_metrics
 from ticket_assets.ml.gate import GateConfig, GateDecision, evaluate_gate, score_on_holdout
@@ -25,8 +25,6 @@ from ticket_assets.services.postgres import connect, database_url
 from ticket_assets.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-DBT_MANIFEST = Path(__file__).resolve().parents[2] / "dbt_project" / "target" / "manifest.json"
 
 
 @dataclass

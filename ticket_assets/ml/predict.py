@@ -33,9 +33,6 @@ try:  # the wrapper is only needed where MLflow is installed (training, registry
 except ImportError:  # pragma: no cover
     _PythonModel = object
 
-CANDIDATES = ("tfidf", "embedding", "stack")
-TARGETS = ("topic", "urgency")
-
 # Log-probabilities are clipped so a zero probability does not become an infinite feature.
 _LOG_FLOOR = -30.0
 
@@ -249,10 +246,6 @@ class TriageModel:
     @property
     def needs_embeddings(self) -> bool:
         return any(model.needs_embeddings for model in self.targets.values())
-
-    @property
-    def has_urgency(self) -> bool:
-        return "urgency" in self.targets
 
     def labels(self, target: str) -> list[str]:
         return list(self.targets[target].labels)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -24,16 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import joblib
-import psycopg
 
+from ticket_assets.core.names import CHALLENGER, CHAMPION
 from ticket_assets.ml.predict import TriageModel, TriagePyfunc, embedder_settings
-from ticket_assets.services.postgres import apply_schema, connect, database_url
-from ticket_assets.settings import Settings, get_settings
+from ticket_assets.services.postgres import connect, database_url
+from ticket_assets.settings import Settings, get_settings, scoped_environment
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 PREVIOUS_CHAMPION_TAG = "ticketops.previous_champion"
 MODEL_ARTIFACT = "model"
 # Metrics shown by list_versions and copied onto each version as tags.
@@ -88,32 +87,37 @@ class NoPreviousChampionError(LookupError):
 
 
 def configure_mlflow(settings: Settings | None = None) -> Any:
-    """Point MLflow at the platform's store and make sure the experiment exists; returns a client.
+    """A client on the platform's store (URIs passed explicitly, no process-global state), with the
+    experiment created.
 
     With the default SQLite store the experiment's artifact location is set explicitly to
     ``settings.mlflow_artifact_root`` so ``mlflow ui --backend-store-uri sqlite:///<data>/mlflow/mlflow.db``
     (from any working directory) finds runs, figures and registered models.
     """
-    import mlflow
     from mlflow import MlflowClient
 
     settings = settings or get_settings()
     uri = settings.resolved_mlflow_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    # mlflow.set_*_uri also export MLFLOW_*_URI into os.environ, which the settings (and every
-    # child process) would then read as if configured: keep the environment as it was.
-    before = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    for key, value in before.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment_id(client, settings)
     return client
+
+
+@contextmanager
+def _fluent_store(settings: Settings) -> Iterator[None]:
+    """MLflow's fluent API (``start_run``, ``pyfunc.log_model``/``load_model``) has no client argument:
+    it reads a process-global store, and ``set_*_uri`` also export ``MLFLOW_*_URI`` into the
+    environment, which the settings would then read as configured. Only the two calls that need the
+    fluent API run inside this; the environment is put back afterwards."""
+    import mlflow
+
+    uri = settings.resolved_mlflow_uri
+    with scoped_environment(restore=("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")):
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        yield
 
 
 def experiment_id(client: Any, settings: Settings) -> str:
@@ -168,7 +172,10 @@ def log_training_run(
     client = configure_mlflow(settings)
     exp_id = experiment_id(client, settings)
     data_tags = {f"data.{key}": _tag_value(value) for key, value in data_version.items()}
-    with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=data_tags) as run:
+    with (
+        _fluent_store(settings),
+        mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=data_tags) as run,
+    ):
         run_id = run.info.run_id
         _log_params(client, run_id, params)
         _log_metrics(client, run_id, flatten_metrics(metrics))
@@ -308,7 +315,8 @@ def load_model_version(
     client = configure_mlflow(settings)
     info = version_info(client, name, alias_or_version)
     # Load by number: the alias could move between resolving it and loading.
-    pyfunc = mlflow.pyfunc.load_model(info.uri)
+    with _fluent_store(settings):
+        pyfunc = mlflow.pyfunc.load_model(info.uri)
     model = pyfunc.unwrap_python_model().model
     if not isinstance(model, TriageModel):
         raise TypeError(f"{info.uri} does not hold a TriageModel")
@@ -384,13 +392,8 @@ def record_alias_event(
         "values (%s, %s, %s, %s, %s, %s)"
     )
     row = (name, alias, int(from_version) if from_version else None, int(to_version), actor, reason)
-    try:
-        with connect(url) as conn:
-            conn.execute(statement, row)
-    except psycopg.errors.UndefinedTable:
-        apply_schema(url)  # a fresh database: create the platform tables once, then record
-        with connect(url) as conn:
-            conn.execute(statement, row)
+    with connect(url) as conn:
+        conn.execute(statement, row)
 
 
 def promote(
@@ -480,14 +483,3 @@ def list_versions(name: str | None = None, settings: Settings | None = None) -> 
             }
         )
     return result
-
-
-def alias_events(url: str, name: str, limit: int = 50) -> list[dict[str, Any]]:
-    """Most recent alias moves first."""
-    with connect(url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(
-            "select id, model_name, alias, from_version, to_version, actor, reason, at "
-            "from ops.model_alias_events where model_name = %s order by id desc limit %s",
-            (name, limit),
-        )
-        return list(cur.fetchall())

@@ -6,7 +6,7 @@ Base models (each fitted per target: topic, and urgency when the data has urgenc
 - ``knn``: similarity-weighted votes of the nearest training tickets in embedding space.
 
 Candidates: ``tfidf`` = svc, ``embedding`` = lr, ``stack`` = svc + lr (+ knn unless disabled) — the
-base models' out-of-fold scores side by side into one multinomial LogisticRegression.
+base models' out-of-fold scores combined by the ``StackCalibrator`` below (not a second-level model).
 
 Every candidate ends in a ``StackCalibrator`` (per-base weights + per-class bias through a softmax)
 fitted on the base models' out-of-fold scores, so probabilities are calibrated (reported as ECE /

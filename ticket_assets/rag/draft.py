@@ -12,22 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import httpx
 
 from ticket_assets.core.language import detect_language
+from ticket_assets.core.passage import Passage
 from ticket_assets.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_TICKET_CHARS = 4000  # longer tickets are cut in the prompt; the start carries the request
 MAX_STEPS = 5
-CLOSE_TO_BEST = 0.15
-FRENCH_MARGIN = 0.1  # passages scoring this far below the best one contribute no steps
+CLOSE_TO_BEST = 0.15  # passages (after the first) scoring this far below the best one contribute no steps
+FRENCH_MARGIN = 0.1  # a French ticket gets French passages when the best of them is this close to the best
 STEP_BONUS = 1.5
 ARTICLE_RANK_PENALTY = 0.3
 LLM_TEMPERATURE = 0.2
@@ -35,15 +35,6 @@ LLM_MAX_TOKENS = 700
 RETRY_BACKOFF_S = 0.3
 
 Mode = Literal["llm", "extractive"]
-
-
-class PassageLike(Protocol):
-    article_id: str
-    title: str
-    heading: str
-    text: str
-    score: float
-    language: str | None
 
 
 @dataclass(frozen=True)
@@ -66,49 +57,23 @@ class LLMFailure(Exception):
 # Public entry points --------------------------------------------------------------------------------
 
 
-def draft_answer(
+async def draft_answer(
     ticket_text: str,
     topic: str | None,
     urgency: str | None,
-    passages: Sequence[PassageLike],
-    settings: Settings,
-    allowed_topics: Sequence[str] | None,
-    *,
-    language: str | None = None,
-    client: httpx.Client | None = None,
-) -> Draft:
-    """Draft a reply: LLM when configured and it answers well, else extractive (reason given)."""
-    reason = _precondition_failure(passages, settings)
-    if reason is None:
-        request = _build_request(ticket_text, topic, urgency, passages, settings, allowed_topics)
-        try:
-            reply = _post_with_retry(request, settings, client)
-            return _draft_from_reply(reply, passages, settings)
-        except LLMFailure as failure:
-            reason = failure.reason
-            log.warning("LLM draft failed (%s); falling back to an extractive draft", reason)
-    return extractive_draft(
-        ticket_text, topic, urgency, passages, allowed_topics, language=language, reason=reason
-    )
-
-
-async def adraft_answer(
-    ticket_text: str,
-    topic: str | None,
-    urgency: str | None,
-    passages: Sequence[PassageLike],
+    passages: Sequence[Passage],
     settings: Settings,
     allowed_topics: Sequence[str] | None,
     *,
     language: str | None = None,
     client: httpx.AsyncClient | None = None,
 ) -> Draft:
-    """``draft_answer`` for async callers (the API); same prompt, validation and fallback."""
+    """Draft a reply: LLM when configured and it answers well, else extractive (reason given)."""
     reason = _precondition_failure(passages, settings)
     if reason is None:
         request = _build_request(ticket_text, topic, urgency, passages, settings, allowed_topics)
         try:
-            reply = await _apost_with_retry(request, settings, client)
+            reply = await _post_with_retry(request, settings, client)
             return _draft_from_reply(reply, passages, settings)
         except LLMFailure as failure:
             reason = failure.reason
@@ -118,7 +83,7 @@ async def adraft_answer(
     )
 
 
-def _precondition_failure(passages: Sequence[PassageLike], settings: Settings) -> str | None:
+def _precondition_failure(passages: Sequence[Passage], settings: Settings) -> str | None:
     if not settings.llm_base_url:
         return "llm_not_configured"
     if not passages:
@@ -149,7 +114,7 @@ def build_messages(
     ticket_text: str,
     topic: str | None,
     urgency: str | None,
-    passages: Sequence[PassageLike],
+    passages: Sequence[Passage],
     allowed_topics: Sequence[str] | None,
 ) -> list[dict[str, str]]:
     """The chat messages: only the ticket, its triage and the numbered passages go to the LLM."""
@@ -174,7 +139,7 @@ def _build_request(
     ticket_text: str,
     topic: str | None,
     urgency: str | None,
-    passages: Sequence[PassageLike],
+    passages: Sequence[Passage],
     settings: Settings,
     allowed_topics: Sequence[str] | None,
 ) -> _Request:
@@ -194,32 +159,7 @@ def _build_request(
 # HTTP (one retry on 5xx / timeout / connection errors) ----------------------------------------------
 
 
-def _post_with_retry(request: _Request, settings: Settings, client: httpx.Client | None) -> Any:
-    owned = client is None
-    http = client or httpx.Client(timeout=httpx.Timeout(settings.llm_timeout_s))
-    try:
-        for attempt in (1, 2):
-            try:
-                response = http.post(request.url, json=request.payload, headers=request.headers)
-                return _json_or_failure(response)
-            except _Retryable as retryable:
-                if attempt == 2:
-                    raise LLMFailure(retryable.reason) from None
-                time.sleep(RETRY_BACKOFF_S)
-            except httpx.TimeoutException:
-                if attempt == 2:
-                    raise LLMFailure("llm_timeout") from None
-            except httpx.TransportError as exc:
-                if attempt == 2:
-                    raise LLMFailure(f"llm_unreachable: {type(exc).__name__}") from None
-                time.sleep(RETRY_BACKOFF_S)
-    finally:
-        if owned:
-            http.close()
-    raise AssertionError("unreachable")
-
-
-async def _apost_with_retry(request: _Request, settings: Settings, client: httpx.AsyncClient | None) -> Any:
+async def _post_with_retry(request: _Request, settings: Settings, client: httpx.AsyncClient | None) -> Any:
     owned = client is None
     http = client or httpx.AsyncClient(timeout=httpx.Timeout(settings.llm_timeout_s))
     try:
@@ -268,7 +208,7 @@ _BRACKETS = re.compile(r"\[([^\[\]\n]{1,200})\](?!\()")
 _ID_LIKE = re.compile(r"^[A-Za-z][\w.]*(?:-[\w.]+)+$")
 
 
-def _draft_from_reply(reply: Any, passages: Sequence[PassageLike], settings: Settings) -> Draft:
+def _draft_from_reply(reply: Any, passages: Sequence[Passage], settings: Settings) -> Draft:
     content = _reply_content(reply)
     text, citations = filter_citations(content, [p.article_id for p in passages])
     if not text.strip():
@@ -378,7 +318,7 @@ def extractive_draft(
     ticket_text: str,
     topic: str | None,
     urgency: str | None,
-    passages: Sequence[PassageLike],
+    passages: Sequence[Passage],
     allowed_topics: Sequence[str] | None,
     *,
     language: str | None = None,
@@ -434,9 +374,7 @@ def _triage_line(
     return line
 
 
-def select_steps(
-    ticket_text: str, passages: Sequence[PassageLike], max_steps: int = MAX_STEPS
-) -> list[_Unit]:
+def select_steps(ticket_text: str, passages: Sequence[Passage], max_steps: int = MAX_STEPS) -> list[_Unit]:
     """The passage sentences/steps most relevant to the ticket, in reading order.
 
     Relevance = the passage's retrieval score, plus words shared with the ticket (capped: an intro

@@ -41,6 +41,7 @@ import numpy as np
 import polars as pl
 from qdrant_client import QdrantClient, models
 
+from ticket_assets.core.passage import Passage
 from ticket_assets.rag.kb import Chunk, kb_topic_for
 from ticket_assets.settings import Settings
 
@@ -76,18 +77,6 @@ class SnapshotInfo:
     n_articles: int
     model_id: str
     dim: int
-
-
-@dataclass(frozen=True)
-class Passage:
-    article_id: str
-    chunk_id: str
-    title: str
-    heading: str
-    text: str
-    score: float
-    topic: str | None
-    language: str | None
 
 
 def point_id(chunk_id: str) -> str:

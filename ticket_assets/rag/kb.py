@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from ticket_assets.core.paths import KB_DIR
+
 # Retrieval filters on these; kb/README.md documents what each one covers.
 KB_TOPICS: tuple[str, ...] = (
     "access_password",
@@ -31,7 +33,6 @@ KB_TOPICS: tuple[str, ...] = (
 )
 KB_LANGUAGES: tuple[str, ...] = ("en", "fr")
 REQUIRED_FIELDS: tuple[str, ...] = ("id", "title", "topic", "tags", "language")
-DEFAULT_KB_DIR = Path(__file__).resolve().parents[2] / "kb"
 
 # Ticket labels from other sources (e.g. the public help-desk dataset) -> KB topic. Labels that map
 # to None, or are unknown, must not filter retrieval: a wrong filter hides the right article.
@@ -109,7 +110,7 @@ def kb_topic_for(label: str | None) -> str | None:
 # Loading ------------------------------------------------------------------------------------------
 
 
-def load_articles(kb_dir: Path | str = DEFAULT_KB_DIR) -> list[Article]:
+def load_articles(kb_dir: Path | str = KB_DIR) -> list[Article]:
     """Every article in ``kb_dir`` (README excluded), validated, sorted by id."""
     kb_dir = Path(kb_dir)
     if not kb_dir.is_dir():

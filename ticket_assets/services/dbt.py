@@ -1,49 +1,29 @@
-"""Prepare the dbt manifest ahead of time (never at import of the code location)."""
+"""The dbt project and how its manifest is prepared: by dagster-dbt's ``DbtProject`` preparer.
+
+``dagster dev``/``dg dev`` re-parse at load (``prepare_if_dev``); install, CI and the image build run
+``dagster-dbt project prepare-and-package --file ticket_assets/services/dbt.py``; the ``ticketops``
+commands call :func:`prepare_manifest` (``dbt parse``, which itself skips what did not change).
+dagster-dbt's preparer runs the ``dbt`` on PATH: the CLI and scripts/test.sh put this
+environment's ``bin`` first, the image has it on PATH.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
-MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
+from dagster_dbt import DbtProject
+
+from ticket_assets.core.paths import DBT_MANIFEST, DBT_PROJECT_DIR
+
+# dbt next to this interpreter, for the run-time resource: works from an unactivated venv too.
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+assert dbt_project.manifest_path == DBT_MANIFEST, "core.paths.DBT_MANIFEST must follow the DbtProject"
 
 
-def _sources_mtime() -> float:
-    files = [
-        p
-        for p in DBT_PROJECT_DIR.rglob("*")
-        if p.suffix in {".sql", ".yml", ".yaml"} and "target" not in p.parts and "logs" not in p.parts
-    ]
-    return max((p.stat().st_mtime for p in files), default=0.0)
-
-
-def manifest_is_fresh() -> bool:
-    return MANIFEST_PATH.exists() and MANIFEST_PATH.stat().st_mtime >= _sources_mtime()
-
-
-def prepare_manifest(force: bool = False) -> Path:
-    """Run ``dbt parse`` when the manifest is missing or older than the project files."""
-    if force or not manifest_is_fresh():
-        dbt = Path(sys.executable).with_name("dbt")
-        env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-        result = subprocess.run(
-            [
-                str(dbt),
-                "parse",
-                "--project-dir",
-                str(DBT_PROJECT_DIR),
-                "--profiles-dir",
-                str(DBT_PROJECT_DIR),
-                "--quiet",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"dbt parse failed:\n{result.stdout}\n{result.stderr}")
-    return MANIFEST_PATH
+def prepare_manifest() -> Path:
+    """Parse the project now, as ``prepare-and-package`` does (dbt's partial parsing keeps it quick)."""
+    dbt_project.preparer.prepare(dbt_project)
+    return dbt_project.manifest_path

@@ -12,8 +12,6 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
-from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import psycopg
@@ -123,23 +121,3 @@ def transaction(url: str | None = None) -> Iterator[psycopg.Connection]:
             yield conn
     finally:
         conn.close()
-
-
-def schema_sql() -> str:
-    return resources.files("ticket_assets.services").joinpath("schema.sql").read_text()
-
-
-def apply_schema(url: str | None = None) -> None:
-    """Create the platform's own tables (idempotent). dbt owns ``staging`` and ``marts``."""
-    with connect(url, autocommit=True) as conn:
-        # An advisory lock keeps concurrent processes (CLI + Dagster run) from racing on DDL.
-        conn.execute("select pg_advisory_lock(742001)")
-        try:
-            conn.execute(schema_sql())
-        finally:
-            conn.execute("select pg_advisory_unlock(742001)")
-
-
-def pg_socket_dir(url: str) -> Path | None:
-    host = connection_params(url)["host"]
-    return Path(host) if host.startswith("/") else None

@@ -8,12 +8,12 @@ import subprocess
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from ticket_assets.core.paths import REPO_ROOT
 
 
 def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start a child in its own session: Ctrl-C reaches the parent once, and the parent stops each
-    child's whole process group (dagster dev's own children included)."""
+    child's whole process group (dg dev's own children included)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
     return subprocess.Popen(

@@ -1,7 +1,8 @@
 """Import help-desk CSV exports (plain or gzip) through a column mapping.
 
 Row-level problems never stop an import: the row goes to the quarantine frame with a reason code
-(``REJECT_REASONS``) and the rest loads. Only a file that cannot be read as a whole (missing, not
+(``blank_text``, ``unparseable_date``, ``field_count_mismatch``, ``invalid_encoding``, ``malformed_csv``,
+``missing_id``, ``duplicate_id``, ``unreadable_text``) and the rest loads. Only a file that cannot be read as a whole (missing, not
 text/CSV, no header, a mapped column absent, an unknown or undetectable encoding) raises
 ``SourceReadError``, before anything is written.
 
@@ -52,16 +53,6 @@ from ticket_assets.core.language import detect_languages
 from ticket_assets.sources.frame import REJECTED_SCHEMA, UTC_DATETIME, conform, empty_rejected
 from ticket_assets.sources.text import normalize_label, normalize_urgency, text_hash_series
 
-REJECT_REASONS = {
-    "blank_text": "the mapped text column is missing or blank",
-    "unparseable_date": "the created column holds a value that is not a date/time",
-    "field_count_mismatch": "the row has more or fewer fields than the header (unknown columns)",
-    "invalid_encoding": "the row holds bytes that are invalid in the file's encoding",
-    "malformed_csv": "the row cannot be parsed as CSV (e.g. an unterminated quote)",
-    "missing_id": "the mapped id column is blank",
-    "duplicate_id": "a later row in the same file has the same id; the last one wins",
-    "unreadable_text": "title or body still holds U+FFFD, control characters or mojibake after repair",
-}
 MAX_RAW_RECORD_CHARS = 10_000  # keep one pathological row from bloating the quarantine
 _SNIFF_BYTES = 8192
 DELIMITERS = (",", ";", "\t", "|")

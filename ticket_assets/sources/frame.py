@@ -43,9 +43,5 @@ def conform(df: pl.DataFrame, schema: dict[str, pl.DataType] = TICKET_SCHEMA) ->
     return df.select(columns)
 
 
-def empty_tickets() -> pl.DataFrame:
-    return pl.DataFrame(schema=TICKET_SCHEMA)
-
-
 def empty_rejected() -> pl.DataFrame:
     return pl.DataFrame(schema=REJECTED_SCHEMA)

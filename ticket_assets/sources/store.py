@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 import psycopg
 
-from ticket_assets.services.postgres import apply_schema, connect
+from ticket_assets.services.postgres import connect
 from ticket_assets.sources.csv_import import ColumnMapping, default_source_name, read_csv_tickets
 from ticket_assets.sources.frame import REJECTED_COLUMNS, REJECTED_SCHEMA, TICKET_COLUMNS, conform
 from ticket_assets.sources.synthetic import generate_tickets
@@ -24,7 +24,6 @@ from ticket_assets.sources.text import text_hash_series
 
 Progress = Callable[[int, int], None]
 
-ensure_schema = apply_schema  # the raw tables are part of the platform schema
 
 BATCH_ROWS = 100_000  # bounds the CSV buffer (~40 MB) and lets the CLI show progress
 
@@ -155,7 +154,6 @@ def ingest_synthetic(
     frame = generate_tickets(
         n, seed, scenario=scenario, start=start, days=days, scenario_start=scenario_start
     )
-    apply_schema(url)
     with connect(url) as conn:
         result = upsert_tickets(conn, frame, progress=progress)
     return IngestReport(read=frame.height, quarantined=0, **vars(result))
@@ -206,7 +204,6 @@ def ingest_csv(
     writes nothing. Without ``source_name`` the source is ``csv_source_name``'s. ``read_progress``
     follows the reading (language detection), ``progress`` the writing.
     """
-    apply_schema(url)
     if source_name is None:
         with connect(url) as conn:
             source_name = csv_source_name(conn, path)

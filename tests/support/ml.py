@@ -57,7 +57,7 @@ def tiny_config(**overrides: object):
 def synthetic_training_set(n: int = CORPUS_SIZE, seed: int = CORPUS_SEED) -> pl.DataFrame:
     """Synthetic tickets shaped like ``marts.training_set``: the text as the mart builds it and a
     time-based split (the newest ``TEST_FRACTION`` are the holdout)."""
-    from serving.schemas import model_text
+    from ticket_assets.core.text import model_text
     from ticket_assets.sources.synthetic import generate_tickets
 
     tickets = generate_tickets(n, seed=seed).sort("created_at", "ticket_id")

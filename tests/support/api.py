@@ -1,5 +1,5 @@
 """Shared set-up for the API tests: a real trained model in a real MLflow store, a real KB index,
-a real uvicorn server and a small OpenAI-compatible server. No test functions live here.
+and a real uvicorn server. No test functions live here.
 
 The expensive part (training + registering two model versions, embedding the KB) is built once
 per test process, whichever API test module asks first.
@@ -7,8 +7,6 @@ per test process, whichever API test module asks first.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import shutil
 import socket
@@ -27,9 +25,9 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from ticket_assets.core.paths import REPO_ROOT
 from ticket_assets.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 API_KEYS = ("test-key-alpha", "test-key-beta")
 MODEL_NAME = "ticket-triage-apitest"
 
@@ -61,12 +59,11 @@ def api_world(pg_url: str, data_dir: Path) -> ApiWorld:
 
 
 def _build_world(pg_url: str, data_dir: Path) -> ApiWorld:
-    from serving.schemas import model_text
+    from ticket_assets.core.text import model_text
     from ticket_assets.ml import registry
     from ticket_assets.ml.embed import get_embedder
     from ticket_assets.ml.train import TrainConfig, train_triage_model
     from ticket_assets.rag.index import publish
-    from ticket_assets.services.postgres import apply_schema
     from ticket_assets.sources.synthetic import generate_tickets
 
     settings = Settings(
@@ -78,7 +75,6 @@ def _build_world(pg_url: str, data_dir: Path) -> ApiWorld:
         model_poll_s=0.2,
         llm_base_url=None,
     )
-    apply_schema(pg_url)
     embedder = get_embedder(settings)
 
     tickets = generate_tickets(360, seed=11)
@@ -206,51 +202,3 @@ def running_server(app: FastAPI) -> Iterator[ServerThread]:
     finally:
         if server.thread.is_alive():
             server.stop()
-
-
-# A minimal OpenAI-compatible chat-completions server ------------------------------------------------
-class FakeLLM:
-    """Serves POST /v1/chat/completions; ``mode`` picks the behaviour: ok, slow, malformed, error."""
-
-    def __init__(self) -> None:
-        self.mode = "ok"
-        self.requests: list[dict[str, Any]] = []
-        app = FastAPI()
-
-        @app.post("/v1/chat/completions")
-        async def chat(body: dict[str, Any]) -> Any:
-            from fastapi.responses import JSONResponse, PlainTextResponse
-
-            self.requests.append(body)
-            if self.mode == "slow":
-                await asyncio.sleep(3.0)
-            if self.mode == "malformed":
-                return PlainTextResponse("<html>upstream proxy error</html>", status_code=200)
-            if self.mode == "no_choices":
-                return JSONResponse({"id": "x", "object": "chat.completion", "choices": []})
-            prompt = body["messages"][-1]["content"]
-            cited = _first_article_id(prompt)
-            content = f"Hello,\n\n1. Follow the steps in the knowledge base [{cited}].\n2. Invented step [kb-made-up-999].\n"
-            return JSONResponse(
-                {
-                    "id": "chatcmpl-test",
-                    "object": "chat.completion",
-                    "model": "fake-llm-1",
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": content},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                }
-            )
-
-        self.app = app
-
-
-def _first_article_id(prompt: str) -> str:
-    for line in prompt.splitlines():
-        if line.startswith("[1] "):
-            return line.split()[1]
-    raise AssertionError("prompt has no numbered passages: " + json.dumps(prompt[:200]))
