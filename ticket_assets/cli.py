@@ -421,20 +421,71 @@ def evaluate(
     urgency_col: Annotated[str | None, typer.Option("--urgency-col")] = None,
     alias: Annotated[str, typer.Option(help="Alias or version to score.")] = "champion",
 ) -> None:
-    """Score a labelled file with the current champion and print metrics as JSON."""
+    """Score a labelled file with the champion: accuracy, macro-F1, per-class metrics and the confusion
+    matrix (as the training asset reports them), then the whole result as JSON on stdout."""
     settings = _environment()
     from ticket_assets.ml import registry
     from ticket_assets.ml.evaluate import evaluate_file
 
     registry.configure_mlflow(settings)
     try:
-        metrics = evaluate_file(
-            settings, path, text_col=text_col, topic_col=topic_col, urgency_col=urgency_col, alias=alias
-        )
+        with _progress() as progress:
+            metrics = evaluate_file(
+                settings,
+                path,
+                text_col=text_col,
+                topic_col=topic_col,
+                urgency_col=urgency_col,
+                alias=alias,
+                progress=lambda step: _progress_callback(progress, step),
+            )
     except (FileNotFoundError, KeyError, ValueError) as exc:
         console.print(f"[red]cannot evaluate {path}[/]: {exc}", highlight=False)
         raise typer.Exit(2) from None
+    _print_evaluation(metrics)
     print(json.dumps(metrics, indent=2, default=str))
+
+
+def _print_evaluation(metrics: dict) -> None:
+    """The training asset's tables, on stderr so stdout stays one JSON document."""
+    err = Console(stderr=True)
+    names = metrics.get("display_names", {})
+    model = metrics["model"]
+    for target, mapping in metrics.get("label_mapping", {}).items():
+        if mapping["unmapped"]:
+            listed = ", ".join(f"{label} ({n})" for label, n in mapping["unmapped"].items())
+            err.print(f"[yellow]{target} labels the model cannot map[/]: {listed}", highlight=False)
+    summary = Table(title=f"{model['name']} v{model['version']} on {Path(metrics['file']).name}")
+    for column in ("target", "n", "accuracy", "macro-F1", "ECE"):
+        summary.add_column(column)
+    for target in ("topic", "urgency"):
+        if target in metrics:
+            m = metrics[target]
+            summary.add_row(
+                target, str(m["n"]), f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}"
+            )
+    err.print(summary)
+    for target in ("topic", "urgency"):
+        if target not in metrics:
+            continue
+        m = metrics[target]
+        shown = [names.get(label, label) if target == "topic" else label for label in m["labels"]]
+        per_class = Table(title=f"{target}: per class")
+        for column in ("class", "precision", "recall", "F1", "support"):
+            per_class.add_column(column)
+        for label, name in zip(m["labels"], shown, strict=True):
+            v = m["per_class"][label]
+            per_class.add_row(
+                name, f"{v['precision']:.2f}", f"{v['recall']:.2f}", f"{v['f1']:.2f}", str(v["support"])
+            )
+        err.print(per_class)
+        confusion = Table(title=f"{target}: confusion matrix (rows true, columns predicted)")
+        confusion.add_column("")
+        for index in range(len(shown)):
+            confusion.add_column(str(index), justify="right")
+        for index, (name, row) in enumerate(zip(shown, m["confusion_matrix"], strict=True)):
+            confusion.add_row(f"{index} {name}", *(str(value) for value in row))
+        err.print(confusion)
 
 
 @demo_app.command("drift")

@@ -5,13 +5,23 @@ data -> train -> evaluate (+ majority baseline) -> register (alias ``challenger`
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ticket_assets.ml.dataset import TrainingData, data_version, load_training_data
+import polars as pl
+
+from ticket_assets.ml.dataset import (
+    TrainingData,
+    data_version,
+    load_training_data,
+    split_rule_summary,
+    topic_label_map,
+)
 from ticket_assets.ml.evaluate import Evaluation, evaluate_model, majority_baseline_metrics
 from ticket_assets.ml.gate import GateConfig, GateDecision, evaluate_gate, score_on_holdout
+from ticket_assets.ml.predict import TriageModel
 from ticket_assets.ml.registry import (
     CHAMPION,
     RegisteredVersion,
@@ -56,15 +66,26 @@ def load_data(settings: Settings, url: str, with_embeddings: bool = True) -> Tra
 
 def train_and_evaluate(data: TrainingData, config: TrainConfig | None = None) -> TrainedCandidate:
     outcome = train_triage_model(data.train, data.train_embeddings, data.embedding_model_id, config)
+    describe_training_data(outcome.model, data)
     evaluation = evaluate_model(outcome.model, data.test, data.test_embeddings, data.embedding_model_id)
     return TrainedCandidate(outcome, evaluation, majority_baseline_metrics(data.train, data.test))
+
+
+def describe_training_data(model: TriageModel, data: TrainingData) -> None:
+    """What the model carries about its data: topic display names, the split rule, its training
+    label mix and the ids of the holdout it never trained on (the drift reference is drawn from
+    those, in that label mix)."""
+    frame = pl.concat([data.train, data.test], how="vertical_relaxed")
+    model.metadata["topic_display"] = topic_label_map(frame).as_dict()
+    if "split_rule" in frame.columns:
+        model.metadata["split_rule"] = split_rule_summary(frame)
+    model.metadata["train_topic_counts"] = dict(Counter(data.train["topic"].drop_nulls().to_list()))
+    model.metadata["holdout_ticket_ids"] = data.test["ticket_id"].to_list()
 
 
 def register(
     candidate: TrainedCandidate, data: TrainingData, settings: Settings, url: str, config: TrainConfig
 ) -> RegisteredVersion:
-    import polars as pl
-
     version = data_version(pl.concat([data.train, data.test], how="vertical_relaxed"), DBT_MANIFEST)
     version["embedding_model_id"] = data.embedding_model_id
     return log_training_run(

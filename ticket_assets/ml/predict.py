@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from threadpoolctl import ThreadpoolController
 
+from ticket_assets.core.labels import LabelMap
 from ticket_assets.ml.features import TextFeatures
 from ticket_assets.settings import Settings
 
@@ -256,6 +257,11 @@ class TriageModel:
 
     def labels(self, target: str) -> list[str]:
         return list(self.targets[target].labels)
+
+    @property
+    def topic_names(self) -> LabelMap:
+        """Display names of the topic keys, registered with the model (keys when absent)."""
+        return LabelMap(self.metadata.get("topic_display", {}))
 
     def predict_proba(
         self,

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import polars as pl
 
+from ticket_assets.core.labels import display_label, normalize_label, normalize_urgency
 from ticket_assets.sources.frame import REJECTED_SCHEMA, UTC_DATETIME, conform, empty_rejected
-from ticket_assets.sources.text import detect_language, normalize_label, normalize_urgency, text_hash_series
+from ticket_assets.sources.text import detect_language, text_hash_series
 
 REJECT_REASONS = {
     "blank_text": "the mapped text column is missing or blank",
@@ -335,7 +336,9 @@ def _tickets(good: pl.DataFrame, records: _Records, mapping: ColumnMapping, sour
             "source": pl.Series([source] * good.height, dtype=pl.String),
             "title": titles,
             "body": bodies,
-            "topic": _mapped_labels(good["topic"], normalize_label),
+            # The export's own spelling: dbt derives the key (normalise_label) and keeps this as
+            # the display name people see.
+            "topic": _mapped_labels(good["topic"], display_label),
             "urgency": _mapped_labels(good["urgency"], normalize_urgency),
             "channel": _mapped_labels(good["channel"], normalize_label),
             "language": pl.Series(languages, dtype=pl.String),

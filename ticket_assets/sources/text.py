@@ -1,4 +1,6 @@
-"""Text helpers shared by every ticket source: normalisation, hashing, language and labels.
+"""Text helpers shared by every ticket source: normalisation, hashing and language.
+
+Labels (keys, display names, urgency synonyms) live in ``ticket_assets.core.labels``.
 
 Each scalar helper has a polars twin (``*_expr``/``*_series``) for whole frames; tests keep the
 two in agreement so a ticket hashes the same whichever path ingested it.
@@ -12,48 +14,7 @@ import unicodedata
 
 import polars as pl
 
-URGENCY_LEVELS: list[str] = ["low", "medium", "high", "critical"]  # most urgent last
-
-# Same rule as the dbt macro normalise_label, so a label normalises identically in both places.
-_LABEL_SEPARATORS = re.compile(r"[\s_-]+")
 _WORD = re.compile(r"[a-zàâäçéèêëîïôöùûüÿœæ']+")
-
-# Priority words seen in help-desk exports (Zendesk, ServiceNow, Jira) mapped onto our four
-# levels. Keys are already normalised with ``normalize_label``; anything else is kept as-is.
-URGENCY_ALIASES: dict[str, str] = {
-    "p1": "critical",
-    "p2": "high",
-    "p3": "medium",
-    "p4": "low",
-    "p5": "low",
-    "sev1": "critical",
-    "sev2": "high",
-    "sev3": "medium",
-    "sev4": "low",
-    "1": "critical",
-    "2": "high",
-    "3": "medium",
-    "4": "low",
-    "5": "low",
-    "urgent": "critical",
-    "blocker": "critical",
-    "highest": "critical",
-    "critique": "critical",
-    "urgente": "critical",
-    "major": "high",
-    "haute": "high",
-    "elevee": "high",
-    "élevée": "high",
-    "normal": "medium",
-    "moderate": "medium",
-    "moyenne": "medium",
-    "minor": "low",
-    "trivial": "low",
-    "lowest": "low",
-    "planning": "low",
-    "basse": "low",
-    "faible": "low",
-}
 
 # Short, frequent words: a handful per ticket is enough to tell English from French. Words that
 # are also common in other languages or in English shorthand ('la', 'ne', 'mon' = Monday) are
@@ -149,19 +110,3 @@ def detect_language(text: str | None) -> str | None:
     if evidence and len(french_words) + accented > english:
         return "fr"
     return "en"
-
-
-def normalize_label(value: str | None) -> str | None:
-    """'Hardware ' -> 'hardware', 'HR  Support' -> 'hr_support', 'Internal - Project' -> 'internal_project'."""
-    if value is None:
-        return None
-    label = _LABEL_SEPARATORS.sub("_", value.strip().lower()).strip("_")
-    return label or None
-
-
-def normalize_urgency(value: str | None) -> str | None:
-    """Map common priority words (P1, urgent, normal ...) onto URGENCY_LEVELS; keep others normalised."""
-    label = normalize_label(value)
-    if label is None:
-        return None
-    return URGENCY_ALIASES.get(label, label)

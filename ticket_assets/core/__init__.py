@@ -1,0 +1,1 @@
+"""Contracts shared by every layer: labels, language, text, names."""
