@@ -400,5 +400,7 @@ def test_degenerate_dates_take_the_stratified_hash_split(tickets_db: str, tmp_pa
     insert(tickets_db, dated)
     run_dbt(tickets_db, tmp_path, "build")
     assert_marts_match_raw(tickets_db)
-    rules = Counter(row["split_rule"] for row in fetch(tickets_db, "select split_rule from marts.training_set"))
+    rules = Counter(
+        row["split_rule"] for row in fetch(tickets_db, "select split_rule from marts.training_set")
+    )
     assert rules == {"time": 700}
