@@ -139,6 +139,23 @@ def loop(tmp_path_factory, pg_server_url):
     webhook.close()
 
 
+def test_materialising_again_without_changes_registers_no_new_version(loop: Loop) -> None:
+    from ticket_assets.ml.registry import list_versions
+    from ticket_assets.runner import materialize
+
+    versions = [v["version"] for v in list_versions(loop.settings.model_name, loop.settings)]
+    champion = loop.champion()
+    outcome = materialize(
+        "key:ticket_classifier or key:champion_model", instance=loop.instance, run_config=QUIET
+    )
+    assert outcome.success, outcome.failed_steps
+    assert [v["version"] for v in list_versions(loop.settings.model_name, loop.settings)] == versions
+    assert loop.champion() == champion
+    event = loop.instance.get_latest_materialization_event(dg.AssetKey("ticket_classifier"))
+    note = event.asset_materialization.metadata["training"].value
+    assert note.startswith(f"skipped: data, code and config equal champion v{champion}")
+
+
 def test_stationary_traffic_requests_no_retraining(loop: Loop) -> None:
     stationary = period_b(260, seed=41, scenario=None, start=B_START)
     loop.serve(stationary)

@@ -43,13 +43,22 @@ def _environment():
         return prepare_environment()
 
 
-def _progress() -> Progress:
+def _force_training(force: bool) -> None:
+    """--force-train: the settings (read on first use, by this process and its children) carry it."""
+    if force:
+        from ticket_assets.settings import reset_settings_cache
+
+        os.environ["TICKETOPS_FORCE_TRAIN"] = "1"
+        reset_settings_cache()
+
+
+def _progress(on: Console | None = None) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=on or console,
     )
 
 
@@ -122,8 +131,13 @@ def materialize(
     select: Annotated[
         str | None, typer.Option("--select", "-s", help="Asset selection, e.g. 'key:marts/*' or 'group:dbt'.")
     ] = None,
+    force_train: Annotated[
+        bool,
+        typer.Option("--force-train", help="Train even when data, code and config equal the champion's."),
+    ] = False,
 ) -> None:
     """Run the asset graph headless; exits non-zero when any step fails."""
+    _force_training(force_train)
     _environment()
     from ticket_assets.runner import materialize as run
 
@@ -230,8 +244,13 @@ def up(
     serve_ui: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve the Dagster UI and the API afterwards.")
     ] = True,
+    force_train: Annotated[
+        bool,
+        typer.Option("--force-train", help="Train even when data, code and config equal the champion's."),
+    ] = False,
 ) -> None:
     """The main job: services, seed data, materialise the whole graph, then serve the Dagster UI and the API."""
+    _force_training(force_train)
     from ticket_assets.services.postgres import database_url, embedded_is_running, stop_embedded
     from ticket_assets.settings import get_settings
 
@@ -428,8 +447,9 @@ def evaluate(
     from ticket_assets.ml.evaluate import evaluate_file
 
     registry.configure_mlflow(settings)
+    err = Console(stderr=True)
     try:
-        with _progress() as progress:
+        with _progress(err) as progress:
             metrics = evaluate_file(
                 settings,
                 path,
@@ -440,15 +460,14 @@ def evaluate(
                 progress=lambda step: _progress_callback(progress, step),
             )
     except (FileNotFoundError, KeyError, ValueError) as exc:
-        console.print(f"[red]cannot evaluate {path}[/]: {exc}", highlight=False)
+        err.print(f"[red]cannot evaluate {path}[/]: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    _print_evaluation(metrics)
+    _print_evaluation(metrics, err)
     print(json.dumps(metrics, indent=2, default=str))
 
 
-def _print_evaluation(metrics: dict) -> None:
+def _print_evaluation(metrics: dict, err: Console) -> None:
     """The training asset's tables, on stderr so stdout stays one JSON document."""
-    err = Console(stderr=True)
     names = metrics.get("display_names", {})
     model = metrics["model"]
     for target, mapping in metrics.get("label_mapping", {}).items():

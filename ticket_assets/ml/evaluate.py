@@ -71,6 +71,9 @@ def evaluate_model(
             target_model.labels,
             most_urgent=target_model.most_urgent if target == "urgency" else None,
         )
+        rare = model.metadata.get("rare_labels", {}).get(target)
+        if rare is not None:
+            target_metrics |= rare_class_metrics(target_metrics, set(rare))
         y_pred = np.array(target_model.labels, dtype=object)[proba[labelled].argmax(axis=1)]
         target_metrics["slices"] = {
             name: slice_metrics(y_true, y_pred, np.array(values, dtype=object)[labelled])
@@ -86,6 +89,19 @@ def evaluate_model(
 
 class LabelMismatchError(ValueError):
     """None of a file's labels is one the model knows."""
+
+
+def rare_class_metrics(target_metrics: dict[str, Any], rare: set[str]) -> dict[str, Any]:
+    """Macro-F1 of the rare classes (learned from few examples) and of the others, reported apart so
+    a long tail's weakness is not averaged away. Only classes with holdout rows count."""
+    present = {label: v for label, v in target_metrics["per_class"].items() if v["support"] > 0}
+    rare_f1 = [v["f1"] for label, v in present.items() if label in rare]
+    frequent_f1 = [v["f1"] for label, v in present.items() if label not in rare]
+    return {
+        "rare_classes": sorted(rare),
+        "rare_macro_f1": float(np.mean(rare_f1)) if rare_f1 else None,
+        "frequent_macro_f1": float(np.mean(frequent_f1)) if frequent_f1 else None,
+    }
 
 
 def evaluate_file(

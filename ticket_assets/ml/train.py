@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -61,9 +62,12 @@ class TrainConfig:
     char_ngrams: tuple[int, int] = (2, 5)
     min_df: int = 2
     max_features: int | None = 300_000  # per analyzer (word, char)
-    # Classes with fewer training examples than this cannot be cross-validated; they are dropped
-    # from training (and recorded in the model metadata) rather than failing the whole run.
-    min_class_examples: int = 6
+    # Long tails: every class with at least this many training examples is learned. Stratified
+    # folds spread a class's examples over different folds, so each fold's fit still sees one of
+    # a 2-example class; the kNN vote and the calibrator's per-class bias carry such classes (a
+    # nearest-neighbour fallback in embedding space). Rarer classes are dropped (and recorded).
+    min_class_examples: int = 2
+    rare_class_examples: int = 6  # classes under this are reported apart as rare
     min_urgency_labels: int = 50  # an urgency model needs at least this many labelled tickets
     most_urgent_fallback: str | None = None  # for urgency label sets outside low..critical
     svc_max_iter: int = 2000
@@ -93,6 +97,7 @@ class TargetTrainingReport:
     labels: list[str]
     dropped_labels: dict[str, int]
     n_train: int
+    rare_labels: dict[str, int]  # learned from fewer than rare_class_examples examples
     candidates: list[CandidateResult]
     search: dict[str, dict[str, float]]  # base model -> parameter value -> CV macro-F1
     seconds: float
@@ -104,6 +109,7 @@ class TargetTrainingReport:
             "labels": self.labels,
             "dropped_labels": self.dropped_labels,
             "n_train": self.n_train,
+            "rare_labels": self.rare_labels,
             "candidates": {c.candidate: asdict(c) for c in self.candidates},
             "search_cv_macro_f1": self.search,
             "seconds": self.seconds,
@@ -206,7 +212,7 @@ def _target_rows(
     """Row indices with a usable label, their labels, and the labels dropped as too rare."""
     labels = train[target].to_list()
     counts = Counter(label for label in labels if label is not None)
-    dropped = {label: n for label, n in counts.items() if n < max(config.min_class_examples, config.cv_folds)}
+    dropped = {label: n for label, n in counts.items() if n < config.min_class_examples}
     keep = np.array(
         [i for i, label in enumerate(labels) if label is not None and label not in dropped], dtype=int
     )
@@ -232,9 +238,14 @@ def fit_target(
 ) -> tuple[TargetModel, TargetTrainingReport, dict[str, TargetModel]]:
     """The chosen model of one target, its report, and every fitted candidate by name."""
     started = time.perf_counter()
-    folds = list(
-        StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed).split(np.zeros(len(y)), y)
-    )
+    with warnings.catch_warnings():
+        # "The least populated class has only 2 members": intended for long tails (see TrainConfig).
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        folds = list(
+            StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed).split(
+                np.zeros(len(y)), y
+            )
+        )
     available = _base_models(tfidf, embeddings, config)
     usable = {c: bases_of(c, config) for c in candidates if set(bases_of(c, config)) <= set(available)}
     searched = {
@@ -284,6 +295,11 @@ def fit_target(
         labels=fitted[best.candidate].labels,
         dropped_labels={},
         n_train=len(y),
+        rare_labels={
+            str(label): n
+            for label, n in sorted(Counter(y.tolist()).items())
+            if n < config.rare_class_examples
+        },
         candidates=results,
         search={b: {str(k): v for k, v in r.scores.items()} for b, r in searched.items()},
         seconds=time.perf_counter() - started,
