@@ -36,7 +36,7 @@ def test_training_searches_every_candidate_and_picks_the_best_by_cv(world) -> No
         assert set(report.search["svc"]) == {str(c) for c in tiny_config().tfidf_c_grid}
         assert set(report.search) == {"svc", "lr", "knn"}
         stack = next(c for c in report.candidates if c.candidate == "stack")
-        assert set(stack.params) == {"svc", "lr", "knn"}
+        assert set(stack.params) == {"svc", "lr", "knn", "prior_correction"}
     json.dumps(world.outcome.as_dict())
 
 

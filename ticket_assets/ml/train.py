@@ -57,6 +57,9 @@ class TrainConfig:
     knn_k_grid: tuple[int, ...] = (20,)  # empty: no knn in the stack
     knn_temperature: float = 0.05
     calibrator_bias_l2: float = 1e-3
+    # Prior correction of the calibrated probabilities (StackCalibrator.correct_prior), chosen per
+    # candidate by CV macro-F1; ties go to the first (no correction).
+    prior_correction_grid: tuple[float, ...] = (0.0, 0.5, 1.0)
     candidates: tuple[str, ...] = ("tfidf", "embedding", "stack")
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (2, 5)
@@ -256,14 +259,18 @@ def fit_target(
     }
 
     results: list[CandidateResult] = []
+    counts = Counter(y.tolist())
     for candidate, bases in usable.items():
-        predicted = _calibrated_cv_predictions([searched[b].oof for b in bases], y, folds, config)
+        probabilities, classes = _calibrated_cv_probabilities(
+            [searched[b].oof for b in bases], y, folds, config
+        )
+        alpha, predicted = _best_prior_correction(probabilities, classes, y, counts, config)
         results.append(
             CandidateResult(
                 candidate=candidate,
                 cv_macro_f1=float(f1_score(y, predicted, average="macro")),
                 cv_accuracy=float(np.mean(predicted == y)),
-                params={b: searched[b].best for b in bases},
+                params={b: searched[b].best for b in bases} | {"prior_correction": alpha},
             )
         )
     best = max(results, key=lambda r: r.cv_macro_f1)  # first of equals: the simplest candidate
@@ -283,9 +290,18 @@ def fit_target(
         if target == "urgency"
         else None
     )
+    alphas = {r.candidate: r.params["prior_correction"] for r in results}
     fitted = {
         candidate: _assemble(
-            target, candidate, usable[candidate], searched, fitted_bases, y, most_urgent, config
+            target,
+            candidate,
+            usable[candidate],
+            searched,
+            fitted_bases,
+            y,
+            most_urgent,
+            config,
+            alphas[candidate],
         )
         for candidate in to_fit
     }
@@ -352,8 +368,11 @@ def _assemble(
     y: np.ndarray,
     most_urgent: str | None,
     config: TrainConfig,
+    prior_correction: float = 0.0,
 ) -> TargetModel:
     calibrator = _calibrator(config).fit([searched[b].oof for b in bases], y)
+    if prior_correction:
+        calibrator.correct_prior(prior_correction, Counter(y.tolist()))
     return TargetModel(
         target=target,
         candidate=candidate,
@@ -370,16 +389,35 @@ def _calibrator(config: TrainConfig) -> StackCalibrator:
     return StackCalibrator(bias_l2=config.calibrator_bias_l2)
 
 
-def _calibrated_cv_predictions(
+def _calibrated_cv_probabilities(
     parts: list[np.ndarray], y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], config: TrainConfig
-) -> np.ndarray:
-    """Labels the calibrated candidate predicts for rows its calibrator did not see."""
-    predicted = np.empty(len(y), dtype=object)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated probabilities of every row from a calibrator that did not see it (columns: classes)."""
+    classes = np.unique(y)
+    column = {label: i for i, label in enumerate(classes)}
+    probabilities = np.zeros((len(y), len(classes)))
     for fit_rows, score_rows in folds:
         calibrator = _calibrator(config).fit([part[fit_rows] for part in parts], y[fit_rows])
-        probabilities = calibrator.predict_proba([part[score_rows] for part in parts])
-        predicted[score_rows] = calibrator.classes_[probabilities.argmax(axis=1)]
-    return predicted
+        columns = [column[label] for label in calibrator.classes_]
+        probabilities[np.ix_(score_rows, columns)] = calibrator.predict_proba(
+            [part[score_rows] for part in parts]
+        )
+    return probabilities, classes
+
+
+def _best_prior_correction(
+    probabilities: np.ndarray, classes: np.ndarray, y: np.ndarray, counts: Counter, config: TrainConfig
+) -> tuple[float, np.ndarray]:
+    """The prior-correction power with the best CV macro-F1, and its predictions."""
+    log_prior = np.log(np.array([counts[label] for label in classes], dtype=np.float64) / len(y))
+    log_p = np.log(np.clip(probabilities, 1e-12, None))
+    best: tuple[float, float, np.ndarray] | None = None
+    for alpha in config.prior_correction_grid or (0.0,):
+        predicted = classes[(log_p - alpha * log_prior).argmax(axis=1)]
+        score = float(f1_score(y, predicted, average="macro"))
+        if best is None or score > best[1]:
+            best = (alpha, score, predicted)
+    return best[0], best[2]
 
 
 @dataclass
