@@ -130,8 +130,10 @@ def kb_topic_map_table(model_metadata: dict) -> str:
     op_tags=HEAVY_STEP_TAGS,
     description=(
         "Topic and (when labels exist) urgency classifier trained on `marts.training_set`: TF-IDF, embedding "
-        "and stacked candidates compared by cross-validation, calibrated, scored on the time-based holdout and "
-        "registered in MLflow as a new version with alias `challenger`."
+        "and stacked candidates compared by cross-validation, calibrated, scored on the mart's holdout (time "
+        "split, or a label-stratified hash split for undated exports) and registered in MLflow as a new version "
+        "with alias `challenger`, carrying its label display names and learned KB topic map. Skipped (no new "
+        "version) when data, code and config equal the champion's, unless forced."
     ),
 )
 def ticket_classifier(
