@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from ticket_assets.core.labels import LabelMap
 from ticket_assets.core.names import CHAMPION
 from ticket_assets.settings import Settings
 
@@ -74,9 +75,17 @@ class ServingModel:
             "tags": tags,
             "embedding_model": _read(self.model, "embedding_model_id"),
             "topics": list(self.topics),
+            "topic_names": {
+                topic: LabelMap(_model_metadata(self.model).get("topic_display", {})).name(topic)
+                for topic in self.topics
+            },
             "urgencies": list(self.urgencies),
             "loaded_at": self.loaded_at,
         }
+
+
+def _model_metadata(model: Any) -> dict[str, Any]:
+    return getattr(model, "metadata", {}) or {}
 
 
 def _with_prefix(tags: Mapping[str, str], prefix: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from serving.deps import ServingState
 from serving.inference import InferenceResult, ModelNotReady
 from serving.prediction_log import PredictionRow, text_fields
 from serving.schemas import ModelRef, Ticket, TicketTriage
+from ticket_assets.core.labels import LabelMap
 
 
 @dataclass
@@ -99,6 +100,7 @@ def _probabilities(values: Any) -> dict[str, float] | None:
 
 
 def triage_results(result: InferenceResult, threshold: float) -> list[TicketTriage]:
+    names = LabelMap((getattr(result.model.model, "metadata", {}) or {}).get("topic_display", {}))
     out = []
     for prediction in result.predictions:
         urgency_confidence = getattr(prediction, "urgency_confidence", None)
@@ -107,6 +109,7 @@ def triage_results(result: InferenceResult, threshold: float) -> list[TicketTria
             TicketTriage(
                 request_id=uuid.uuid4(),
                 topic=str(prediction.topic),
+                topic_name=str(names.name(str(prediction.topic))),
                 topic_confidence=topic_confidence,
                 topic_probabilities=_probabilities(prediction.topic_probabilities) or {},
                 urgency=None if prediction.urgency is None else str(prediction.urgency),

@@ -126,7 +126,8 @@ class ModelRef(BaseModel):
 
 class TicketTriage(BaseModel):
     request_id: UUID = Field(description="Identifies this ticket's prediction; send it back with feedback.")
-    topic: str
+    topic: str = Field(description="The topic's key (machines, feedback, routing rules).")
+    topic_name: str = Field(description="The topic as the training data spelled it (what people see).")
     topic_confidence: float
     topic_probabilities: dict[str, float]
     urgency: str | None

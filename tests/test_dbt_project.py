@@ -22,7 +22,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ticket_assets.core.labels import normalize_label
 from ticket_assets.core.paths import REPO_ROOT
+from ticket_assets.ml.splits import stratified_hash_split, time_split_usable
 from ticket_assets.services.postgres import dbt_env
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -99,7 +101,7 @@ def expected_urgency_map() -> dict[str, str]:
     }
     mapping.update({level: level for level in LEVELS})
     try:
-        from ticket_assets.sources.text import URGENCY_ALIASES
+        from ticket_assets.core.labels import URGENCY_ALIASES
     except ImportError:
         return mapping
     mapping.update({alias: level for alias, level in URGENCY_ALIASES.items() if level in LEVELS})
@@ -131,16 +133,19 @@ def expected_from_raw(url: str) -> Expected:
         row for row in raw
         if canonical[row["ticket_id"]] == row["ticket_id"] and (row["topic"] or "").strip() and has_text(row)
     ]  # fmt: skip
+    # The time rule applies when the dates are usable; every other row takes the stratified hash split.
+    time_rule = time_split_usable([row["created_at"] for row in labelled])
     dated = sorted(
-        (row for row in labelled if row["created_at"] is not None),
+        (row for row in labelled if time_rule and row["created_at"] is not None),
         key=lambda row: (row["event_at"], row["ticket_id"].encode()),
     )
     n_test = math.floor(len(dated) * TEST_FRACTION + Decimal("0.5"))
     test_ids = {row["ticket_id"] for row in dated[len(dated) - n_test :]}
-    test_ids |= {
-        row["ticket_id"] for row in labelled
-        if row["created_at"] is None and int(hashlib.md5(row["ticket_id"].encode()).hexdigest()[:8], 16) % 10000 < 2000
-    }  # fmt: skip
+    hashed = [row for row in labelled if not (time_rule and row["created_at"] is not None)]
+    splits = stratified_hash_split(
+        [row["ticket_id"] for row in hashed], [normalize_label(row["topic"]) for row in hashed], TEST_FRACTION
+    )
+    test_ids |= {row["ticket_id"] for row, split in zip(hashed, splits, strict=True) if split == "test"}
     daily = Counter(row["event_at"].astimezone(UTC).date() for row in raw)
     return Expected(canonical, {row["ticket_id"] for row in labelled}, test_ids, daily)
 
@@ -360,3 +365,41 @@ def test_dataset_without_urgency_or_dates_builds_with_hash_split(tickets_db: str
         "administrative_rights",
     }  # fmt: skip
     assert sum(row["n_tickets"] for row in dim_topics) == len(rows)
+    # Stratified by topic: every topic holds out round(n * 0.2) of its rows; people see the spelling.
+    by_topic = Counter(row["topic"] for row in training)
+    held_out = Counter(row["topic"] for row in training if row["split"] == "test")
+    assert held_out == {topic: round(n * 0.2) for topic, n in by_topic.items()}
+    assert {row["topic"]: row["topic_display"] for row in training}["hr_support"] == "HR Support"
+    assert {row["split_rule"] for row in training} == {"hash"}
+
+
+def test_degenerate_dates_take_the_stratified_hash_split(tickets_db: str, tmp_path: Path) -> None:
+    """An export that stamped (almost) every row with one time: a time split would hold out the
+    last ticket ids, so every row takes the hash split; real dates added later switch it back."""
+    stamp = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    topics = ["Hardware"] * 5 + ["Access"] * 3 + ["Rare Group"] * 2  # skewed by id order
+    rows = [
+        ticket(f"T{i:04d}", f"ticket {i} about {topics[i % 10]}", topic=topics[i % 10],
+               created_at=stamp if i % 10 else stamp + timedelta(days=i))
+        for i in range(300)
+    ]  # fmt: skip
+    insert(tickets_db, rows)
+    run_dbt(tickets_db, tmp_path, "build")
+    assert_marts_match_raw(tickets_db)
+    training = fetch(tickets_db, "select topic, split, split_rule from marts.training_set")
+    assert {row["split_rule"] for row in training} == {"hash"}
+    held_out = Counter(row["topic"] for row in training if row["split"] == "test")
+    assert held_out == {"hardware": 30, "access": 18, "rare_group": 12}
+
+    # Real dates arrive: the incremental run moves every dated row onto the time rule.
+    dated = [
+        ticket(f"D{i:04d}", f"dated ticket {i}", topic="Hardware", created_at=stamp + timedelta(hours=i))
+        for i in range(400)
+    ]
+    insert(tickets_db, dated)
+    run_dbt(tickets_db, tmp_path, "build")
+    assert_marts_match_raw(tickets_db)
+    rules = Counter(
+        row["split_rule"] for row in fetch(tickets_db, "select split_rule from marts.training_set")
+    )
+    assert rules == {"time": 700}

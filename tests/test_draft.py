@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_llm import FakeLLM, chat_reply, serve_fake_llm
-from ticket_assets.core.passage import Passage
 from ticket_assets.core.language import detect_language
+from ticket_assets.core.passage import Passage
 from ticket_assets.rag.draft import Draft, draft_answer, filter_citations
 from ticket_assets.rag.kb import KB_DIR, KB_TOPICS, chunk_article, load_articles
 from ticket_assets.settings import Settings

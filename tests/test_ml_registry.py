@@ -235,6 +235,26 @@ def test_evaluate_file_scores_a_labelled_csv(registered: Registered, tmp_path: P
     with pytest.raises(KeyError):
         evaluate_file(registered.settings, path, text_col="nope", topic_col="label")
 
+    # An export spells labels its own way: 'Access Password' is the model's access_password.
+    spelled = tmp_path / "spelled.csv"
+    data.test.select(
+        body="text", label=pl.col("topic").str.replace_all("_", " ").str.to_titlecase()
+    ).write_csv(spelled)
+    mapped = evaluate_file(
+        registered.settings, spelled, text_col="body", topic_col="label", alias=registered.version
+    )
+    assert mapped["topic"]["macro_f1"] == pytest.approx(metrics["topic"]["macro_f1"])
+    assert mapped["label_mapping"]["topic"]["unmapped"] == {}
+
+    from ticket_assets.ml.evaluate import LabelMismatchError
+
+    foreign = tmp_path / "foreign.csv"
+    data.test.head(10).select(body="text", label=pl.lit("Payroll")).write_csv(foreign)
+    with pytest.raises(LabelMismatchError, match="none of the 10 topics"):
+        evaluate_file(
+            registered.settings, foreign, text_col="body", topic_col="label", alias=registered.version
+        )
+
 
 def test_pipeline_trains_from_the_training_mart_and_promotes_a_first_model(
     fresh_db: str, tmp_path: Path
@@ -245,8 +265,9 @@ def test_pipeline_trains_from_the_training_mart_and_promotes_a_first_model(
         conn.execute("create schema if not exists marts")
         conn.execute(
             "create table marts.training_set (ticket_id text, text text, title text, body text, topic text, "
-            "urgency text, channel text, department text, language text, created_at timestamptz, "
-            "event_at timestamptz, text_hash text, text_length int, split text)"
+            "topic_display text, urgency text, channel text, department text, language text, "
+            "created_at timestamptz, event_at timestamptz, text_hash text, text_length int, split text, "
+            "split_rule text)"
         )
         with conn.cursor().copy(f"copy marts.training_set ({', '.join(frame.columns)}) from stdin") as copy:
             for row in frame.iter_rows():

@@ -36,7 +36,7 @@ def test_training_searches_every_candidate_and_picks_the_best_by_cv(world) -> No
         assert set(report.search["svc"]) == {str(c) for c in tiny_config().tfidf_c_grid}
         assert set(report.search) == {"svc", "lr", "knn"}
         stack = next(c for c in report.candidates if c.candidate == "stack")
-        assert set(stack.params) == {"svc", "lr", "knn"}
+        assert set(stack.params) == {"svc", "lr", "knn", "prior_correction"}
     json.dumps(world.outcome.as_dict())
 
 
@@ -195,11 +195,25 @@ def test_no_urgency_labels_means_no_urgency_model() -> None:
     assert prediction.urgency is None and prediction.urgency_probabilities is None
 
 
-def test_rare_classes_are_dropped_and_recorded() -> None:
+def test_a_class_with_two_examples_is_learned_and_a_single_one_dropped() -> None:
+    """Long tails: two examples are enough to learn a class (kNN / calibrator bias carry it); one is not."""
     data = corpus()
-    rare_rows = pl.DataFrame({"text": ["Quantum flux capacitor overheating", "Flux capacitor smells burnt"]})
-    rare = rare_rows.with_columns(topic=pl.lit("time_travel"), urgency=pl.lit("low"))
+    rare_rows = pl.DataFrame(
+        {
+            "text": [
+                "Quantum flux capacitor overheating",
+                "Flux capacitor smells burnt",
+                "My hoverboard is stuck",
+            ],
+            "topic": ["time_travel", "time_travel", "hoverboards"],
+        }
+    )
+    rare = rare_rows.with_columns(urgency=pl.lit("low"))
     train = pl.concat([data.train.select("text", "topic", "urgency"), rare])
     outcome = train_triage_model(train, None, None, tiny_config(candidates=("tfidf",)))
-    assert outcome.reports["topic"].dropped_labels == {"time_travel": 2}
-    assert "time_travel" not in outcome.model.labels("topic")
+    report = outcome.reports["topic"]
+    assert report.dropped_labels == {"hoverboards": 1}
+    assert "time_travel" in outcome.model.labels("topic")
+    assert report.rare_labels == {"time_travel": 2}
+    [prediction] = outcome.model.predict(["the flux capacitor is overheating again"])
+    assert prediction.topic == "time_travel"

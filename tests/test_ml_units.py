@@ -221,3 +221,24 @@ def test_a_dip_within_the_holdouts_sampling_noise_does_not_veto_but_a_real_drop_
     assert not strict.passed
     assert not collapse.passed
     assert small.comparisons["topic"]["macro_f1_allowed_drop"] > 0.03
+
+
+def test_prior_correction_lets_a_rare_class_win_where_the_prior_decided() -> None:
+    """Log-loss calibration follows the class priors; dividing by prior**alpha undoes that for the
+    decision (long tails), and alpha = 0 leaves the calibrated probabilities as they were."""
+    from ticket_assets.ml.predict import StackCalibrator
+
+    rng = np.random.default_rng(0)
+    y = np.array(["big"] * 95 + ["rare"] * 5, dtype=object)
+    scores = np.column_stack([rng.normal(0.2, 1, 100), rng.normal(0.0, 1, 100)])
+    scores[y == "rare", 1] += 0.6  # a weak signal for the rare class
+    calibrator = StackCalibrator().fit([scores], y)
+    ambiguous = np.array([[0.0, 0.6]])
+    plain = calibrator.predict_proba([ambiguous])[0]
+    assert calibrator.classes_[plain.argmax()] == "big"
+    calibrator.correct_prior(1.0, {"big": 95, "rare": 5})
+    corrected = calibrator.predict_proba([ambiguous])[0]
+    assert corrected[1] > plain[1] and corrected.sum() == pytest.approx(1.0)
+    assert calibrator.correct_prior(0.0, {"big": 95, "rare": 5}).predict_proba([ambiguous])[
+        0
+    ] == pytest.approx(plain)

@@ -146,7 +146,38 @@ def loop(tmp_path_factory, pg_server_url):
 
 
 @pytest.fixture(scope="module")
-def stationary(loop: Loop) -> dict:
+def rematerialised(loop: Loop) -> dict:
+    """Materialise again with nothing changed: training must be skipped, not a new version."""
+    from ticket_assets.ml.registry import list_versions
+    from ticket_assets.runner import materialize
+
+    before = [v["version"] for v in list_versions(loop.settings.model_name, loop.settings)]
+    champion = loop.champion()
+    outcome = materialize(
+        "key:ticket_classifier or key:champion_model", instance=loop.instance, run_config=QUIET
+    )
+    event = loop.instance.get_latest_materialization_event(dg.AssetKey("ticket_classifier"))
+    return {
+        "success": outcome.success,
+        "failed_steps": outcome.failed_steps,
+        "versions_before": before,
+        "versions_after": [v["version"] for v in list_versions(loop.settings.model_name, loop.settings)],
+        "champion_before": champion,
+        "champion_after": loop.champion(),
+        "note": event.asset_materialization.metadata["training"].value,
+    }
+
+
+def test_materialising_again_without_changes_registers_no_new_version(rematerialised: dict) -> None:
+    assert rematerialised["success"], rematerialised["failed_steps"]
+    assert rematerialised["versions_after"] == rematerialised["versions_before"]
+    assert rematerialised["champion_after"] == rematerialised["champion_before"]
+    champion = rematerialised["champion_before"]
+    assert rematerialised["note"].startswith(f"skipped: data, code and config equal champion v{champion}")
+
+
+@pytest.fixture(scope="module")
+def stationary(loop: Loop, rematerialised: dict) -> dict:
     loop.serve(period_b(260, seed=41, scenario=None, start=B_START))
     return {"report": loop.drift_report(), "requests": loop.tick_drift_sensor()}
 
@@ -280,19 +311,52 @@ def test_new_labels_sensor_requests_retraining_once_per_batch(loop: Loop, drift_
     assert date.fromisoformat(first.cursor[:10]) >= date(2020, 1, 1)
 
 
-def test_champion_holdout_is_rebuilt_from_the_version_tags_whatever_the_zone_name() -> None:
+def test_holdout_of_an_older_model_is_rebuilt_from_the_version_tags_whatever_the_zone_name() -> None:
     from datetime import datetime
 
     import polars as pl
 
-    from ticket_assets.defs.monitoring import champion_holdout
+    from ticket_assets.monitoring.reference import holdout_from_tags
 
     days = [datetime(2025, 1, day, tzinfo=UTC) for day in range(1, 11)]
     mart = pl.DataFrame({"event_at": days, "split": ["train"] * 8 + ["test"] * 2}).with_columns(
         pl.col("event_at").dt.convert_time_zone("Etc/UTC")
     )
     # The champion saw tickets up to Jan 7 and held out its latest 2: later rows (feedback) are not its data.
-    holdout = champion_holdout(
+    holdout = holdout_from_tags(
         mart, {"data.max_event_at": "2025-01-07 00:00:00+00:00", "data.test_rows": "2"}
     )
     assert [d.day for d in holdout["event_at"].to_list()] == [6, 7]
+
+
+def test_drift_reference_is_held_out_rows_in_the_training_label_mix() -> None:
+    """Undated imports share one event_at: the reference must still be the rows the champion held
+    out (not the last ticket ids), sampled in its training data's label mix."""
+    from datetime import datetime
+
+    import polars as pl
+
+    from ticket_assets.ml.splits import stratified_hash_split
+    from ticket_assets.monitoring.reference import drift_reference
+
+    ids = [f"ITS-{i:06d}" for i in range(2000)]
+    topics = ["hardware" if i < 1000 else "hr_support" if i < 1600 else "access" for i in range(2000)]
+    split = stratified_hash_split(ids, topics)
+    mart = pl.DataFrame(
+        {
+            "ticket_id": ids,
+            "topic": topics,
+            "split": split,
+            "event_at": [datetime(2025, 1, 1, tzinfo=UTC)] * 2000,
+        }
+    )
+    held_out = {i for i, s in zip(ids, split, strict=True) if s == "test"}
+    train_counts = dict(
+        pl.Series([t for t, s in zip(topics, split, strict=True) if s == "train"]).value_counts().iter_rows()
+    )
+    metadata = {"holdout_ticket_ids": sorted(held_out), "train_topic_counts": train_counts}
+    tags = {"data.max_event_at": "2025-01-01 00:00:00+00:00", "data.test_rows": str(len(held_out))}
+    reference = drift_reference(mart, metadata, tags, size=200)
+    assert set(reference["ticket_id"]) <= held_out
+    shares = reference["topic"].value_counts(normalize=True)
+    assert dict(shares.iter_rows()) == {"hardware": 0.5, "hr_support": 0.3, "access": 0.2}

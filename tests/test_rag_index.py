@@ -274,3 +274,33 @@ def test_server_mode_swaps_the_alias_and_keeps_two_versions(
     # Publishing the same version again is a no-op.
     publish(versions[2], settings, server=server)
     assert reader.refresh_if_changed() is False
+
+
+# Topic preference learned from data -------------------------------------------------------------
+
+SHARED_DATASET = (
+    Path(__file__).resolve().parents[1].parent / "shared/datasets/it-service-tickets/train.csv.gz"
+)
+
+
+def test_kb_topic_map_is_learned_from_the_real_labels(embedder, kb_chunks, kb_vectors) -> None:
+    """The public dataset's labels (HR Support, Administrative rights ...) are not KB topics: the map
+    learns which KB topic each label's tickets retrieve, and says None where they agree on none."""
+    if not SHARED_DATASET.exists():
+        pytest.skip(f"shared IT-service dataset not available at {SHARED_DATASET}")
+    import polars as pl
+
+    from ticket_assets.core.labels import normalize_label
+    from ticket_assets.rag.topic_map import learn_kb_topic_map, unmapped_labels
+
+    frame = pl.read_csv(SHARED_DATASET)
+    sample = frame.group_by("topic").map_groups(lambda g: g.sample(120, seed=1)).sort("ticket_id")
+    labels = [normalize_label(label) for label in sample["topic"]]
+    learned = learn_kb_topic_map(
+        labels, embedder.encode(sample["text"].to_list()), kb_vectors, [c.topic for c in kb_chunks]
+    )
+    topic_map = {label: preference.kb_topic for label, preference in learned.items()}
+    assert unmapped_labels(sorted(set(labels)), topic_map) == []
+    assert topic_map["hr_support"] == "hr_onboarding"
+    assert topic_map["purchase"] == "purchase"
+    assert topic_map["administrative_rights"] is None and topic_map["miscellaneous"] is None

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import polars as pl
-import pytest
 
 from ticket_assets.sources.text import (
-    URGENCY_LEVELS,
-    normalize_label,
     normalize_text,
-    normalize_urgency,
     text_hash,
     text_hash_series,
 )
@@ -48,32 +44,3 @@ def test_vectorised_hash_matches_scalar_hash_on_tricky_unicode() -> None:
     bodies = pl.Series(TRICKY_TEXTS + TRICKY_TEXTS[::-1], dtype=pl.String)
     expected = [text_hash(t, b) for t, b in zip(titles.to_list(), bodies.to_list(), strict=True)]
     assert text_hash_series(titles, bodies).to_list() == expected
-
-
-@pytest.mark.parametrize(
-    ("raw", "label"),
-    [
-        ("Hardware ", "hardware"),
-        ("HR  Support", "hr_support"),
-        ("access__password", "access_password"),
-        (" Internal - Project ", "internal_project"),
-        ("  ", None),
-    ],
-)
-def test_normalize_label(raw: str, label: str | None) -> None:
-    assert normalize_label(raw) == label
-
-
-@pytest.mark.parametrize(
-    ("raw", "urgency"),
-    [("P1", "critical"), ("Urgent", "critical"), ("p2", "high"), ("High ", "high"), ("Normal", "medium"),
-     ("P4", "low"), ("Whenever Possible", "whenever_possible"), (None, None)],
-)  # fmt: skip
-def test_normalize_urgency_maps_priority_words_and_keeps_unknown_values(
-    raw: str | None, urgency: str | None
-) -> None:
-    assert normalize_urgency(raw) == urgency
-
-
-def test_urgency_levels_are_ordered_most_urgent_last() -> None:
-    assert URGENCY_LEVELS == ["low", "medium", "high", "critical"]

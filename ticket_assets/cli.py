@@ -48,13 +48,22 @@ def _environment(migrate_schema: bool = True, prepare_dbt: bool = False):
         return prepare_environment(migrate_schema=migrate_schema, prepare_dbt=prepare_dbt)
 
 
-def _progress() -> Progress:
+def _force_training(force: bool) -> None:
+    """--force-train: the settings (read on first use, by this process and its children) carry it."""
+    if force:
+        from ticket_assets.settings import reset_settings_cache
+
+        os.environ["TICKETOPS_FORCE_TRAIN"] = "1"
+        reset_settings_cache()
+
+
+def _progress(on: Console | None = None) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=on or console,
     )
 
 
@@ -139,8 +148,13 @@ def materialize(
     select: Annotated[
         str | None, typer.Option("--select", "-s", help="Asset selection, e.g. 'key:marts/*' or 'group:dbt'.")
     ] = None,
+    force_train: Annotated[
+        bool,
+        typer.Option("--force-train", help="Train even when data, code and config equal the champion's."),
+    ] = False,
 ) -> None:
     """Run the asset graph headless; exits non-zero when any step fails."""
+    _force_training(force_train)
     _environment(prepare_dbt=True)
     from ticket_assets.runner import materialize as run
 
@@ -307,8 +321,13 @@ def up(
     serve_ui: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve the Dagster UI and the API afterwards.")
     ] = True,
+    force_train: Annotated[
+        bool,
+        typer.Option("--force-train", help="Train even when data, code and config equal the champion's."),
+    ] = False,
 ) -> None:
     """The main job: services, seed data, materialise the whole graph, then serve the Dagster UI and the API."""
+    _force_training(force_train)
     from ticket_assets.services.postgres import database_url, embedded_is_running, stop_embedded
     from ticket_assets.settings import get_settings
 
@@ -495,20 +514,71 @@ def evaluate(
     urgency_col: Annotated[str | None, typer.Option("--urgency-col")] = None,
     alias: Annotated[str, typer.Option(help="Alias or version to score.")] = "champion",
 ) -> None:
-    """Score a labelled file with the current champion and print metrics as JSON."""
+    """Score a labelled file with the champion: accuracy, macro-F1, per-class metrics and the confusion
+    matrix (as the training asset reports them), then the whole result as JSON on stdout."""
     settings = _environment()
     from ticket_assets.ml import registry
     from ticket_assets.ml.evaluate import evaluate_file
 
     registry.configure_mlflow(settings)
+    err = Console(stderr=True)
     try:
-        metrics = evaluate_file(
-            settings, path, text_col=text_col, topic_col=topic_col, urgency_col=urgency_col, alias=alias
-        )
+        with _progress(err) as progress:
+            metrics = evaluate_file(
+                settings,
+                path,
+                text_col=text_col,
+                topic_col=topic_col,
+                urgency_col=urgency_col,
+                alias=alias,
+                progress=lambda step: _progress_callback(progress, step),
+            )
     except (FileNotFoundError, KeyError, ValueError) as exc:
-        console.print(f"[red]cannot evaluate {path}[/]: {exc}", highlight=False)
+        err.print(f"[red]cannot evaluate {path}[/]: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    _print_evaluation(metrics, err)
     print(json.dumps(metrics, indent=2, default=str))
+
+
+def _print_evaluation(metrics: dict, err: Console) -> None:
+    """The training asset's tables, on stderr so stdout stays one JSON document."""
+    names = metrics.get("display_names", {})
+    model = metrics["model"]
+    for target, mapping in metrics.get("label_mapping", {}).items():
+        if mapping["unmapped"]:
+            listed = ", ".join(f"{label} ({n})" for label, n in mapping["unmapped"].items())
+            err.print(f"[yellow]{target} labels the model cannot map[/]: {listed}", highlight=False)
+    summary = Table(title=f"{model['name']} v{model['version']} on {Path(metrics['file']).name}")
+    for column in ("target", "n", "accuracy", "macro-F1", "ECE"):
+        summary.add_column(column)
+    for target in ("topic", "urgency"):
+        if target in metrics:
+            m = metrics[target]
+            summary.add_row(
+                target, str(m["n"]), f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}"
+            )
+    err.print(summary)
+    for target in ("topic", "urgency"):
+        if target not in metrics:
+            continue
+        m = metrics[target]
+        shown = [names.get(label, label) if target == "topic" else label for label in m["labels"]]
+        per_class = Table(title=f"{target}: per class")
+        for column in ("class", "precision", "recall", "F1", "support"):
+            per_class.add_column(column)
+        for label, name in zip(m["labels"], shown, strict=True):
+            v = m["per_class"][label]
+            per_class.add_row(
+                name, f"{v['precision']:.2f}", f"{v['recall']:.2f}", f"{v['f1']:.2f}", str(v["support"])
+            )
+        err.print(per_class)
+        confusion = Table(title=f"{target}: confusion matrix (rows true, columns predicted)")
+        confusion.add_column("")
+        for index in range(len(shown)):
+            confusion.add_column(str(index), justify="right")
+        for index, (name, row) in enumerate(zip(shown, m["confusion_matrix"], strict=True)):
+            confusion.add_row(f"{index} {name}", *(str(value) for value in row))
+        err.print(confusion)
 
 
 @demo_app.command("drift")

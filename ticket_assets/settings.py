@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     log_batch_size: int = Field(default=500, ge=1, validation_alias=_env("LOG_BATCH_SIZE"))
     log_flush_interval_s: float = Field(default=0.2, gt=0, validation_alias=_env("LOG_FLUSH_INTERVAL_S"))
 
+    # Training on real exports: retrain even when data, code and config equal the champion's
+    # (otherwise ticket_classifier skips and registers nothing new).
+    force_train: bool = Field(default=False, validation_alias=_env("FORCE_TRAIN"))
+
     # Dagster UI
     dagster_port: int = Field(default=3000, validation_alias=_env("DAGSTER_PORT"))
 

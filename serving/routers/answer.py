@@ -22,6 +22,7 @@ from serving.pipeline import (
     triage_results,
 )
 from serving.schemas import AnswerRequest, AnswerResponse, DraftOut, PassageOut, TicketTriage
+from ticket_assets.core.labels import LabelMap
 from ticket_assets.core.language import detect_language
 from ticket_assets.core.passage import Passage
 from ticket_assets.rag.draft import draft_answer
@@ -30,12 +31,18 @@ router = APIRouter(prefix="/v1", tags=["answer"])
 
 
 def retrieve(
-    kb: Any, vector: np.ndarray, k: int, triage: TicketTriage, language: str | None
+    kb: Any,
+    vector: np.ndarray,
+    k: int,
+    triage: TicketTriage,
+    language: str | None,
+    topic_map: dict[str, str | None] | None = None,
 ) -> list[Passage]:
-    """Prefer passages in the predicted topic (only when the model is sure of it) and the ticket's
-    language; the index fills any remaining slots without those filters."""
+    """Prefer passages in the KB topic the predicted label's tickets retrieve (only when the model
+    is sure of the label; ``topic_map`` is learned at training) and the ticket's language; the
+    index fills any remaining slots without those filters."""
     topic = None if triage.low_confidence else triage.topic
-    return list(kb.search(vector, k, topic=topic, language=language))
+    return list(kb.search(vector, k, topic=topic, language=language, topic_map=topic_map))
 
 
 def _passage(p: Passage) -> PassageOut:
@@ -72,16 +79,21 @@ async def answer(
     t0 = time.perf_counter()
     k = body.top_k or settings.answer_top_k
     language = detect_language(ticket.text)
-    found = await anyio.to_thread.run_sync(retrieve, kb, result.embeddings[0], k, triage, language)
+    metadata = getattr(result.model.model, "metadata", {}) or {}
+    found = await anyio.to_thread.run_sync(
+        retrieve, kb, result.embeddings[0], k, triage, language, metadata.get("kb_topic_map")
+    )
     t0 = timings.since("retrieve", t0)
 
+    # People read the draft: labels in the export's own spelling (the model's display names).
+    names = LabelMap(metadata.get("topic_display", {}))
     draft = await draft_answer(
         ticket.model_input(),
-        triage.topic,
+        names.name(triage.topic),
         triage.urgency,
         found,
         settings,
-        list(result.model.topics),
+        [names.name(topic) for topic in result.model.topics],
         language=language,
         client=state.llm_client,
     )

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from serving.deps import LogWriterDep, ModelStoreDep, StateDep
 from serving.errors import error_responses
 from serving.schemas import FeedbackRequest, FeedbackResponse
+from ticket_assets.core.labels import normalize_label, normalize_urgency
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
@@ -49,9 +50,11 @@ def _check_labels(body: FeedbackRequest, topics: tuple[str, ...], urgencies: tup
                 "ctx": {"pattern": NEW_LABEL.pattern},
             }
         )
+    # Labels go through the label contract: 'HR Support' is the key hr_support (staging stores the key
+    # and keeps the agent's spelling as the display name).
     for field, value, allowed in (
-        ("true_topic", None if body.new_topic else body.true_topic, topics),
-        ("true_urgency", body.true_urgency, urgencies),
+        ("true_topic", None if body.new_topic else normalize_label(body.true_topic), topics),
+        ("true_urgency", normalize_urgency(body.true_urgency), urgencies),
     ):
         if value is not None and allowed and value not in allowed:
             errors.append(

@@ -69,6 +69,7 @@ def synthetic_training_set(n: int = CORPUS_SIZE, seed: int = CORPUS_SEED) -> pl.
         "title",
         "body",
         "topic",
+        pl.col("topic").alias("topic_display"),
         "urgency",
         "channel",
         "department",
@@ -78,6 +79,7 @@ def synthetic_training_set(n: int = CORPUS_SIZE, seed: int = CORPUS_SEED) -> pl.
         "text_hash",
         pl.Series("text_length", [len(t) for t in texts], dtype=pl.Int32),
         pl.Series("split", ["train"] * (tickets.height - n_test) + ["test"] * n_test),
+        pl.lit("time").alias("split_rule"),
         "requester",
     )
 

@@ -2,7 +2,9 @@
 
 Sensors never compute drift: the ``drift_report`` asset does, and the drift sensor only reads its
 materialisations. Every request carries a ``run_key`` and every sensor keeps a cursor, so one drift
-episode (consecutive drifted windows) or one batch of labels starts exactly one retraining run.
+episode (consecutive drifted windows) or one batch of labels starts exactly one retraining run. An
+episode ends with a window that did not drift, or when a new champion serves: its reference is
+another model's holdout, so a shift that is still (or newly) there is a new episode for it.
 """
 
 import json
@@ -18,7 +20,9 @@ DRIFT_VERDICT_KEY = "verdict"
 
 
 def _drift_cursor(raw: str | None) -> dict:
-    return json.loads(raw) if raw else {"storage_id": 0, "in_episode": False, "episode": None}
+    cursor = json.loads(raw) if raw else {"storage_id": 0, "in_episode": False, "episode": None}
+    cursor.setdefault("champion_version", None)
+    return cursor
 
 
 @dg.sensor(
@@ -39,15 +43,20 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext):
     for record in records:
         metadata = record.asset_materialization.metadata
         verdict = metadata[DRIFT_VERDICT_KEY].value if DRIFT_VERDICT_KEY in metadata else "insufficient_data"
+        champion = metadata["champion_version"].value if "champion_version" in metadata else None
+        if cursor["in_episode"] and champion is not None and champion != cursor["champion_version"]:
+            # A new champion serves: the episode was about its predecessor's reference.
+            cursor.update(in_episode=False, episode=None)
         if verdict == "drift" and not cursor["in_episode"]:
             # The first drifted window opens an episode; the next windows of the same episode ask nothing.
-            cursor.update(in_episode=True, episode=record.storage_id)
+            cursor.update(in_episode=True, episode=record.storage_id, champion_version=champion)
             requests.append(
                 dg.RunRequest(
                     run_key=f"drift-episode-{record.storage_id}",
                     tags={
                         "ticketops/trigger": "drift",
                         "ticketops/drift_report_storage_id": str(record.storage_id),
+                        "ticketops/drifted_champion": str(champion or ""),
                     },
                 )
             )

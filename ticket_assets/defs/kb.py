@@ -8,7 +8,7 @@ from ticket_assets.core.paths import KB_DIR
 from ticket_assets.defs.metadata import counts_markdown, markdown_table
 from ticket_assets.defs.resources import PlatformSettingsResource, PostgresResource
 from ticket_assets.ml.embed import get_embedder
-from ticket_assets.rag.index import KnowledgeBase, build_snapshot, embed_chunks, publish
+from ticket_assets.rag.index import KnowledgeBase, build_snapshot, embed_chunks, load_stored_chunks, publish
 from ticket_assets.rag.kb import Chunk, chunk_article, load_articles
 
 OWNERS = ["team:support-knowledge"]
@@ -84,23 +84,7 @@ def kb_chunks(context: dg.AssetExecutionContext, postgres: PostgresResource) -> 
 
 def _load_chunks(postgres: PostgresResource) -> list[Chunk]:
     with postgres.connect() as conn:
-        rows = conn.execute(
-            "select chunk_id, article_id, title, topic, language, tags, heading, text"
-            " from features.kb_chunks order by chunk_id"
-        ).fetchall()
-    return [
-        Chunk(
-            chunk_id=r[0],
-            article_id=r[1],
-            title=r[2],
-            topic=r[3],
-            language=r[4],
-            tags=tuple(r[5]),
-            heading=r[6],
-            text=r[7],
-        )
-        for r in rows
-    ]
+        return load_stored_chunks(conn)
 
 
 @dg.asset(

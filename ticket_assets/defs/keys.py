@@ -7,5 +7,6 @@ from ticket_assets.core.names import TRAINING_SET_TABLE
 RAW_TICKETS = dg.AssetKey(["raw", "tickets"])
 TRAINING_SET = dg.AssetKey(TRAINING_SET_TABLE.split("."))
 TICKET_EMBEDDINGS = dg.AssetKey("ticket_embeddings")
+KB_CHUNKS = dg.AssetKey("kb_chunks")
 CHAMPION_MODEL = dg.AssetKey("champion_model")
 DRIFT_REPORT = dg.AssetKey("drift_report")

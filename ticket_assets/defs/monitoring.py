@@ -6,7 +6,6 @@ overlap: each report starts where the previous one ended, and a window smaller t
 minimum is reported as ``insufficient_data`` without being consumed. Sensors only read the verdict.
 """
 
-from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -24,6 +23,7 @@ from ticket_assets.ml import registry
 from ticket_assets.ml.dataset import embeddings_for_frame, load_training_set
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.monitoring import DriftConfig, compute_drift, prediction_frame, save_report
+from ticket_assets.monitoring.reference import drift_reference
 from ticket_assets.settings import Settings
 
 PRODUCTION_MARTS = [
@@ -72,22 +72,6 @@ def load_window(conn, model_version: str, after: str | None, limit: int) -> pl.D
         },
         orient="row",
     )
-
-
-def champion_holdout(training_set: pl.DataFrame, version_tags: dict[str, str]) -> pl.DataFrame:
-    """The champion's own holdout, rebuilt from its data-version tags: the latest ``test_rows`` tickets
-    it had seen (event_at up to its ``max_event_at``). The mart's current test split would not do:
-    once feedback from the drifted traffic lands in the mart, it would compare production with itself."""
-    max_event_at = version_tags.get("data.max_event_at")
-    test_rows = int(version_tags.get("data.test_rows") or 0)
-    seen = training_set
-    if max_event_at:
-        # Compare instants (epoch), not zone names: the database says Etc/UTC, the tag says +00:00.
-        cutoff_us = int(datetime.fromisoformat(max_event_at).timestamp() * 1_000_000)
-        seen = training_set.filter(pl.col("event_at").dt.epoch("us") <= cutoff_us)
-    if test_rows <= 0:
-        return seen.filter(pl.col("split") == "test")
-    return seen.sort("event_at").tail(test_rows)
 
 
 def prune_reports(reports_dir: Path, keep: int = KEEP_REPORTS) -> None:
@@ -152,9 +136,9 @@ def drift_report(
             )
         model, info = registry.load_model_version(settings.model_name, champion_version, settings)
         embedder = get_embedder(settings)
-        holdout = champion_holdout(load_training_set(conn), info.tags)
-        if holdout.height > config.reference_sample_size:
-            holdout = holdout.sample(config.reference_sample_size, seed=0)
+        holdout = drift_reference(
+            load_training_set(conn), model.metadata, info.tags, config.reference_sample_size
+        )
         ref_embeddings = embeddings_for_frame(conn, embedder, holdout)
 
     ref_texts = holdout["text"].to_list()

@@ -13,7 +13,7 @@ import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 
 from ticket_assets.defs.k8s import HEAVY_STEP_TAGS, TRAINING_RUN_TAGS
-from ticket_assets.defs.keys import CHAMPION_MODEL, TICKET_EMBEDDINGS, TRAINING_SET
+from ticket_assets.defs.keys import CHAMPION_MODEL, KB_CHUNKS, TICKET_EMBEDDINGS, TRAINING_SET
 from ticket_assets.defs.metadata import markdown_table, png_markdown
 from ticket_assets.defs.resources import (
     AlertsResource,
@@ -22,9 +22,11 @@ from ticket_assets.defs.resources import (
     PostgresResource,
 )
 from ticket_assets.ml import pipeline, registry
+from ticket_assets.ml.embed import get_embedder
 from ticket_assets.ml.evaluate import majority_baseline_metrics
 from ticket_assets.ml.gate import GateConfig, evaluate_gate, score_on_holdout
 from ticket_assets.ml.train import TrainConfig
+from ticket_assets.rag.index import load_stored_chunks
 
 CLASSIFIER = dg.AssetKey("ticket_classifier")
 OWNERS = ["team:ml-platform"]
@@ -34,6 +36,8 @@ GATE_TAG = "ticketops.gate"
 class ClassifierConfig(dg.Config):
     quick: bool = False  # small grids and 2 CV folds (demos, tests); TICKETOPS_TRAIN_QUICK=1 sets it too
     cv_folds: int = 3
+    # Train even when data, code and config equal the champion's; TICKETOPS_FORCE_TRAIN=1 sets it too.
+    force_train: bool = False
 
 
 class GateSettings(dg.Config):
@@ -106,17 +110,29 @@ def candidates_table(training: dict) -> str:
     return markdown_table(["target", "candidate", "CV macro-F1", "CV accuracy", "chosen"], rows)
 
 
+def kb_topic_map_table(model_metadata: dict) -> str:
+    names = model_metadata.get("topic_display", {})
+    shares = model_metadata.get("kb_topic_shares", {})
+    rows = [
+        (names.get(label, label), kb_topic or "– (no preference)", f"{shares.get(label, 0.0):.2f}")
+        for label, kb_topic in model_metadata.get("kb_topic_map", {}).items()
+    ]
+    return markdown_table(["label", "preferred KB topic", "share of its tickets"], rows)
+
+
 @dg.asset(
     key=CLASSIFIER,
-    deps=[TRAINING_SET, TICKET_EMBEDDINGS],
+    deps=[TRAINING_SET, TICKET_EMBEDDINGS, KB_CHUNKS],
     group_name="training",
     kinds={"scikitlearn", "mlflow"},
     owners=OWNERS,
     op_tags=HEAVY_STEP_TAGS,
     description=(
         "Topic and (when labels exist) urgency classifier trained on `marts.training_set`: TF-IDF, embedding "
-        "and stacked candidates compared by cross-validation, calibrated, scored on the time-based holdout and "
-        "registered in MLflow as a new version with alias `challenger`."
+        "and stacked candidates compared by cross-validation, calibrated, scored on the mart's holdout (time "
+        "split, or a label-stratified hash split for undated exports) and registered in MLflow as a new version "
+        "with alias `challenger`, carrying its label display names and learned KB topic map. Skipped (no new "
+        "version) when data, code and config equal the champion's, unless forced."
     ),
 )
 def ticket_classifier(
@@ -130,10 +146,43 @@ def ticket_classifier(
     mlflow.configure()
     url = postgres.url()
     data = pipeline.load_data(settings, url)
-    context.log.info(f"training on {data.train.height} tickets, holdout {data.test.height}")
     cfg = train_config(config, settings.train_quick)
+    with postgres.connect() as conn:
+        chunks = load_stored_chunks(conn)
+    version = pipeline.data_version_of(data, cfg, [chunk.chunk_id for chunk in chunks])
+    unchanged = pipeline.unchanged_champion(version, settings)
+    if unchanged is not None and not (config.force_train or settings.force_train):
+        # Nothing the model depends on changed: a new version would be a copy. The gate then judges
+        # the champion itself (challenger = champion) and champion_model leaves the alias as it is.
+        reason = (
+            f"skipped: data, code and config equal champion v{unchanged}'s "
+            f"(fingerprint {version['training_fingerprint'][:12]}); force with force_train / --force-train"
+        )
+        registry.set_alias(
+            settings.model_name,
+            registry.CHALLENGER,
+            unchanged,
+            "ticket_classifier",
+            reason,
+            url,
+            settings=settings,
+        )
+        context.log.info(reason)
+        return dg.MaterializeResult(
+            metadata={
+                "training": reason,
+                "model_name": settings.model_name,
+                "model_version": unchanged,
+                "training_fingerprint": version["training_fingerprint"],
+                "split_rule": version.get("split_rule", ""),
+                "train_rows": data.train.height,
+                "holdout_rows": data.test.height,
+            }
+        )
+    context.log.info(f"training on {data.train.height} tickets, holdout {data.test.height}")
     candidate = pipeline.train_and_evaluate(data, cfg)
-    registered = pipeline.register(candidate, data, settings, url, cfg)
+    pipeline.attach_kb_topic_map(candidate.outcome.model, data, chunks, get_embedder(settings))
+    registered = pipeline.register(candidate, data, settings, url, cfg, version)
     metrics = candidate.evaluation.metrics
     training = candidate.outcome.as_dict()
     context.log.info(f"registered {registered.name} v{registered.version} as challenger")
@@ -146,6 +195,9 @@ def ticket_classifier(
         "mlflow_tracking": "MLFLOW_TRACKING_URI"
         if settings.mlflow_tracking_uri
         else settings.resolved_mlflow_uri,
+        "training": "trained" + (" (forced)" if unchanged is not None else ""),
+        "training_fingerprint": version["training_fingerprint"],
+        "split_rule": version.get("split_rule", ""),
         "train_rows": data.train.height,
         "holdout_rows": data.test.height,
         "training_seconds": dg.MetadataValue.float(round(training["seconds"], 1)),
@@ -156,7 +208,14 @@ def ticket_classifier(
         "candidates": dg.MetadataValue.md(candidates_table(training)),
         "topic_per_class": dg.MetadataValue.md(per_class_table(metrics["topic"])),
         "topic_slices": dg.MetadataValue.md(slices_table(metrics["topic"])),
+        "kb_topic_map": dg.MetadataValue.md(kb_topic_map_table(candidate.outcome.model.metadata)),
     }
+    if metrics["topic"].get("rare_classes"):
+        # Long tails: the few-example classes' macro-F1 apart from the others'.
+        metadata["topic_rare_classes"] = ", ".join(metrics["topic"]["rare_classes"])
+        for key in ("rare_macro_f1", "frequent_macro_f1"):
+            if metrics["topic"].get(key) is not None:
+                metadata[f"topic_{key}"] = dg.MetadataValue.float(round(metrics["topic"][key], 4))
     if "urgency" in metrics:
         metadata["urgency_macro_f1"] = dg.MetadataValue.float(round(metrics["urgency"]["macro_f1"], 4))
         metadata["most_urgent_recall"] = dg.MetadataValue.float(

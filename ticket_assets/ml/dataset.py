@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import psycopg
 
+from ticket_assets.core.labels import LabelMap
 from ticket_assets.core.names import TRAINING_SET_TABLE
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ TRAINING_COLUMNS = (
     "title",
     "body",
     "topic",
+    "topic_display",
     "urgency",
     "channel",
     "department",
@@ -32,6 +34,7 @@ TRAINING_COLUMNS = (
     "text_hash",
     "text_length",
     "split",
+    "split_rule",
 )
 
 
@@ -108,11 +111,29 @@ def data_version(frame: pl.DataFrame, manifest_path: Path | None = None) -> dict
         "test_rows": int((frame["split"] == "test").sum()) if "split" in frame.columns else 0,
         "training_set_sha256": content_hash(frame),
     }
+    if "split_rule" in frame.columns:
+        version["split_rule"] = split_rule_summary(frame)
     if "event_at" in frame.columns and frame["event_at"].null_count() < frame.height:
         version["max_event_at"] = str(frame["event_at"].max())
     if manifest_path is not None and manifest_path.exists():
         version["dbt_training_set_checksum"] = dbt_model_checksum(manifest_path)
     return version
+
+
+def split_rule_summary(frame: pl.DataFrame) -> str:
+    """Which split rule the rows took: 'time', 'hash (stratified by topic)' or both with counts."""
+    counts = frame["split_rule"].fill_null("hash").value_counts(sort=True)
+    rules = dict(zip(counts["split_rule"].to_list(), counts["count"].to_list(), strict=True))
+    names = {"time": "time", "hash": "hash (stratified by topic)"}
+    if len(rules) == 1:
+        return names.get(next(iter(rules)), next(iter(rules)))
+    return ", ".join(f"{names.get(rule, rule)}: {n} rows" for rule, n in sorted(rules.items()))
+
+
+def topic_label_map(frame: pl.DataFrame) -> LabelMap:
+    """Display names of the topics in ``frame`` (``topic`` keys, ``topic_display`` spellings)."""
+    display = frame["topic_display"] if "topic_display" in frame.columns else frame["topic"]
+    return LabelMap.from_pairs(zip(frame["topic"].to_list(), display.to_list(), strict=True))
 
 
 def dbt_model_checksum(manifest_path: Path, model: str = "training_set") -> str:
@@ -125,6 +146,10 @@ def dbt_model_checksum(manifest_path: Path, model: str = "training_set") -> str:
 
 
 def content_hash(frame: pl.DataFrame) -> str:
-    columns = [c for c in ("ticket_id", "text_hash", "topic", "urgency", "split") if c in frame.columns]
+    columns = [
+        c
+        for c in ("ticket_id", "text_hash", "topic", "topic_display", "urgency", "split")
+        if c in frame.columns
+    ]
     canonical = frame.select(columns).sort(columns[0]).write_csv()
     return hashlib.sha256(canonical.encode()).hexdigest()

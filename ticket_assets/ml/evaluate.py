@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,12 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
+from ticket_assets.core.labels import match_labels, normalize_label, normalize_urgency
 from ticket_assets.ml.features import length_buckets, most_urgent_label
 from ticket_assets.ml.predict import TriageModel
 from ticket_assets.settings import Settings
+
+Progress = Callable[[int, int], None]
 
 SLICE_COLUMNS = ("language", "channel")
 # Slices smaller than this are reported by size only: their F1 would be noise.
@@ -45,10 +48,12 @@ def evaluate_model(
     embeddings: np.ndarray | None,
     embedding_model_id: str | None = None,
     with_figures: bool = True,
+    probabilities: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
-    """Score ``model`` on ``holdout`` (``text``, label columns, optional slice columns)."""
-    texts = holdout["text"].to_list()
-    probabilities = model.predict_proba(texts, embeddings, embedding_model_id)
+    """Score ``model`` on ``holdout`` (``text``, label keys, optional slice columns);
+    ``probabilities`` when the caller already predicted them."""
+    if probabilities is None:
+        probabilities = model.predict_proba(holdout["text"].to_list(), embeddings, embedding_model_id)
     metrics: dict[str, Any] = {"n_holdout": holdout.height}
     figures: dict[str, bytes] = {}
     slices = slice_columns(holdout)
@@ -66,6 +71,9 @@ def evaluate_model(
             target_model.labels,
             most_urgent=target_model.most_urgent if target == "urgency" else None,
         )
+        rare = model.metadata.get("rare_labels", {}).get(target)
+        if rare is not None:
+            target_metrics |= rare_class_metrics(target_metrics, set(rare))
         y_pred = np.array(target_model.labels, dtype=object)[proba[labelled].argmax(axis=1)]
         target_metrics["slices"] = {
             name: slice_metrics(y_true, y_pred, np.array(values, dtype=object)[labelled])
@@ -79,6 +87,23 @@ def evaluate_model(
     return Evaluation(metrics=metrics, figures=figures)
 
 
+class LabelMismatchError(ValueError):
+    """None of a file's labels is one the model knows."""
+
+
+def rare_class_metrics(target_metrics: dict[str, Any], rare: set[str]) -> dict[str, Any]:
+    """Macro-F1 of the rare classes (learned from few examples) and of the others, reported apart so
+    a long tail's weakness is not averaged away. Only classes with holdout rows count."""
+    present = {label: v for label, v in target_metrics["per_class"].items() if v["support"] > 0}
+    rare_f1 = [v["f1"] for label, v in present.items() if label in rare]
+    frequent_f1 = [v["f1"] for label, v in present.items() if label not in rare]
+    return {
+        "rare_classes": sorted(rare),
+        "rare_macro_f1": float(np.mean(rare_f1)) if rare_f1 else None,
+        "frequent_macro_f1": float(np.mean(frequent_f1)) if frequent_f1 else None,
+    }
+
+
 def evaluate_file(
     settings: Settings,
     path: Path,
@@ -87,8 +112,16 @@ def evaluate_file(
     topic_col: str,
     urgency_col: str | None = None,
     alias: str = "champion",
+    progress: Callable[[str], Progress] | None = None,
+    batch_size: int = 512,
 ) -> dict[str, Any]:
-    """Score a labelled CSV (plain or gzip) with a registered model (alias or version number)."""
+    """Score a labelled CSV (plain or gzip) with a registered model (alias or version number).
+
+    The file's labels go through the label contract (``normalize_label`` / ``normalize_urgency``)
+    so 'HR Support' meets the model's ``hr_support``; labels the model has no class for are listed
+    under ``label_mapping`` (and count as errors), and a file none of whose topics the model knows
+    fails with ``LabelMismatchError``. ``progress(step)`` returns a (done, total) callback per step.
+    """
     from ticket_assets.ml.registry import load_model_version
 
     if not Path(path).exists():
@@ -104,14 +137,66 @@ def evaluate_file(
     if holdout.is_empty():
         raise ValueError(f"{path} has no rows with both text and topic")
     model, info = load_model_version(settings.model_name, alias, settings)
+    mapping: dict[str, Any] = {}
+    for target, normalise in (("topic", normalize_label), ("urgency", normalize_urgency)):
+        if target not in holdout.columns or target not in model.targets:
+            continue
+        match = match_labels(holdout[target].to_list(), model.labels(target), normalise)
+        if target == "topic" and match.matched_rows == 0:
+            shown = ", ".join(list(match.unmapped)[:8])
+            raise LabelMismatchError(
+                f"none of the {holdout.height} topics in {path.name} ({shown}) is a label of "
+                f"{info.name} v{info.version} ({', '.join(model.topic_names.name(k) for k in model.labels('topic'))})"
+            )
+        holdout = holdout.with_columns(pl.Series(target, match.keys, dtype=pl.String))
+        mapping[target] = {"matched_rows": match.matched_rows, "unmapped": match.unmapped}
+    texts = holdout["text"].to_list()
     embeddings, embedding_model_id = None, None
     if model.needs_embeddings:
         from ticket_assets.ml.embed import get_embedder
 
         embedder = get_embedder(settings)
-        embeddings, embedding_model_id = embedder.encode(holdout["text"].to_list()), embedder.model_id
-    metrics = evaluate_model(model, holdout, embeddings, embedding_model_id, with_figures=False).metrics
-    return {"model": {"name": info.name, "version": info.version}, "file": str(path), **metrics}
+        embeddings = embedder.encode(
+            texts,
+            batch_size=settings.embed_batch_size,
+            progress=progress("embedding") if progress else None,
+        )
+        embedding_model_id = embedder.model_id
+    probabilities = predict_in_batches(
+        model, texts, embeddings, embedding_model_id, batch_size, progress("predicting") if progress else None
+    )
+    metrics = evaluate_model(
+        model, holdout, embeddings, embedding_model_id, with_figures=False, probabilities=probabilities
+    ).metrics
+    return {
+        "model": {"name": info.name, "version": info.version},
+        "file": str(path),
+        "label_mapping": mapping,
+        "display_names": model.topic_names.as_dict(),
+        **metrics,
+    }
+
+
+def predict_in_batches(
+    model: TriageModel,
+    texts: Sequence[str],
+    embeddings: np.ndarray | None,
+    embedding_model_id: str | None,
+    batch_size: int,
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
+    """``model.predict_proba`` in slices, reporting (done, total) after each."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(texts), batch_size):
+        stop = min(start + batch_size, len(texts))
+        chunk = model.predict_proba(
+            texts[start:stop], None if embeddings is None else embeddings[start:stop], embedding_model_id
+        )
+        for target, proba in chunk.items():
+            parts.setdefault(target, []).append(proba)
+        if progress is not None:
+            progress(stop, len(texts))
+    return {target: np.vstack(chunks) for target, chunks in parts.items()}
 
 
 def slice_columns(holdout: pl.DataFrame) -> dict[str, list[Any]]:

@@ -4,14 +4,27 @@ data -> train -> evaluate (+ majority baseline) -> register (alias ``challenger`
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from ticket_assets.core.paths import DBT_MANIFEST
-from ticket_assets.ml.dataset import TrainingData, data_version, load_training_data
+from ticket_assets.ml.dataset import (
+    TrainingData,
+    data_version,
+    load_training_data,
+    split_rule_summary,
+    topic_label_map,
+)
 from ticket_assets.ml.evaluate import Evaluation, evaluate_model, majority_baseline_metrics
 from ticket_assets.ml.gate import GateConfig, GateDecision, evaluate_gate, score_on_holdout
+from ticket_assets.ml.predict import TriageModel
 from ticket_assets.ml.registry import (
     CHAMPION,
     RegisteredVersion,
@@ -54,17 +67,109 @@ def load_data(settings: Settings, url: str, with_embeddings: bool = True) -> Tra
 
 def train_and_evaluate(data: TrainingData, config: TrainConfig | None = None) -> TrainedCandidate:
     outcome = train_triage_model(data.train, data.train_embeddings, data.embedding_model_id, config)
+    describe_training_data(outcome.model, data)
+    outcome.model.metadata["rare_labels"] = {t: r.rare_labels for t, r in outcome.reports.items()}
     evaluation = evaluate_model(outcome.model, data.test, data.test_embeddings, data.embedding_model_id)
     return TrainedCandidate(outcome, evaluation, majority_baseline_metrics(data.train, data.test))
 
 
-def register(
-    candidate: TrainedCandidate, data: TrainingData, settings: Settings, url: str, config: TrainConfig
-) -> RegisteredVersion:
-    import polars as pl
+def describe_training_data(model: TriageModel, data: TrainingData) -> None:
+    """What the model carries about its data: topic display names, the split rule, its training
+    label mix and the ids of the holdout it never trained on (the drift reference is drawn from
+    those, in that label mix)."""
+    frame = pl.concat([data.train, data.test], how="vertical_relaxed")
+    model.metadata["topic_display"] = topic_label_map(frame).as_dict()
+    if "split_rule" in frame.columns:
+        model.metadata["split_rule"] = split_rule_summary(frame)
+    model.metadata["train_topic_counts"] = dict(Counter(data.train["topic"].drop_nulls().to_list()))
+    model.metadata["holdout_ticket_ids"] = data.test["ticket_id"].to_list()
 
+
+# What a model's behaviour depends on besides its data and config: the training code.
+CODE_FILES = (
+    "core/labels.py",
+    "ml/dataset.py",
+    "ml/embed.py",
+    "ml/features.py",
+    "ml/pipeline.py",
+    "ml/predict.py",
+    "ml/splits.py",
+    "ml/train.py",
+)
+FINGERPRINT_TAG = "data.training_fingerprint"
+
+
+def training_fingerprint(version: dict[str, Any], config: TrainConfig) -> str:
+    """sha256 over the data version, the training config and the training code: equal fingerprints
+    train the same model, so a new version would add nothing."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    data = {k: v for k, v in version.items() if k != "training_fingerprint"}
+    digest.update(json.dumps(data, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(config.as_params(), sort_keys=True, default=str).encode())
+    for name in CODE_FILES:
+        digest.update(name.encode())
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()
+
+
+def data_version_of(
+    data: TrainingData, config: TrainConfig, kb_chunk_ids: list[str] | None = None
+) -> dict[str, Any]:
+    """The data-version tags of a model trained on ``data`` with ``config``, fingerprint included
+    (the KB's chunk ids too: the model carries the KB topic map learned from them)."""
     version = data_version(pl.concat([data.train, data.test], how="vertical_relaxed"), DBT_MANIFEST)
     version["embedding_model_id"] = data.embedding_model_id
+    if kb_chunk_ids is not None:
+        version["kb_chunks_sha256"] = hashlib.sha256("\n".join(sorted(kb_chunk_ids)).encode()).hexdigest()
+    version["training_fingerprint"] = training_fingerprint(version, config)
+    return version
+
+
+def unchanged_champion(version: dict[str, Any], settings: Settings) -> str | None:
+    """The champion's version number when it was trained on this very data, code and config."""
+    from ticket_assets.ml.registry import configure_mlflow, version_info
+
+    champion = get_alias_version(settings.model_name, CHAMPION, settings)
+    if champion is None:
+        return None
+    info = version_info(configure_mlflow(settings), settings.model_name, champion)
+    return champion if info.tags.get(FINGERPRINT_TAG) == version["training_fingerprint"] else None
+
+
+def attach_kb_topic_map(model: TriageModel, data: TrainingData, chunks: list[Any], embedder: Any) -> None:
+    """Learn which KB topic each topic label's training tickets retrieve (``rag.topic_map``) and
+    store it with the model; every model label is mapped or explicitly None."""
+    from ticket_assets.rag.index import embed_chunks
+    from ticket_assets.rag.topic_map import learn_kb_topic_map, unmapped_labels
+
+    labels = model.labels("topic")
+    if not chunks or data.train_embeddings is None:
+        model.metadata["kb_topic_map"] = {label: None for label in labels}
+        return
+    vectors = embed_chunks(chunks, embedder)
+    train_topics = data.train["topic"].to_list()
+    keep = [i for i, label in enumerate(train_topics) if label in set(labels)]
+    preferences = learn_kb_topic_map(
+        [train_topics[i] for i in keep], data.train_embeddings[keep], vectors, [c.topic for c in chunks]
+    )
+    topic_map = {label: preferences[label].kb_topic if label in preferences else None for label in labels}
+    missing = unmapped_labels(labels, topic_map)
+    if missing:  # cannot happen by construction; a silent gap would disable the preference
+        raise ValueError(f"KB topic map misses model labels {missing}")
+    model.metadata["kb_topic_map"] = topic_map
+    model.metadata["kb_topic_shares"] = {label: p.share for label, p in preferences.items()}
+
+
+def register(
+    candidate: TrainedCandidate,
+    data: TrainingData,
+    settings: Settings,
+    url: str,
+    config: TrainConfig,
+    version: dict[str, Any] | None = None,
+) -> RegisteredVersion:
+    version = version or data_version_of(data, config)
     return log_training_run(
         candidate.outcome.model,
         candidate.evaluation.metrics,

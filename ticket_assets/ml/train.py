@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -56,14 +57,20 @@ class TrainConfig:
     knn_k_grid: tuple[int, ...] = (20,)  # empty: no knn in the stack
     knn_temperature: float = 0.05
     calibrator_bias_l2: float = 1e-3
+    # Prior correction of the calibrated probabilities (StackCalibrator.correct_prior), chosen per
+    # candidate by CV macro-F1; ties go to the first (no correction).
+    prior_correction_grid: tuple[float, ...] = (0.0, 0.5, 1.0)
     candidates: tuple[str, ...] = ("tfidf", "embedding", "stack")
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (2, 5)
     min_df: int = 2
     max_features: int | None = 300_000  # per analyzer (word, char)
-    # Classes with fewer training examples than this cannot be cross-validated; they are dropped
-    # from training (and recorded in the model metadata) rather than failing the whole run.
-    min_class_examples: int = 6
+    # Long tails: every class with at least this many training examples is learned. Stratified
+    # folds spread a class's examples over different folds, so each fold's fit still sees one of
+    # a 2-example class; the kNN vote and the calibrator's per-class bias carry such classes (a
+    # nearest-neighbour fallback in embedding space). Rarer classes are dropped (and recorded).
+    min_class_examples: int = 2
+    rare_class_examples: int = 6  # classes under this are reported apart as rare
     min_urgency_labels: int = 50  # an urgency model needs at least this many labelled tickets
     most_urgent_fallback: str | None = None  # for urgency label sets outside low..critical
     svc_max_iter: int = 2000
@@ -93,6 +100,7 @@ class TargetTrainingReport:
     labels: list[str]
     dropped_labels: dict[str, int]
     n_train: int
+    rare_labels: dict[str, int]  # learned from fewer than rare_class_examples examples
     candidates: list[CandidateResult]
     search: dict[str, dict[str, float]]  # base model -> parameter value -> CV macro-F1
     seconds: float
@@ -104,6 +112,7 @@ class TargetTrainingReport:
             "labels": self.labels,
             "dropped_labels": self.dropped_labels,
             "n_train": self.n_train,
+            "rare_labels": self.rare_labels,
             "candidates": {c.candidate: asdict(c) for c in self.candidates},
             "search_cv_macro_f1": self.search,
             "seconds": self.seconds,
@@ -206,7 +215,7 @@ def _target_rows(
     """Row indices with a usable label, their labels, and the labels dropped as too rare."""
     labels = train[target].to_list()
     counts = Counter(label for label in labels if label is not None)
-    dropped = {label: n for label, n in counts.items() if n < max(config.min_class_examples, config.cv_folds)}
+    dropped = {label: n for label, n in counts.items() if n < config.min_class_examples}
     keep = np.array(
         [i for i, label in enumerate(labels) if label is not None and label not in dropped], dtype=int
     )
@@ -232,9 +241,14 @@ def fit_target(
 ) -> tuple[TargetModel, TargetTrainingReport, dict[str, TargetModel]]:
     """The chosen model of one target, its report, and every fitted candidate by name."""
     started = time.perf_counter()
-    folds = list(
-        StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed).split(np.zeros(len(y)), y)
-    )
+    with warnings.catch_warnings():
+        # "The least populated class has only 2 members": intended for long tails (see TrainConfig).
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        folds = list(
+            StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed).split(
+                np.zeros(len(y)), y
+            )
+        )
     available = _base_models(tfidf, embeddings, config)
     usable = {c: bases_of(c, config) for c in candidates if set(bases_of(c, config)) <= set(available)}
     searched = {
@@ -245,14 +259,18 @@ def fit_target(
     }
 
     results: list[CandidateResult] = []
+    counts = Counter(y.tolist())
     for candidate, bases in usable.items():
-        predicted = _calibrated_cv_predictions([searched[b].oof for b in bases], y, folds, config)
+        probabilities, classes = _calibrated_cv_probabilities(
+            [searched[b].oof for b in bases], y, folds, config
+        )
+        alpha, predicted = _best_prior_correction(probabilities, classes, y, counts, config)
         results.append(
             CandidateResult(
                 candidate=candidate,
                 cv_macro_f1=float(f1_score(y, predicted, average="macro")),
                 cv_accuracy=float(np.mean(predicted == y)),
-                params={b: searched[b].best for b in bases},
+                params={b: searched[b].best for b in bases} | {"prior_correction": alpha},
             )
         )
     best = max(results, key=lambda r: r.cv_macro_f1)  # first of equals: the simplest candidate
@@ -272,9 +290,18 @@ def fit_target(
         if target == "urgency"
         else None
     )
+    alphas = {r.candidate: r.params["prior_correction"] for r in results}
     fitted = {
         candidate: _assemble(
-            target, candidate, usable[candidate], searched, fitted_bases, y, most_urgent, config
+            target,
+            candidate,
+            usable[candidate],
+            searched,
+            fitted_bases,
+            y,
+            most_urgent,
+            config,
+            alphas[candidate],
         )
         for candidate in to_fit
     }
@@ -284,6 +311,11 @@ def fit_target(
         labels=fitted[best.candidate].labels,
         dropped_labels={},
         n_train=len(y),
+        rare_labels={
+            str(label): n
+            for label, n in sorted(Counter(y.tolist()).items())
+            if n < config.rare_class_examples
+        },
         candidates=results,
         search={b: {str(k): v for k, v in r.scores.items()} for b, r in searched.items()},
         seconds=time.perf_counter() - started,
@@ -336,8 +368,11 @@ def _assemble(
     y: np.ndarray,
     most_urgent: str | None,
     config: TrainConfig,
+    prior_correction: float = 0.0,
 ) -> TargetModel:
     calibrator = _calibrator(config).fit([searched[b].oof for b in bases], y)
+    if prior_correction:
+        calibrator.correct_prior(prior_correction, Counter(y.tolist()))
     return TargetModel(
         target=target,
         candidate=candidate,
@@ -354,16 +389,35 @@ def _calibrator(config: TrainConfig) -> StackCalibrator:
     return StackCalibrator(bias_l2=config.calibrator_bias_l2)
 
 
-def _calibrated_cv_predictions(
+def _calibrated_cv_probabilities(
     parts: list[np.ndarray], y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], config: TrainConfig
-) -> np.ndarray:
-    """Labels the calibrated candidate predicts for rows its calibrator did not see."""
-    predicted = np.empty(len(y), dtype=object)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated probabilities of every row from a calibrator that did not see it (columns: classes)."""
+    classes = np.unique(y)
+    column = {label: i for i, label in enumerate(classes)}
+    probabilities = np.zeros((len(y), len(classes)))
     for fit_rows, score_rows in folds:
         calibrator = _calibrator(config).fit([part[fit_rows] for part in parts], y[fit_rows])
-        probabilities = calibrator.predict_proba([part[score_rows] for part in parts])
-        predicted[score_rows] = calibrator.classes_[probabilities.argmax(axis=1)]
-    return predicted
+        columns = [column[label] for label in calibrator.classes_]
+        probabilities[np.ix_(score_rows, columns)] = calibrator.predict_proba(
+            [part[score_rows] for part in parts]
+        )
+    return probabilities, classes
+
+
+def _best_prior_correction(
+    probabilities: np.ndarray, classes: np.ndarray, y: np.ndarray, counts: Counter, config: TrainConfig
+) -> tuple[float, np.ndarray]:
+    """The prior-correction power with the best CV macro-F1, and its predictions."""
+    log_prior = np.log(np.array([counts[label] for label in classes], dtype=np.float64) / len(y))
+    log_p = np.log(np.clip(probabilities, 1e-12, None))
+    best: tuple[float, float, np.ndarray] | None = None
+    for alpha in config.prior_correction_grid or (0.0,):
+        predicted = classes[(log_p - alpha * log_prior).argmax(axis=1)]
+        score = float(f1_score(y, predicted, average="macro"))
+        if best is None or score > best[1]:
+            best = (alpha, score, predicted)
+    return best[0], best[2]
 
 
 @dataclass

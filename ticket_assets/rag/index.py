@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,6 +96,27 @@ def snapshot_version(chunk_ids: Iterable[str], model_id: str) -> str:
 
 class _Encoder(Protocol):
     def encode(self, texts: Sequence[str], batch_size: int = ...) -> np.ndarray: ...
+
+
+def load_stored_chunks(conn: Any) -> list[Chunk]:
+    """The chunks in ``features.kb_chunks`` (what kb_chunks stored), by chunk id."""
+    rows = conn.execute(
+        "select chunk_id, article_id, title, topic, language, tags, heading, text"
+        " from features.kb_chunks order by chunk_id"
+    ).fetchall()
+    return [
+        Chunk(
+            chunk_id=r[0],
+            article_id=r[1],
+            title=r[2],
+            topic=r[3],
+            language=r[4],
+            tags=tuple(r[5]),
+            heading=r[6],
+            text=r[7],
+        )
+        for r in rows
+    ]
 
 
 def embed_chunks(chunks: Sequence[Chunk], embedder: _Encoder, batch_size: int = 64) -> np.ndarray:
@@ -365,13 +386,15 @@ class KnowledgeBase:
         language: str | None = None,
         per_article: int = 2,
         strict: bool = False,
+        topic_map: Mapping[str, str | None] | None = None,
     ) -> list[Passage]:
         """The ``k`` best passages, at most ``per_article`` from any one article, best first.
 
         Two per article by default: the best article's second-best section often holds the steps
         a draft needs, while the cap still leaves room for other articles.
 
-        ``topic`` (a ticket label, mapped with ``kb_topic_for``) and ``language`` are preferences:
+        ``topic`` (a ticket label, mapped with ``kb_topic_for`` through the served model's learned
+        ``topic_map``) and ``language`` are preferences:
         matching passages get ``TOPIC_BOOST`` / ``LANGUAGE_BOOST`` added for ranking, so a confident
         but wrong triage label cannot hide a much better passage from another topic. With
         ``strict=True`` they are hard filters instead. A topic the KB does not know is ignored.
@@ -379,7 +402,7 @@ class KnowledgeBase:
         """
         loaded = self._loaded
         vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-        kb_topic = kb_topic_for(topic)
+        kb_topic = kb_topic_for(topic, topic_map)
         if kb_topic is not None and kb_topic not in loaded.topics:
             kb_topic = None
         if strict:

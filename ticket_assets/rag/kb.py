@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from ticket_assets.core.labels import normalize_label
 from ticket_assets.core.paths import KB_DIR
 
 # Retrieval filters on these; kb/README.md documents what each one covers.
@@ -33,29 +35,6 @@ KB_TOPICS: tuple[str, ...] = (
 )
 KB_LANGUAGES: tuple[str, ...] = ("en", "fr")
 REQUIRED_FIELDS: tuple[str, ...] = ("id", "title", "topic", "tags", "language")
-
-# Ticket labels from other sources (e.g. the public help-desk dataset) -> KB topic. Labels that map
-# to None, or are unknown, must not filter retrieval: a wrong filter hides the right article.
-_TOPIC_ALIASES: dict[str, str | None] = {
-    "access": "access_password",
-    "password": "access_password",
-    "mfa": "access_password",
-    "mfa_rollout": "access_password",
-    "administrative rights": "access_password",
-    "network": "vpn_network",
-    "vpn": "vpn_network",
-    "network_vpn": "vpn_network",
-    "email": "email_calendar",
-    "calendar": "email_calendar",
-    "hr support": "hr_onboarding",
-    "onboarding": "hr_onboarding",
-    "phishing": "security_phishing",
-    "security": "security_phishing",
-    "outage": "outage_escalation",
-    "software": "software_install",
-    "miscellaneous": None,
-    "internal project": None,
-}
 
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -97,14 +76,19 @@ class Chunk:
         return f"{context}\n\n{self.text}"
 
 
-def kb_topic_for(label: str | None) -> str | None:
-    """The KB topic a ticket label corresponds to, or None when it should not filter retrieval."""
-    if not label:
+def kb_topic_for(label: str | None, topic_map: Mapping[str, str | None] | None = None) -> str | None:
+    """The KB topic a ticket label prefers in retrieval, or None when it should not steer it.
+
+    ``topic_map`` is the served model's learned map (``rag.topic_map``): a label maps to what its
+    tickets retrieve, or explicitly to None. Without one (older models) only a label that is itself
+    a KB topic prefers it; a guessed mapping would hide the right article as often as it helps.
+    """
+    key = normalize_label(label)
+    if key is None:
         return None
-    key = label.strip().lower()
-    if key in KB_TOPICS:
-        return key
-    return _TOPIC_ALIASES.get(key, key.replace(" ", "_") if key.replace(" ", "_") in KB_TOPICS else None)
+    if topic_map is not None:
+        return topic_map.get(key)
+    return key if key in KB_TOPICS else None
 
 
 # Loading ------------------------------------------------------------------------------------------

@@ -49,9 +49,10 @@ import ftfy
 import ftfy.badness
 import polars as pl
 
+from ticket_assets.core.labels import display_label, normalize_label, normalize_urgency
 from ticket_assets.core.language import detect_languages
 from ticket_assets.sources.frame import REJECTED_SCHEMA, UTC_DATETIME, conform, empty_rejected
-from ticket_assets.sources.text import normalize_label, normalize_urgency, text_hash_series
+from ticket_assets.sources.text import text_hash_series
 
 MAX_RAW_RECORD_CHARS = 10_000  # keep one pathological row from bloating the quarantine
 _SNIFF_BYTES = 8192
@@ -509,7 +510,9 @@ def _tickets(
             "source": pl.Series([source] * good.height, dtype=pl.String),
             "title": titles,
             "body": bodies,
-            "topic": _mapped_labels(good["topic"], normalize_label),
+            # The export's own spelling: dbt derives the key (normalise_label) and keeps this as
+            # the display name people see.
+            "topic": _mapped_labels(good["topic"], display_label),
             "urgency": _mapped_labels(good["urgency"], normalize_urgency),
             "channel": _mapped_labels(good["channel"], normalize_label),
             "language": pl.Series(languages, dtype=pl.String),

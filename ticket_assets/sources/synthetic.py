@@ -24,9 +24,10 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
+from ticket_assets.core.labels import URGENCY_LEVELS
 from ticket_assets.sources import synthetic_content as content
 from ticket_assets.sources.frame import UTC_DATETIME, conform
-from ticket_assets.sources.text import URGENCY_LEVELS, text_hash_series
+from ticket_assets.sources.text import text_hash_series
 
 __all__ = [
     "DEFAULT_START",

@@ -1,4 +1,7 @@
-"""Text helpers shared by every ticket source: normalisation, hashing and labels.
+"""Text helpers shared by every ticket source: normalisation and hashing.
+
+Labels (keys, display names, urgency synonyms) live in ``ticket_assets.core.labels``; language
+detection in ``ticket_assets.core.language``.
 
 Each scalar helper has a polars twin (``*_expr``/``*_series``) for whole frames; tests keep the
 two in agreement so a ticket hashes the same whichever path ingested it.
@@ -7,52 +10,9 @@ two in agreement so a ticket hashes the same whichever path ingested it.
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 
 import polars as pl
-
-URGENCY_LEVELS: list[str] = ["low", "medium", "high", "critical"]  # most urgent last
-
-# Same rule as the dbt macro normalise_label, so a label normalises identically in both places.
-_LABEL_SEPARATORS = re.compile(r"[\s_-]+")
-
-# Priority words seen in help-desk exports (Zendesk, ServiceNow, Jira) mapped onto our four
-# levels. Keys are already normalised with ``normalize_label``; anything else is kept as-is.
-URGENCY_ALIASES: dict[str, str] = {
-    "p1": "critical",
-    "p2": "high",
-    "p3": "medium",
-    "p4": "low",
-    "p5": "low",
-    "sev1": "critical",
-    "sev2": "high",
-    "sev3": "medium",
-    "sev4": "low",
-    "1": "critical",
-    "2": "high",
-    "3": "medium",
-    "4": "low",
-    "5": "low",
-    "urgent": "critical",
-    "blocker": "critical",
-    "highest": "critical",
-    "critique": "critical",
-    "urgente": "critical",
-    "major": "high",
-    "haute": "high",
-    "elevee": "high",
-    "élevée": "high",
-    "normal": "medium",
-    "moderate": "medium",
-    "moyenne": "medium",
-    "minor": "low",
-    "trivial": "low",
-    "lowest": "low",
-    "planning": "low",
-    "basse": "low",
-    "faible": "low",
-}
 
 
 def normalize_text(value: str | None) -> str:
@@ -113,19 +73,3 @@ def text_hash_series(title: pl.Series, body: pl.Series) -> pl.Series:
     return pl.Series(
         "text_hash", [sha(text.encode("utf-8")).hexdigest() for text in normalised], dtype=pl.String
     )
-
-
-def normalize_label(value: str | None) -> str | None:
-    """'Hardware ' -> 'hardware', 'HR  Support' -> 'hr_support', 'Internal - Project' -> 'internal_project'."""
-    if value is None:
-        return None
-    label = _LABEL_SEPARATORS.sub("_", value.strip().lower()).strip("_")
-    return label or None
-
-
-def normalize_urgency(value: str | None) -> str | None:
-    """Map common priority words (P1, urgent, normal ...) onto URGENCY_LEVELS; keep others normalised."""
-    label = normalize_label(value)
-    if label is None:
-        return None
-    return URGENCY_ALIASES.get(label, label)

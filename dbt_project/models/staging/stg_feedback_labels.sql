@@ -12,6 +12,8 @@ select
     'feedback:' || p.request_id::text as ticket_id,
     p.text,
     coalesce({{ normalise_label('f.true_topic') }}, p.topic) as topic,
+    -- The agent's spelling when they corrected the topic, else the served key.
+    coalesce(nullif(regexp_replace(btrim(f.true_topic), '[[:space:]]+', ' ', 'g'), ''), p.topic) as topic_display,
     coalesce({{ urgency_level(normalise_label('f.true_urgency')) }}, p.urgency) as urgency,
     {{ normalise_label('p.channel') }} as channel,
     p.created_at,

@@ -24,7 +24,7 @@
         materialized='incremental',
         unique_key='ticket_id',
         incremental_strategy='delete+insert',
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         indexes=[
             {'columns': ['ticket_id'], 'unique': True},
             {'columns': ['text_hash']},
@@ -74,6 +74,8 @@ cleaned as (
         {{ clean_text('title') }} as title,
         coalesce({{ clean_text('body') }}, '') as body,
         {{ normalise_label('topic') }} as topic,
+        -- The export's own spelling, what people see (ticket_assets.core.labels.display_label).
+        nullif(regexp_replace(btrim(topic), '[[:space:]]+', ' ', 'g'), '') as topic_display,
         {{ normalise_label('urgency') }} as urgency_label,
         nullif(btrim(urgency), '') as urgency_raw,
         {{ normalise_label('channel') }} as channel,
@@ -104,6 +106,7 @@ select
     -- The model input; serving builds it the same way: "<title>. <body>", or the body alone.
     concat_ws('. ', title, nullif(body, '')) as text,
     topic,
+    topic_display,
     {{ urgency_level('urgency_label') }} as urgency,
     urgency_raw,
     channel,

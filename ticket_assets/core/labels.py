@@ -1,0 +1,150 @@
+"""The label contract: one normalisation key per label, and the spelling people see.
+
+Machines (training, the model's classes, the prediction log, feedback joins, drift) compare keys:
+``normalize_label('HR  Support') == 'hr_support'``. People see display names: the original
+spelling of the export (``'HR Support'``), kept in ``raw.tickets`` and carried through dbt
+(``topic_display``) into the model's ``LabelMap``. The dbt macro ``normalise_label`` applies the
+same rule in SQL (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+URGENCY_LEVELS: list[str] = ["low", "medium", "high", "critical"]  # most urgent last
+
+_LABEL_SEPARATORS = re.compile(r"[\s_-]+")
+
+# Priority words seen in help-desk exports (Zendesk, ServiceNow, Jira) mapped onto our four
+# levels. Keys are already normalised with ``normalize_label``; anything else is kept as-is.
+URGENCY_ALIASES: dict[str, str] = {
+    "p1": "critical",
+    "p2": "high",
+    "p3": "medium",
+    "p4": "low",
+    "p5": "low",
+    "sev1": "critical",
+    "sev2": "high",
+    "sev3": "medium",
+    "sev4": "low",
+    "1": "critical",
+    "2": "high",
+    "3": "medium",
+    "4": "low",
+    "5": "low",
+    "urgent": "critical",
+    "blocker": "critical",
+    "highest": "critical",
+    "critique": "critical",
+    "urgente": "critical",
+    "major": "high",
+    "haute": "high",
+    "elevee": "high",
+    "élevée": "high",
+    "normal": "medium",
+    "moderate": "medium",
+    "moyenne": "medium",
+    "minor": "low",
+    "trivial": "low",
+    "lowest": "low",
+    "planning": "low",
+    "basse": "low",
+    "faible": "low",
+}
+
+
+def normalize_label(value: str | None) -> str | None:
+    """'Hardware ' -> 'hardware', 'HR  Support' -> 'hr_support', 'Internal - Project' -> 'internal_project'."""
+    if value is None:
+        return None
+    label = _LABEL_SEPARATORS.sub("_", value.strip().lower()).strip("_")
+    return label or None
+
+
+def normalize_urgency(value: str | None) -> str | None:
+    """Map common priority words (P1, urgent, normal ...) onto URGENCY_LEVELS; keep others normalised."""
+    label = normalize_label(value)
+    if label is None:
+        return None
+    return URGENCY_ALIASES.get(label, label)
+
+
+def display_label(value: str | None) -> str | None:
+    """The spelling people see: the original label with surrounding and repeated spaces removed."""
+    if value is None:
+        return None
+    label = " ".join(value.split())
+    return label or None
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Keys <-> display names of one label set (e.g. a model's topics)."""
+
+    display: Mapping[str, str] = field(default_factory=dict)  # key -> display name
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str | None, str | None]]) -> LabelMap:
+        """From (key, original spelling) pairs: each key shows its most frequent spelling
+        (ties: the alphabetically first), a key with no spelling shows itself."""
+        spellings: dict[str, Counter[str]] = {}
+        for key, original in pairs:
+            if key is None:
+                continue
+            counter = spellings.setdefault(key, Counter())
+            shown = display_label(original)
+            if shown is not None and normalize_label(shown) == key:
+                counter[shown] += 1
+        return cls(
+            {
+                key: min(counts, key=lambda s: (-counts[s], s)) if counts else key
+                for key, counts in sorted(spellings.items())
+            }
+        )
+
+    def name(self, key: str | None) -> str | None:
+        """Display name of ``key`` (the key itself when unknown)."""
+        if key is None:
+            return None
+        return self.display.get(key, key)
+
+    def key(self, value: str | None) -> str | None:
+        """The key of a display name or of any spelling of a label."""
+        return normalize_label(value)
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.display)
+
+
+@dataclass(frozen=True)
+class LabelMatch:
+    """How a file's labels map onto a model's keys."""
+
+    keys: list[str | None]  # one per input value, None where it did not map
+    unmapped: dict[str, int]  # original spelling -> rows whose label the model does not know
+    matched_rows: int
+
+
+def match_labels(
+    values: Iterable[str | None],
+    model_keys: Iterable[str],
+    normalise: Callable[[str | None], str | None] = normalize_label,
+) -> LabelMatch:
+    """Normalise ``values`` and report the labels the model has no class for."""
+    known = set(model_keys)
+    keys: list[str | None] = []
+    unmapped: Counter[str] = Counter()
+    matched = 0
+    for value in values:
+        key = normalise(value)
+        keys.append(key)
+        if key is None:
+            continue
+        if key in known:
+            matched += 1
+        else:
+            unmapped[display_label(value) or key] += 1
+    return LabelMatch(keys=keys, unmapped=dict(unmapped.most_common()), matched_rows=matched)
