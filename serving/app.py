@@ -12,7 +12,7 @@ import httpx
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.staticfiles import StaticFiles
+from fastapi.openapi.utils import get_openapi
 from psycopg_pool import AsyncConnectionPool
 
 from serving.deps import ServingState, require_api_key
@@ -20,8 +20,9 @@ from serving.errors import validation_error_handler
 from serving.inference import InferenceEngine
 from serving.metrics import ApiMetrics, MetricsMiddleware
 from serving.model_store import KnowledgeBaseStore, ModelStore, ServingModel, poll_forever
-from serving.prediction_log import PredictionLogWriter
-from serving.routers import answer, feedback, health, model, triage
+from serving.prediction_log import PredictionLogWriter, from_record
+from serving.routers import answer, feedback, health, model, reports, triage
+from serving.spool import Spool
 from ticket_assets import __version__
 from ticket_assets.settings import Settings, get_settings
 
@@ -31,7 +32,8 @@ DESCRIPTION = """
 Triage IT support tickets (topic + urgency) with the registered `champion` model, draft answers
 from the knowledge base, and collect feedback.
 
-* Every `/v1` route needs an `X-API-Key` header when the server has API keys configured.
+* Every `/v1` route and `/reports/…` need an `X-API-Key` header when the server has API keys
+  configured; only `/healthz`, `/readyz` and `/metrics` (and these docs) are open.
 * Every response carries `X-Request-ID` (the call) and `Server-Timing` (where the time went).
 * Each triaged ticket gets its own `request_id`: send it back to `/v1/feedback`.
 * The model and knowledge base are hot-reloaded: `/v1/model` says which version answers.
@@ -42,6 +44,7 @@ TAGS = [
     {"name": "answer", "description": "Triage plus retrieval-augmented answer drafts."},
     {"name": "feedback", "description": "True labels and draft usefulness, for monitoring and retraining."},
     {"name": "model", "description": "The model version being served."},
+    {"name": "reports", "description": "Drift reports (HTML) written by the monitoring assets."},
     {"name": "health", "description": "Probes and metrics (no API key needed)."},
 ]
 
@@ -53,15 +56,26 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
     url = await anyio.to_thread.run_sync(database_url, settings)
     await anyio.to_thread.run_sync(apply_schema, url)
 
+    spool = None
+    replay: list[tuple[int, dict]] = []
+    if settings.log_durability != "off":
+        spool = Spool(settings.resolved_spool_dir, segment_bytes=settings.spool_segment_bytes)
+        replay = await anyio.to_thread.run_sync(spool.open)
+        await spool.start()
+        metrics.spool_outstanding.set_function(lambda: spool.outstanding)
     writer = PredictionLogWriter(
         url,
         buffer_max=settings.log_buffer_max,
         batch_size=settings.log_batch_size,
         flush_interval_s=settings.log_flush_interval_s,
+        spool=spool,
         on_written=metrics.log_written.inc,
         on_dropped=metrics.log_dropped.inc,
+        on_rejected=lambda kind, n: metrics.log_rejected.labels(kind=kind).inc(n),
+        on_database=lambda up: metrics.database_up.set(1 if up else 0),
     )
     metrics.bind_queue_size(lambda: writer.queue_size)
+    _replay(writer, spool, replay)
     await writer.start()
 
     # Small pool for the request path (feedback, readiness); the log writer has its own connection.
@@ -97,6 +111,7 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
         kb=kb,
         engine=engine,
         log_writer=writer,
+        spool=spool,
         db=db,
         llm_client=llm_client,
         embedder_id=embedder.model_id,
@@ -115,6 +130,19 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
             "no API keys configured (TICKETOPS_API_KEYS): /v1 routes are open to anyone who can reach them"
         )
     return state
+
+
+def _replay(writer: PredictionLogWriter, spool: Spool | None, replay: list[tuple[int, dict]]) -> None:
+    """Rows a previous process acknowledged but did not write: insert them (idempotent on request_id)."""
+    for segment, record in replay:
+        try:
+            row = from_record(record)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("spool: skipping an unreadable record (%s: %s)", type(exc).__name__, exc)
+            if spool is not None:
+                spool.release(segment)
+            continue
+        writer.enqueue([row], segment)
 
 
 def _check_embedding_compatible(model: ServingModel, embedder_id: str) -> None:
@@ -137,6 +165,8 @@ async def _stop_serving(state: ServingState) -> None:
     lost = await state.log_writer.stop()
     if lost:
         log.error("%d prediction rows were not written", lost)
+    if state.spool is not None:
+        await state.spool.stop()
     await state.db.close()
     if state.llm_client is not None:
         await state.llm_client.aclose()
@@ -183,13 +213,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     protected = [Depends(require_api_key)]
-    for router in (triage.router, answer.router, feedback.router, model.router):
+    for router in (triage.router, answer.router, feedback.router, model.router, reports.router):
         app.include_router(router, dependencies=protected)
     app.include_router(health.router)
-    # Drift reports (Evidently HTML) written by the drift_report asset: the Dagster UI links here.
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
-    app.mount("/reports", StaticFiles(directory=settings.reports_dir, html=False), name="reports")
+    app.openapi = lambda: openapi_with_limits(app, settings)  # type: ignore[method-assign]
     return app
+
+
+def openapi_with_limits(app: FastAPI, settings: Settings) -> dict:
+    """The generated schema with this deployment's limits filled in, so clients (and schemathesis)
+    see the limits the routes enforce rather than the models' generic ones."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+            license_info=app.license_info,
+        )
+        components = schema["components"]["schemas"]
+        components["Ticket"]["properties"]["text"]["maxLength"] = settings.max_text_chars
+        components["BatchTriageRequest"]["properties"]["tickets"]["maxItems"] = settings.max_batch_size
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def serve(settings: Settings | None = None, *, host: str | None = None, port: int | None = None) -> None:

@@ -28,6 +28,7 @@ from tests.test_api_support import (
     running_server,
     wait_for,
 )
+from ticket_assets.services.postgres import connection_params
 
 HEADERS = {"X-API-Key": API_KEYS[0]}
 
@@ -221,7 +222,8 @@ def test_burst_then_shutdown_loses_no_prediction_rows(world: ApiWorld) -> None:
 @pytest.fixture()
 def outage_db(fresh_db: str, pg_server_url: str) -> Iterator[tuple[str, Callable[[bool], None]]]:
     """A database whose connections can be cut and refused, then allowed again."""
-    dbname = fresh_db.rsplit("/", 1)[1].split("?")[0]
+    # From the parsed URL: an embedded server's URL carries its socket directory in the query.
+    dbname = connection_params(fresh_db)["dbname"]
 
     def set_reachable(reachable: bool) -> None:
         with psycopg.connect(pg_server_url, autocommit=True) as admin:

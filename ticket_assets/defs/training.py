@@ -217,6 +217,10 @@ def promotion_gate(
         GATE_TAG,
         ("passed: " if decision.passed else "failed: ") + summary[:4000],
     )
+    # champion_model promotes only if the champion is still the one compared against here.
+    mlflow.client().set_model_version_tag(
+        settings.model_name, challenger_info.version, registry.GATE_CHAMPION_TAG, champion_version or "none"
+    )
     if not decision.passed:
         alerts.send(
             f"Promotion gate failed for {settings.model_name} v{challenger_info.version}",
@@ -264,19 +268,35 @@ def champion_model(
         raise dg.Failure(
             f"challenger v{challenger.version} has no passing gate decision ({gate_note or 'none'})"
         )
-    previous = registry.promote(
-        challenger.version,
-        actor=f"dagster:run:{context.run_id[:8]}",
-        reason=gate_note[:1000],
-        url=postgres.url(),
-        settings=settings,
-    )
+    try:
+        previous = registry.promote(
+            challenger.version,
+            actor=f"dagster:run:{context.run_id[:8]}",
+            reason=gate_note[:1000],
+            url=postgres.url(),
+            settings=settings,
+            gated_against=(challenger.tags or {}).get(registry.GATE_CHAMPION_TAG),
+        )
+    except registry.ChampionMovedError as exc:
+        # Another run promoted while this one trained: keep its champion, record why this one did not.
+        context.log.warning(f"promotion skipped: {exc}")
+        current = registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
+        return dg.MaterializeResult(
+            metadata={
+                "model_name": settings.model_name,
+                "champion_version": current or "none",
+                "promoted": False,
+                "skipped_reason": str(exc),
+                "model_uri": f"models:/{settings.model_name}@champion",
+            }
+        )
     context.log.info(f"champion: v{previous or 'none'} → v{challenger.version}")
     return dg.MaterializeResult(
         metadata={
             "model_name": settings.model_name,
             "champion_version": challenger.version,
             "previous_champion": previous or "none",
+            "promoted": previous != challenger.version,
             "gate": gate_note[:500],
             "model_uri": f"models:/{settings.model_name}@champion",
         }

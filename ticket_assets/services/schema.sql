@@ -120,3 +120,20 @@ create table if not exists ops.model_alias_events (
     at            timestamptz not null default now()
 );
 create index if not exists model_alias_events_model_idx on ops.model_alias_events (model_name, alias, id);
+
+-- Fault-proof logging: rows the database refused (a data error) are kept here with the error instead of
+-- blocking the prediction log; `row_json` is the row as JSON text with control characters escaped.
+create table if not exists ops.predictions_rejected (
+    id           bigserial   primary key,
+    request_id   uuid        not null,
+    rejected_at  timestamptz not null default now(),
+    error        text        not null,
+    row_json     text        not null
+);
+create table if not exists ops.feedback_rejected (
+    id           bigserial   primary key,
+    request_id   uuid        not null,
+    rejected_at  timestamptz not null default now(),
+    error        text        not null,
+    row_json     text        not null
+);
