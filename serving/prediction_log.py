@@ -288,6 +288,9 @@ class PredictionLogWriter:
         """Exponential backoff with jitter; only shutdown interrupts it (early-write requests do not)."""
         ceiling = min(self._max_backoff_s, self._min_backoff_s * 2 ** (failures - 1))
         delay = random.uniform(ceiling / 2, ceiling)
+        if self._stopping:  # the stop timeout bounds this; the stop event must not end the wait early
+            await asyncio.sleep(delay)
+            return
         try:
             await asyncio.wait_for(self._stop_event.wait(), timeout=delay)
         except TimeoutError:
