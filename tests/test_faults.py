@@ -409,7 +409,7 @@ def test_two_concurrent_materialisations_promote_once(
             "where model_name = %s and alias = 'champion'",
             (get_settings().model_name,),
         ).fetchall()
-    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert [run.returncode for run in runs] == [0, 0], "\n=====\n".join(outputs)
     assert len(moves) == 1, moves  # exactly one promotion
     assert registry.get_alias_version(settings.model_name, registry.CHAMPION, get_settings()) == str(
         moves[0][1]

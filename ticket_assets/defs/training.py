@@ -130,11 +130,16 @@ def ticket_classifier(
     settings = platform.get()
     mlflow.configure()
     url = postgres.url()
+    # champion_model promotes only if the champion is still this one (two runs racing promote once).
+    base_champion = registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
     data = pipeline.load_data(settings, url)
     context.log.info(f"training on {data.train.height} tickets, holdout {data.test.height}")
     cfg = train_config(config, settings.train_quick)
     candidate = pipeline.train_and_evaluate(data, cfg)
     registered = pipeline.register(candidate, data, settings, url, cfg)
+    mlflow.client().set_model_version_tag(
+        registered.name, registered.version, registry.BASE_CHAMPION_TAG, base_champion or "none"
+    )
     metrics = candidate.evaluation.metrics
     training = candidate.outcome.as_dict()
     context.log.info(f"registered {registered.name} v{registered.version} as challenger")
@@ -217,10 +222,6 @@ def promotion_gate(
         GATE_TAG,
         ("passed: " if decision.passed else "failed: ") + summary[:4000],
     )
-    # champion_model promotes only if the champion is still the one compared against here.
-    mlflow.client().set_model_version_tag(
-        settings.model_name, challenger_info.version, registry.GATE_CHAMPION_TAG, champion_version or "none"
-    )
     if not decision.passed:
         alerts.send(
             f"Promotion gate failed for {settings.model_name} v{challenger_info.version}",
@@ -275,7 +276,7 @@ def champion_model(
             reason=gate_note[:1000],
             url=postgres.url(),
             settings=settings,
-            gated_against=(challenger.tags or {}).get(registry.GATE_CHAMPION_TAG),
+            expected_champion=(challenger.tags or {}).get(registry.BASE_CHAMPION_TAG),
         )
     except registry.ChampionMovedError as exc:
         # Another run promoted while this one trained: keep its champion, record why this one did not.

@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION_TAG = "ticketops.previous_champion"
-# The champion the promotion gate compared a challenger against ("none" for a first model).
-GATE_CHAMPION_TAG = "ticketops.gate_champion"
+# The champion when a challenger's training started ("none" for a first model).
+BASE_CHAMPION_TAG = "ticketops.base_champion"
 # First key of pg_advisory_lock(int, int) for alias moves; the second is the model name's hash.
 ALIAS_LOCK_NAMESPACE = 742002
 MODEL_ARTIFACT = "model"
@@ -87,8 +87,8 @@ class ModelVersionInfo:
 
 
 class ChampionMovedError(RuntimeError):
-    """The champion changed after the gate compared the challenger against it: promoting would
-    replace a model the gate never saw (two training runs racing)."""
+    """The champion changed while the challenger trained: another run promoted meanwhile (two
+    training runs racing), and promoting too would move the champion twice for one change."""
 
 
 class NoPreviousChampionError(LookupError):
@@ -438,12 +438,12 @@ def promote(
     name: str | None = None,
     url: str | None = None,
     settings: Settings | None = None,
-    gated_against: str | None = None,
+    expected_champion: str | None = None,
 ) -> str | None:
     """Make ``version`` the champion; returns the previous champion (remembered on the version).
 
-    ``gated_against`` is the champion the promotion gate compared ``version`` with ("none" for no
-    champion); when the champion has moved since, ``ChampionMovedError`` is raised instead.
+    ``expected_champion`` ("none" for no champion) is the champion the caller's decision was based
+    on; when the champion has moved since, ``ChampionMovedError`` is raised instead of moving it.
     """
     settings = settings or get_settings()
     name = name or settings.model_name
@@ -453,11 +453,11 @@ def promote(
         previous = get_alias_version(name, CHAMPION, settings)
         if previous == str(version):
             return previous
-        if gated_against is not None and (previous or "none") != gated_against:
+        if expected_champion is not None and (previous or "none") != expected_champion:
+            was = "no champion" if expected_champion == "none" else f"v{expected_champion}"
             raise ChampionMovedError(
-                f"{name}: champion is v{previous} now, but the gate compared v{version} against "
-                f"{'v' + gated_against if gated_against != 'none' else 'no champion'}; not promoting "
-                "(another run promoted meanwhile; run again to gate against the new champion)"
+                f"{name}: not promoting v{version}: the champion moved from {was} to v{previous} while "
+                "it trained (another run promoted meanwhile; run again to train against the new champion)"
             )
         if previous is not None:
             client.set_model_version_tag(name, str(version), PREVIOUS_CHAMPION_TAG, previous)
