@@ -197,7 +197,8 @@ class Spool:
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
-        os.fsync(self._fd)
+        # fdatasync: the appended bytes and the new length reach the disk; no other metadata needed.
+        os.fdatasync(self._fd)
         self._current_size += len(data)
 
     def _compact(self) -> None:
