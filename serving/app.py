@@ -222,9 +222,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def openapi_with_limits(app: FastAPI, settings: Settings) -> dict:
-    """The generated schema with this deployment's limits filled in, so clients (and schemathesis)
-    see the limits the routes enforce rather than the models' generic ones."""
-    if app.openapi_schema is None:
+    """The generated schema with this deployment's limits and the served model's labels filled in,
+    so clients (and schemathesis) see exactly what the routes accept. Rebuilt when the model changes."""
+    state = getattr(app.state, "serving", None)
+    model = None if state is None else state.models.current
+    key = None if model is None else model.version
+    cached = getattr(app.state, "openapi_key", None)
+    if app.openapi_schema is None or cached != key:
         schema = get_openapi(
             title=app.title,
             version=app.version,
@@ -236,8 +240,57 @@ def openapi_with_limits(app: FastAPI, settings: Settings) -> dict:
         components = schema["components"]["schemas"]
         components["Ticket"]["properties"]["text"]["maxLength"] = settings.max_text_chars
         components["BatchTriageRequest"]["properties"]["tickets"]["maxItems"] = settings.max_batch_size
+        feedback_schema(components, None if model is None else (model.topics, model.urgencies))
         app.openapi_schema = schema
+        app.state.openapi_key = key
     return app.openapi_schema
+
+
+def feedback_schema(components: dict, labels: tuple[tuple[str, ...], tuple[str, ...]] | None) -> None:
+    """FeedbackRequest as the route checks it: at least one field given; with a model loaded, either
+    known labels (`new_topic` false) or a new lower-case topic (`new_topic: true`)."""
+    from copy import deepcopy
+
+    from serving.routers.feedback import NEW_LABEL
+
+    base = components["FeedbackRequest"]
+    base["anyOf"] = [
+        {"required": [name], "properties": {name: {"type": kind}}}
+        for name, kind in (
+            ("true_topic", "string"),
+            ("true_urgency", "string"),
+            ("draft_helpful", "boolean"),
+            ("comment", "string"),
+        )
+    ]
+    if labels is None:
+        return
+    topics, urgencies = labels
+    props = base["properties"]
+    if urgencies:
+        props["true_urgency"]["anyOf"] = [{"type": "string", "enum": list(urgencies)}, {"type": "null"}]
+    for example in base.get("examples", []):
+        example["true_topic"] = topics[0]
+        if urgencies:
+            example["true_urgency"] = urgencies[0]
+        else:
+            example.pop("true_urgency", None)
+    known, new = deepcopy(base), deepcopy(base)
+    known["title"], new["title"] = "FeedbackWithKnownLabels", "FeedbackWithNewTopic"
+    known["properties"]["new_topic"] = {"const": False, "default": False}
+    known["properties"]["true_topic"]["anyOf"] = [{"type": "string", "enum": list(topics)}, {"type": "null"}]
+    new["properties"]["new_topic"] = {"const": True}
+    new["required"] = [*new.get("required", []), "new_topic"]
+    new["properties"]["true_topic"]["anyOf"] = [
+        {"type": "string", "pattern": NEW_LABEL.pattern},
+        {"type": "null"},
+    ]
+    new.pop("examples", None)
+    components["FeedbackRequest"] = {
+        "title": "FeedbackRequest",
+        "description": "Known labels of the served model, or a new topic flagged with `new_topic: true`.",
+        "oneOf": [known, new],
+    }
 
 
 def serve(settings: Settings | None = None, *, host: str | None = None, port: int | None = None) -> None:

@@ -10,10 +10,12 @@ from uuid import UUID
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -54,6 +56,22 @@ def _no_control_characters(value: str) -> str:
 
 
 SafeStr = Annotated[str, AfterValidator(_no_control_characters)]
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON Schema's integer: 3 and 3.0, never "3" or true (pydantic's lax mode would coerce those).
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer, not a string or boolean")
+    return value
+
+
+# The before-validator hides the bounds from pydantic's schema generator: state them explicitly.
+PassageCount = Annotated[
+    int,
+    BeforeValidator(_json_integer),
+    Field(ge=1, le=20),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 20}),
+]
 
 
 def _safe(**kwargs: Any) -> Any:
@@ -156,8 +174,8 @@ class AnswerRequest(BaseModel):
     )
 
     ticket: Ticket
-    top_k: int | None = Field(
-        default=None, ge=1, le=20, strict=True, description="Passages to retrieve (server default if unset)."
+    top_k: PassageCount | None = Field(
+        default=None, description="Passages to retrieve (server default if unset)."
     )
 
 
