@@ -497,8 +497,14 @@ def test_openapi_documents_every_route_with_its_errors_and_examples(client: Test
         assert codes <= set(operation["responses"]), (path, operation["responses"].keys())
         assert operation["tags"] and operation["summary"]
     schemas = spec["components"]["schemas"]
-    for schema in ("SingleTriageRequest", "BatchTriageRequest", "AnswerRequest", "FeedbackRequest", "Ticket"):
+    for schema in ("SingleTriageRequest", "BatchTriageRequest", "AnswerRequest", "Ticket"):
         assert schemas[schema]["examples"], schema
+    # Feedback: the served model's labels, or a new topic flagged as such (what the route checks).
+    known, new = schemas["FeedbackRequest"]["oneOf"]
+    topics = client.get("/v1/model").json()["topics"]
+    assert known["properties"]["true_topic"]["anyOf"][0]["enum"] == topics
+    assert known["examples"][0]["true_topic"] in topics
+    assert new["properties"]["new_topic"] == {"const": True} and "new_topic" in new["required"]
     # ticket xor tickets, the deployment's limits, strict integers, the control-character rule.
     triage_body = spec["paths"]["/v1/triage"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {ref["$ref"].rsplit("/", 1)[1] for ref in triage_body["oneOf"]} == {
@@ -511,7 +517,7 @@ def test_openapi_documents_every_route_with_its_errors_and_examples(client: Test
     assert {"type": "integer", "minimum": 1, "maximum": 20} in top_k
     # (at the field level: JSON Schema applies `pattern` to the string branch only, null stays valid)
     assert "\\u0000-\\u0008" in schemas["Ticket"]["properties"]["channel"]["pattern"]
-    assert "\\u0000-\\u0008" in schemas["FeedbackRequest"]["properties"]["comment"]["pattern"]
+    assert "\\u0000-\\u0008" in known["properties"]["comment"]["pattern"]
     # Open paths are exactly the probes and metrics; everything else declares the API key.
     open_paths = {
         path
