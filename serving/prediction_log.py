@@ -83,7 +83,9 @@ class FeedbackRow:
     comment: str | None
 
 
-# Same upsert as the feedback route; no row back means the prediction does not exist (dead letter).
+# Feedback upsert keyed by request_id, used by the route and the writer. Fields left out of a later
+# submission keep their earlier value (the true topic now, `draft_helpful` later). The `where exists`
+# makes an unknown request id return no row (404 / dead letter) instead of a foreign-key error.
 FEEDBACK_UPSERT_SQL = """
 insert into ops.feedback as f (request_id, true_topic, true_urgency, draft_helpful, comment)
 select %(request_id)s, %(true_topic)s, %(true_urgency)s, %(draft_helpful)s, %(comment)s

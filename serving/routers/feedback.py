@@ -18,11 +18,6 @@ from serving.schemas import FeedbackQueued, FeedbackRequest, FeedbackResponse
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
-# Upsert keyed by request_id (shared with the log writer). Fields left out of a later submission
-# keep their earlier value, so a client can send the true topic now and `draft_helpful` later. The
-# `where exists` makes an unknown request id return no row (-> 404) instead of a foreign-key error.
-UPSERT_SQL = FEEDBACK_UPSERT_SQL
-
 # A prediction row may still sit in the log writer's buffer: wait this long for its write, then
 # queue the feedback behind it instead (durably, like the prediction).
 PENDING_WAIT_S = 1.0
@@ -94,7 +89,8 @@ async def feedback(
 
     try:
         async with state.db.connection(timeout=2) as conn:
-            cur = await conn.execute(UPSERT_SQL, body.model_dump())
+            # Same upsert as the log writer's: an unknown request id returns no row (-> 404).
+            cur = await conn.execute(FEEDBACK_UPSERT_SQL, body.model_dump())
             row = await cur.fetchone()
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
         return await _queue(state, body, "the database is unavailable")
