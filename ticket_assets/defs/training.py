@@ -174,6 +174,16 @@ def ticket_classifier(
     return dg.MaterializeResult(metadata=metadata)
 
 
+def trained_in_this_run(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The version this run's ``ticket_classifier`` registered: the ``challenger`` alias may already
+    point at a concurrent run's version. None when the run did not train (then the alias decides)."""
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = record.asset_materialization
+        if materialization is not None and materialization.asset_key == CLASSIFIER:
+            return str(materialization.metadata["model_version"].value)
+    return None
+
+
 @dg.asset_check(
     asset=CLASSIFIER,
     name="promotion_gate",
@@ -185,6 +195,7 @@ def ticket_classifier(
     ),
 )
 def promotion_gate(
+    context: dg.AssetCheckExecutionContext,
     config: GateSettings,
     postgres: PostgresResource,
     platform: PlatformSettingsResource,
@@ -195,8 +206,9 @@ def promotion_gate(
     mlflow.configure()
     url = postgres.url()
     data = pipeline.load_data(settings, url)
+    own = trained_in_this_run(context.instance, context.run.run_id)
     challenger, challenger_info = registry.load_model_version(
-        settings.model_name, registry.CHALLENGER, settings
+        settings.model_name, own or registry.CHALLENGER, settings
     )
     challenger_metrics = score_on_holdout(
         challenger, data.test, data.test_embeddings, data.embedding_model_id
@@ -263,7 +275,12 @@ def champion_model(
 ) -> dg.MaterializeResult:
     settings = platform.get()
     client = mlflow.client()
-    challenger = client.get_model_version_by_alias(settings.model_name, registry.CHALLENGER)
+    own = trained_in_this_run(context.instance, context.run_id)
+    challenger = (
+        client.get_model_version(settings.model_name, own)
+        if own
+        else client.get_model_version_by_alias(settings.model_name, registry.CHALLENGER)
+    )
     gate_note = (challenger.tags or {}).get(GATE_TAG, "")
     if not gate_note.startswith("passed"):
         raise dg.Failure(
