@@ -444,7 +444,9 @@ def main() -> None:
         "python": platform.python_version(),
         "load_avg_at_end": os.getloadavg(),
     }
-    args.out.write_text(json.dumps({"machine": machine, "runs": summaries, "logging": logging_cost}, indent=2))
+    args.out.write_text(
+        json.dumps({"machine": machine, "runs": summaries, "logging": logging_cost}, indent=2)
+    )
     print()
     print(markdown(summaries, logging_cost))
     print(f"\nload average at end: {machine['load_avg_at_end']}")
