@@ -12,7 +12,7 @@ import httpx
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.staticfiles import StaticFiles
+from fastapi.openapi.utils import get_openapi
 from psycopg_pool import AsyncConnectionPool
 
 from serving.deps import ServingState, require_api_key
@@ -20,8 +20,9 @@ from serving.errors import validation_error_handler
 from serving.inference import InferenceEngine
 from serving.metrics import ApiMetrics, MetricsMiddleware
 from serving.model_store import KnowledgeBaseStore, ModelStore, ServingModel, poll_forever
-from serving.prediction_log import PredictionLogWriter
-from serving.routers import answer, feedback, health, model, triage
+from serving.prediction_log import PredictionLogWriter, from_record
+from serving.routers import answer, feedback, health, model, reports, triage
+from serving.spool import Spool
 from ticket_assets import __version__
 from ticket_assets.core.language import detect_language
 from ticket_assets.settings import Settings, get_settings
@@ -32,7 +33,8 @@ DESCRIPTION = """
 Triage IT support tickets (topic + urgency) with the registered `champion` model, draft answers
 from the knowledge base, and collect feedback.
 
-* Every `/v1` route needs an `X-API-Key` header when the server has API keys configured.
+* Every `/v1` route and `/reports/…` need an `X-API-Key` header when the server has API keys
+  configured; only `/healthz`, `/readyz` and `/metrics` (and these docs) are open.
 * Every response carries `X-Request-ID` (the call) and `Server-Timing` (where the time went).
 * Each triaged ticket gets its own `request_id`: send it back to `/v1/feedback`.
 * The model and knowledge base are hot-reloaded: `/v1/model` says which version answers.
@@ -43,6 +45,7 @@ TAGS = [
     {"name": "answer", "description": "Triage plus retrieval-augmented answer drafts."},
     {"name": "feedback", "description": "True labels and draft usefulness, for monitoring and retraining."},
     {"name": "model", "description": "The model version being served."},
+    {"name": "reports", "description": "Drift reports (HTML) written by the monitoring assets."},
     {"name": "health", "description": "Probes and metrics (no API key needed)."},
 ]
 
@@ -56,15 +59,26 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
     # The API never changes the schema: an old database is a deployment error (`ticketops migrate`).
     await anyio.to_thread.run_sync(check_schema, url)
 
+    spool = None
+    replay: list[tuple[int, dict]] = []
+    if settings.log_durability != "off":
+        spool = Spool(settings.resolved_spool_dir, segment_bytes=settings.spool_segment_bytes)
+        replay = await anyio.to_thread.run_sync(spool.open)
+        await spool.start()
+        metrics.spool_outstanding.set_function(lambda: spool.outstanding)
     writer = PredictionLogWriter(
         url,
         buffer_max=settings.log_buffer_max,
         batch_size=settings.log_batch_size,
         flush_interval_s=settings.log_flush_interval_s,
+        spool=spool,
         on_written=metrics.log_written.inc,
         on_dropped=metrics.log_dropped.inc,
+        on_rejected=lambda kind, n: metrics.log_rejected.labels(kind=kind).inc(n),
+        on_database=lambda up: metrics.database_up.set(1 if up else 0),
     )
     metrics.bind_queue_size(lambda: writer.queue_size)
+    _replay(writer, spool, replay)
     await writer.start()
 
     # Small pool for the request path (feedback, readiness); the log writer has its own connection.
@@ -100,6 +114,7 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
         kb=kb,
         engine=engine,
         log_writer=writer,
+        spool=spool,
         db=db,
         llm_client=llm_client,
         embedder_id=embedder.model_id,
@@ -122,6 +137,19 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
     return state
 
 
+def _replay(writer: PredictionLogWriter, spool: Spool | None, replay: list[tuple[int, dict]]) -> None:
+    """Rows a previous process acknowledged but did not write: insert them (idempotent on request_id)."""
+    for segment, record in replay:
+        try:
+            row = from_record(record)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("spool: skipping an unreadable record (%s: %s)", type(exc).__name__, exc)
+            if spool is not None:
+                spool.release(segment)
+            continue
+        writer.enqueue([row], segment)
+
+
 def _check_embedding_compatible(model: ServingModel, embedder_id: str) -> None:
     trained_on = model.model.embedding_model_id
     if trained_on is not None and trained_on != embedder_id:
@@ -142,6 +170,8 @@ async def _stop_serving(state: ServingState) -> None:
     lost = await state.log_writer.stop()
     if lost:
         log.error("%d prediction rows were not written", lost)
+    if state.spool is not None:
+        await state.spool.stop()
     await state.db.close()
     if state.llm_client is not None:
         await state.llm_client.aclose()
@@ -188,13 +218,84 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     protected = [Depends(require_api_key)]
-    for router in (triage.router, answer.router, feedback.router, model.router):
+    for router in (triage.router, answer.router, feedback.router, model.router, reports.router):
         app.include_router(router, dependencies=protected)
     app.include_router(health.router)
-    # Drift reports (Evidently HTML) written by the drift_report asset: the Dagster UI links here.
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
-    app.mount("/reports", StaticFiles(directory=settings.reports_dir, html=False), name="reports")
+    app.openapi = lambda: openapi_with_limits(app, settings)  # type: ignore[method-assign]
     return app
+
+
+def openapi_with_limits(app: FastAPI, settings: Settings) -> dict:
+    """The generated schema with this deployment's limits and the served model's labels filled in,
+    so clients (and schemathesis) see exactly what the routes accept. Rebuilt when the model changes."""
+    state = getattr(app.state, "serving", None)
+    model = None if state is None else state.models.current
+    key = None if model is None else model.version
+    cached = getattr(app.state, "openapi_key", None)
+    if app.openapi_schema is None or cached != key:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+            license_info=app.license_info,
+        )
+        components = schema["components"]["schemas"]
+        components["Ticket"]["properties"]["text"]["maxLength"] = settings.max_text_chars
+        components["BatchTriageRequest"]["properties"]["tickets"]["maxItems"] = settings.max_batch_size
+        feedback_schema(components, None if model is None else (model.topics, model.urgencies))
+        app.openapi_schema = schema
+        app.state.openapi_key = key
+    return app.openapi_schema
+
+
+def feedback_schema(components: dict, labels: tuple[tuple[str, ...], tuple[str, ...]] | None) -> None:
+    """FeedbackRequest as the route checks it: at least one field given; with a model loaded, either
+    known labels (`new_topic` false) or a new lower-case topic (`new_topic: true`)."""
+    from copy import deepcopy
+
+    from serving.routers.feedback import NEW_LABEL
+
+    base = components["FeedbackRequest"]
+    base["anyOf"] = [
+        {"required": [name], "properties": {name: {"type": kind}}}
+        for name, kind in (
+            ("true_topic", "string"),
+            ("true_urgency", "string"),
+            ("draft_helpful", "boolean"),
+            ("comment", "string"),
+        )
+    ]
+    if labels is None:
+        return
+    topics, urgencies = labels
+    props = base["properties"]
+    if urgencies:
+        props["true_urgency"]["anyOf"] = [{"type": "string", "enum": list(urgencies)}, {"type": "null"}]
+    for example in base.get("examples", []):
+        example["true_topic"] = topics[0]
+        if urgencies:
+            example["true_urgency"] = urgencies[0]
+        else:
+            example.pop("true_urgency", None)
+    known, new = deepcopy(base), deepcopy(base)
+    known["title"], new["title"] = "FeedbackWithKnownLabels", "FeedbackWithNewTopic"
+    known["properties"]["new_topic"] = {"const": False, "default": False}
+    known["properties"]["true_topic"]["anyOf"] = [{"type": "string", "enum": list(topics)}, {"type": "null"}]
+    new["properties"]["new_topic"] = {"const": True}
+    new["required"] = [*new.get("required", []), "new_topic"]
+    new["properties"]["true_topic"]["anyOf"] = [
+        {"type": "string", "pattern": NEW_LABEL.pattern},
+        {"type": "null"},
+    ]
+    new.pop("examples", None)
+    components["FeedbackRequest"] = {
+        "title": "FeedbackRequest",
+        "description": "Known labels of the served model, or a new topic flagged with `new_topic: true`.",
+        "oneOf": [known, new],
+    }
 
 
 def serve(settings: Settings | None = None, *, host: str | None = None, port: int | None = None) -> None:

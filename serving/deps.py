@@ -15,6 +15,7 @@ from serving.inference import InferenceEngine
 from serving.metrics import ApiMetrics
 from serving.model_store import KnowledgeBaseStore, ModelStore, ServingModel
 from serving.prediction_log import PredictionLogWriter
+from serving.spool import Spool
 from ticket_assets.settings import Settings
 
 
@@ -27,6 +28,7 @@ class ServingState:
     engine: InferenceEngine
     log_writer: PredictionLogWriter
     db: AsyncConnectionPool
+    spool: Spool | None = None  # None when durability is off
     llm_client: httpx.AsyncClient | None = None  # shared so LLM calls reuse connections
     embedder_id: str = ""  # queries are embedded with this; the KB index must use the same
 

@@ -85,6 +85,23 @@ class ApiMetrics:
             registry=r,
         )
 
+        self.log_rejected = Counter(
+            "ticketops_prediction_log_dead_letters",
+            "Rows the database refused, moved to ops.predictions_rejected / ops.feedback_rejected",
+            ["kind"],
+            registry=r,
+        )
+        self.spool_outstanding = Gauge(
+            "ticketops_spool_outstanding_rows",
+            "Acknowledged rows in the local spool that are not in PostgreSQL yet",
+            registry=r,
+        )
+        self.database_up = Gauge(
+            "ticketops_database_up",
+            "1 when the last database operation (log write or readiness check) succeeded, else 0",
+            registry=r,
+        )
+
     def set_model(self, name: str, version: str) -> None:
         self.model_info.clear()
         self.model_info.labels(name=name, version=version).set(1)

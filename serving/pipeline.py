@@ -15,8 +15,9 @@ from fastapi.exceptions import RequestValidationError
 
 from serving.deps import ServingState
 from serving.inference import InferenceResult, ModelNotReady
-from serving.prediction_log import PredictionRow, text_fields
+from serving.prediction_log import LogRow, PredictionRow, text_fields, to_record
 from serving.schemas import ModelRef, Ticket, TicketTriage
+from serving.spool import SpoolError
 from ticket_assets.core.labels import LabelMap
 
 
@@ -59,7 +60,7 @@ def enforce_limits(
         _validation_error(
             (*loc, "text"),
             "string_too_long",
-            f"String should have at most {max_text_chars} characters",
+            f"String should have at most {max_text_chars} characters (this server's max_text_chars)",
             max_length=max_text_chars,
         )
         for ticket, loc in zip(tickets, locs, strict=True)
@@ -76,7 +77,7 @@ def enforce_batch_size(count: int, max_batch_size: int) -> None:
                 _validation_error(
                     ("body", "tickets"),
                     "too_long",
-                    f"List should have at most {max_batch_size} items after validation, not {count}",
+                    f"List should have at most {max_batch_size} items (this server's max_batch_size), not {count}",
                     max_length=max_batch_size,
                     actual_length=count,
                 )
@@ -168,12 +169,42 @@ def prediction_rows(
     return rows
 
 
-def record(state: ServingState, endpoint: str, rows: Sequence[PredictionRow], timings: Timings) -> None:
-    """Count and enqueue predictions; the enqueue is the only logging cost on the request path."""
+async def record(state: ServingState, endpoint: str, rows: Sequence[PredictionRow], timings: Timings) -> None:
+    """Count predictions and make them durable before the reply (see ``log_rows``)."""
     t0 = time.perf_counter()
     for row in rows:
         state.metrics.predictions.labels(endpoint=endpoint, topic=row.topic).inc()
         if row.low_confidence:
             state.metrics.low_confidence.labels(endpoint=endpoint).inc()
-    state.log_writer.enqueue(rows)
+    await log_rows(state, rows)
     timings.since("log", t0)
+
+
+async def log_rows(state: ServingState, rows: Sequence[LogRow], *, spool_only: bool = False) -> None:
+    """Hand rows to the log writer so that an acknowledged row survives a crash.
+
+    ``spool``: append + fsync to the local spool (grouped with concurrent requests), then enqueue.
+    ``postgres``: enqueue and wait for the writer's group commit; rows still uncommitted after
+    ``log_commit_timeout_s`` (database down) are spooled instead. ``off``: enqueue only.
+    A spool that cannot be written means the row would not be durable: 503, not an acknowledgement.
+    """
+    writer, spool = state.log_writer, state.spool
+    try:
+        if spool is None:
+            writer.enqueue(rows)
+        elif state.settings.log_durability == "postgres" and not spool_only:
+            writer.enqueue(rows)
+            ids = [row.request_id for row in rows]
+            if not await writer.wait_all_written(ids, state.settings.log_commit_timeout_s):
+                late = [row for row in rows if writer.is_pending(row.request_id)]
+                writer.attach_segment([row.request_id for row in late], await spool.append(_records(late)))
+        else:
+            writer.enqueue(rows, await spool.append(_records(rows)))
+    except SpoolError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"cannot store the result durably: {exc}"
+        ) from exc
+
+
+def _records(rows: Sequence[LogRow]) -> list[dict[str, Any]]:
+    return [to_record(row) for row in rows]

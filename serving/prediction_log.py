@@ -1,27 +1,39 @@
-"""Background writer for ``ops.predictions``: requests enqueue rows, one task batches the inserts.
+"""Background writer for ``ops.predictions`` and queued ``ops.feedback``: one task batches the inserts.
 
 Why a writer instead of inserting in the handler: an insert per request would add a database round
-trip to every response and make the API fail whenever Postgres blips. Here a request only appends
-to an in-memory buffer; the writer inserts in batches off the request path, keeps rows across
-database errors (retrying with backoff) and flushes everything on shutdown. The buffer is bounded:
-when it is full the oldest rows are dropped and counted, so an outage cannot exhaust memory.
+trip to every response and make the API fail whenever Postgres blips. Here a request appends to an
+in-memory buffer (after the spool made the rows durable, see ``serving/spool.py``); the writer
+inserts in batches off the request path and flushes on shutdown.
+
+Failures are told apart. A lost connection keeps the batch and retries with exponential backoff and
+jitter (requests asking for an early write do not shorten it: no busy loop against a dead server).
+A row the database refuses (a data error) must not block the rows behind it: the batch is bisected
+under savepoints until the offending rows are isolated, those go to a dead-letter table with the
+error (``ops.predictions_rejected`` / ``ops.feedback_rejected``) and the rest is written. The buffer
+is bounded: when full the oldest rows leave memory and are counted; with the spool on they stay on
+disk and are replayed at the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import astuple, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+if TYPE_CHECKING:
+    from serving.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +72,56 @@ INSERT_SQL = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class FeedbackRow:
+    """Feedback accepted while its prediction (or the database) was not reachable yet."""
+
+    request_id: UUID
+    true_topic: str | None
+    true_urgency: str | None
+    draft_helpful: bool | None
+    comment: str | None
+
+
+# Feedback upsert keyed by request_id, used by the route and the writer. Fields left out of a later
+# submission keep their earlier value (the true topic now, `draft_helpful` later). The `where exists`
+# makes an unknown request id return no row (404 / dead letter) instead of a foreign-key error.
+FEEDBACK_UPSERT_SQL = """
+insert into ops.feedback as f (request_id, true_topic, true_urgency, draft_helpful, comment)
+select %(request_id)s, %(true_topic)s, %(true_urgency)s, %(draft_helpful)s, %(comment)s
+where exists (select 1 from ops.predictions where request_id = %(request_id)s)
+on conflict (request_id) do update set
+    true_topic    = coalesce(excluded.true_topic, f.true_topic),
+    true_urgency  = coalesce(excluded.true_urgency, f.true_urgency),
+    draft_helpful = coalesce(excluded.draft_helpful, f.draft_helpful),
+    comment       = coalesce(excluded.comment, f.comment),
+    updated_at    = now()
+returning created_at, updated_at, updated_at > created_at as updated
+"""
+
+LogRow = PredictionRow | FeedbackRow
+
+# Errors that a given row causes whatever the server's state: retrying the row cannot succeed.
+DATA_ERRORS: tuple[type[BaseException], ...] = (psycopg.DataError, psycopg.IntegrityError, ValueError)
+UNKNOWN_PREDICTION = "no prediction with this request_id"
+
+
+def to_record(row: LogRow) -> dict[str, Any]:
+    """The spool's JSON form of a row (UUIDs and timestamps as strings)."""
+    kind = "prediction" if isinstance(row, PredictionRow) else "feedback"
+    return {"kind": kind, "row": json.loads(json.dumps(asdict(row), default=str))}
+
+
+def from_record(record: dict[str, Any]) -> LogRow:
+    values = dict(record["row"])
+    values["request_id"] = UUID(values["request_id"])
+    if record["kind"] == "feedback":
+        return FeedbackRow(**values)
+    values["call_request_id"] = UUID(values["call_request_id"])
+    values["created_at"] = datetime.fromisoformat(values["created_at"])
+    return PredictionRow(**values)
+
+
 def text_fields(text: str, redact: bool) -> tuple[str | None, str, int]:
     """(stored text, sha256, length): redaction keeps only the hash and the length."""
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -72,8 +134,14 @@ def _as_params(row: PredictionRow) -> tuple[Any, ...]:
     return tuple(values)
 
 
+@dataclass(slots=True)
+class _Entry:
+    row: LogRow
+    segment: int | None = None  # spool segment holding the row, released once it is in Postgres
+
+
 class PredictionLogWriter:
-    """Bounded, batching, retrying writer. Every public method runs on the event loop thread."""
+    """Bounded, batching, retrying, poison-isolating writer. Public methods run on the event loop."""
 
     def __init__(
         self,
@@ -82,59 +150,84 @@ class PredictionLogWriter:
         buffer_max: int = 50_000,
         batch_size: int = 500,
         flush_interval_s: float = 0.2,
-        max_backoff_s: float = 5.0,
+        min_backoff_s: float = 0.2,
+        max_backoff_s: float = 10.0,
+        spool: Spool | None = None,
         on_written: Callable[[int], None] | None = None,
         on_dropped: Callable[[int], None] | None = None,
+        on_rejected: Callable[[str, int], None] | None = None,
+        on_database: Callable[[bool], None] | None = None,
     ) -> None:
         self._url = database_url
         self._buffer_max = buffer_max
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
+        self._min_backoff_s = min_backoff_s
         self._max_backoff_s = max_backoff_s
+        self._spool = spool
         self._on_written = on_written or (lambda n: None)
         self._on_dropped = on_dropped or (lambda n: None)
-        self._buffer: deque[PredictionRow] = deque()
-        self._in_flight: list[PredictionRow] = []
-        self._pending_ids: set[UUID] = set()
+        self._on_rejected = on_rejected or (lambda kind, n: None)
+        self._on_database = on_database or (lambda up: None)
+        self._buffer: deque[_Entry] = deque()
+        self._in_flight: list[_Entry] = []
+        self._pending: dict[UUID, _Entry] = {}  # predictions not in the database yet
         self._conn: psycopg.AsyncConnection | None = None
         self._wakeup = asyncio.Event()
+        self._stop_event = asyncio.Event()
         self._progress = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.written_total = 0
         self.dropped_total = 0
+        self.rejected_total = 0
         self.failed_writes = 0
+        self.database_up: bool | None = None
         self.last_error: str | None = None
 
     # Request side -----------------------------------------------------------------------------
-    def enqueue(self, rows: Iterable[PredictionRow]) -> None:
+    def enqueue(self, rows: Iterable[LogRow], segment: int | None = None) -> None:
         for row in rows:
-            self._buffer.append(row)
-            self._pending_ids.add(row.request_id)
+            entry = _Entry(row, segment)
+            self._buffer.append(entry)
+            if isinstance(row, PredictionRow):
+                self._pending[row.request_id] = entry
         self._drop_overflow()
         if len(self._buffer) >= self._batch_size:
             self._wakeup.set()
+
+    def attach_segment(self, request_ids: Iterable[UUID], segment: int) -> None:
+        """Rows spooled after they were enqueued: release them when written (now, if already)."""
+        for request_id in request_ids:
+            entry = self._pending.get(request_id)
+            if entry is not None:
+                entry.segment = segment
+            elif self._spool is not None:
+                self._spool.release(segment)
 
     @property
     def queue_size(self) -> int:
         return len(self._buffer) + len(self._in_flight)
 
     def is_pending(self, request_id: UUID) -> bool:
-        return request_id in self._pending_ids
+        return request_id in self._pending
 
     async def wait_written(self, request_id: UUID, timeout_s: float) -> bool:
-        """Wait until a buffered row is in the database (used before feedback references it)."""
+        """Wait until a buffered prediction is in the database (one early-write request, no polling)."""
+        return await self.wait_all_written([request_id], timeout_s)
+
+    async def wait_all_written(self, request_ids: Iterable[UUID], timeout_s: float) -> bool:
+        ids = [request_id for request_id in request_ids if request_id in self._pending]
         deadline = time.monotonic() + timeout_s
-        while self.is_pending(request_id):
+        self._wakeup.set()
+        while any(request_id in self._pending for request_id in ids):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            progress = self._progress
-            self._wakeup.set()
             try:
-                await asyncio.wait_for(progress.wait(), timeout=remaining)
+                await asyncio.wait_for(self._progress.wait(), timeout=remaining)
             except TimeoutError:
-                return not self.is_pending(request_id)
+                return not any(request_id in self._pending for request_id in ids)
         return True
 
     # Lifecycle --------------------------------------------------------------------------------
@@ -143,8 +236,13 @@ class PredictionLogWriter:
             self._task = asyncio.create_task(self._run(), name="prediction-log-writer")
 
     async def stop(self, timeout_s: float = 15.0) -> int:
-        """Flush what is buffered (retrying within the timeout) and close; returns rows left unwritten."""
+        """Flush what is buffered and close; returns rows lost (buffered and not in the spool).
+
+        During an outage spooled rows are left on disk at once (the next start replays them);
+        only rows that exist nowhere else are retried until the timeout.
+        """
         self._stopping = True
+        self._stop_event.set()
         self._wakeup.set()
         if self._task is not None:
             try:
@@ -154,14 +252,18 @@ class PredictionLogWriter:
                 await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         await self._close()
-        lost = self.queue_size
+        remaining = [*self._in_flight, *self._buffer]
+        lost = sum(1 for entry in remaining if entry.segment is None)
+        kept = len(remaining) - lost
+        if kept:
+            log.warning("prediction log: %d rows stay in the spool and are replayed at the next start", kept)
         if lost:
             log.error("prediction log: %d rows could not be written before shutdown", lost)
         return lost
 
     # Writer side ------------------------------------------------------------------------------
     async def _run(self) -> None:
-        backoff = 0.1
+        failures = 0
         while True:
             if not self._buffer:
                 if self._stopping:
@@ -169,10 +271,12 @@ class PredictionLogWriter:
                 await self._sleep(self._flush_interval_s)
                 continue
             if await self._write_next_batch():
-                backoff = 0.1
+                failures = 0
                 continue
-            await self._sleep(backoff)
-            backoff = min(backoff * 2, self._max_backoff_s)
+            failures += 1
+            if self._stopping and all(entry.segment is not None for entry in self._buffer):
+                return  # everything left is on disk already: do not hold shutdown hostage
+            await self._backoff(failures)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep until the interval passes or someone asks for an early write (batch full, flush, stop)."""
@@ -182,12 +286,25 @@ class PredictionLogWriter:
             pass
         self._wakeup.clear()
 
+    async def _backoff(self, failures: int) -> None:
+        """Exponential backoff with jitter; only shutdown interrupts it (early-write requests do not)."""
+        ceiling = min(self._max_backoff_s, self._min_backoff_s * 2 ** (failures - 1))
+        delay = random.uniform(ceiling / 2, ceiling)
+        if self._stopping:  # the stop timeout bounds this; the stop event must not end the wait early
+            await asyncio.sleep(delay)
+            return
+        try:
+            await asyncio.wait_for(self._stop_event.wait(), timeout=delay)
+        except TimeoutError:
+            pass
+        self._wakeup.clear()
+
     async def _write_next_batch(self) -> bool:
         batch = [self._buffer.popleft() for _ in range(min(self._batch_size, len(self._buffer)))]
         self._in_flight = batch
         try:
-            await self._insert(batch)
-        except Exception as exc:  # any database failure: keep the rows, reconnect, retry later
+            rejected = await self._insert(batch)
+        except Exception as exc:  # connection lost or server-side trouble: keep the rows, retry later
             self._in_flight = []
             self._buffer.extendleft(reversed(batch))
             self._drop_overflow()
@@ -196,25 +313,81 @@ class PredictionLogWriter:
             log.warning(
                 "prediction log: write of %d rows failed (%s); will retry", len(batch), self.last_error
             )
+            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OSError):
+                self._set_database(False)
             await self._close()
             self._notify_progress()
             return False
         self._in_flight = []
-        self._pending_ids.difference_update(row.request_id for row in batch)
-        self.written_total += len(batch)
+        for entry in batch:
+            if isinstance(entry.row, PredictionRow) and self._pending.get(entry.row.request_id) is entry:
+                del self._pending[entry.row.request_id]
+            if entry.segment is not None and self._spool is not None:
+                self._spool.release(entry.segment)
+        written = len(batch) - len(rejected)
+        self.written_total += written
+        self.rejected_total += len(rejected)
         self.last_error = None
-        self._on_written(len(batch))
+        self._set_database(True)
+        if written:
+            self._on_written(written)
+        for kind in ("prediction", "feedback"):
+            n = sum(1 for entry, _ in rejected if _kind(entry.row) == kind)
+            if n:
+                self._on_rejected(kind, n)
         self._notify_progress()
         return True
 
-    async def _insert(self, batch: list[PredictionRow]) -> None:
+    async def _insert(self, batch: list[_Entry]) -> list[tuple[_Entry, str]]:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(
                 self._url, connect_timeout=3, options="-c statement_timeout=15000"
             )
         async with self._conn.transaction():
-            async with self._conn.cursor() as cur:
-                await cur.executemany(INSERT_SQL, [_as_params(row) for row in batch])
+            rejected = await self._write_isolating(self._conn, batch)
+            if rejected:
+                await self._dead_letter(self._conn, rejected)
+        return rejected
+
+    async def _write_isolating(
+        self, conn: psycopg.AsyncConnection, entries: list[_Entry]
+    ) -> list[tuple[_Entry, str]]:
+        """Write under a savepoint; on a data error bisect until the refused rows are alone."""
+        try:
+            async with conn.transaction():
+                return await _write_rows(conn, entries)
+        except DATA_ERRORS as exc:
+            if len(entries) == 1:
+                return [(entries[0], f"{type(exc).__name__}: {exc}".strip())]
+            middle = len(entries) // 2
+            return [
+                *await self._write_isolating(conn, entries[:middle]),
+                *await self._write_isolating(conn, entries[middle:]),
+            ]
+
+    async def _dead_letter(self, conn: psycopg.AsyncConnection, rejected: list[tuple[_Entry, str]]) -> None:
+        for kind, table in (
+            ("prediction", "ops.predictions_rejected"),
+            ("feedback", "ops.feedback_rejected"),
+        ):
+            rows = [
+                # ensure_ascii escapes NUL and lone surrogates, so the dead letter itself is storable.
+                (entry.row.request_id, error, json.dumps(asdict(entry.row), default=str))
+                for entry, error in rejected
+                if _kind(entry.row) == kind
+            ]
+            if rows:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        f"insert into {table} (request_id, error, row_json) values (%s, %s, %s)", rows
+                    )
+                log.error(
+                    "prediction log: %d %s rows refused by the database moved to %s (first: %s)",
+                    len(rows),
+                    kind,
+                    table,
+                    rows[0][1],
+                )
 
     async def _close(self) -> None:
         if self._conn is not None:
@@ -224,18 +397,44 @@ class PredictionLogWriter:
                 pass
             self._conn = None
 
+    def _set_database(self, up: bool) -> None:
+        if self.database_up is not up:
+            self.database_up = up
+            self._on_database(up)
+
     def _drop_overflow(self) -> None:
         overflow = self.queue_size - self._buffer_max
         dropped = 0
         while overflow > 0 and self._buffer:
-            self._pending_ids.discard(self._buffer.popleft().request_id)
+            row = self._buffer.popleft().row
+            if isinstance(row, PredictionRow):
+                self._pending.pop(row.request_id, None)
             overflow -= 1
             dropped += 1
         if dropped:
             self.dropped_total += dropped
             self._on_dropped(dropped)
-            log.warning("prediction log buffer full: dropped %d oldest rows", dropped)
+            log.warning("prediction log buffer full: dropped %d oldest rows from memory", dropped)
 
     def _notify_progress(self) -> None:
         progress, self._progress = self._progress, asyncio.Event()
         progress.set()
+
+
+def _kind(row: LogRow) -> str:
+    return "prediction" if isinstance(row, PredictionRow) else "feedback"
+
+
+async def _write_rows(conn: psycopg.AsyncConnection, entries: list[_Entry]) -> list[tuple[_Entry, str]]:
+    """Predictions first (feedback may refer to them), then feedback; unknown predictions come back."""
+    predictions = [_as_params(e.row) for e in entries if isinstance(e.row, PredictionRow)]
+    if predictions:
+        async with conn.cursor() as cur:
+            await cur.executemany(INSERT_SQL, predictions)
+    unknown = []
+    for entry in entries:
+        if isinstance(entry.row, FeedbackRow):
+            cur = await conn.execute(FEEDBACK_UPSERT_SQL, asdict(entry.row))
+            if await cur.fetchone() is None:
+                unknown.append((entry, UNKNOWN_PREDICTION))
+    return unknown

@@ -2,16 +2,74 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from ticket_assets.core.text import clean_text, model_text
 
-# Hard caps for the schema; the deployment's own (smaller) limits come from settings at run time.
-TEXT_HARD_CAP = 100_000
+# Control characters other than tab, newline and carriage return (C0, DEL, C1) and lone surrogates:
+# PostgreSQL refuses NUL and invalid UTF-8, and none of them belong in a ticket. Rejected with a 422
+# naming the field, so a bad row never reaches the prediction log.
+_CONTROLS = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"
+_FORBIDDEN = re.compile(f"[{_CONTROLS}\ud800-\udfff]")
+# The same rule for the OpenAPI schema (clients and schemathesis generate from it).
+SAFE_PATTERN = f"^[^{_CONTROLS}]*$"
+# The ticket body must also hold something besides whitespace and zero-width characters.
+NON_BLANK_PATTERN = f"^[^{_CONTROLS}]*[^\\s\u200b-\u200d\u2060\ufeff{_CONTROLS}][^{_CONTROLS}]*$"
+
+
+def _no_control_characters(value: str) -> str:
+    found = _FORBIDDEN.search(value)
+    if found:
+        raise ValueError(
+            f"control character U+{ord(found.group()):04X} at position {found.start()} is not allowed "
+            "(tab, newline and carriage return are)"
+        )
+    return value
+
+
+SafeStr = Annotated[str, AfterValidator(_no_control_characters)]
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON Schema's integer: 3 and 3.0, never "3" or true (pydantic's lax mode would coerce those).
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer, not a string or boolean")
+    return value
+
+
+# The before-validator hides the bounds from pydantic's schema generator: state them explicitly.
+PassageCount = Annotated[
+    int,
+    BeforeValidator(_json_integer),
+    Field(ge=1, le=20),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 20}),
+]
+
+
+def _safe(**kwargs: Any) -> Any:
+    """A text field: control characters rejected, and the rule stated in the schema."""
+    pattern = kwargs.pop("pattern", SAFE_PATTERN)
+    return Field(json_schema_extra={"pattern": pattern}, **kwargs)
+
+
+# The deployment's limits (max_text_chars, max_batch_size) come from settings: they are checked by the
+# routes and written into the OpenAPI document at startup (serving.app.openapi_with_limits).
 
 TICKET_EXAMPLE = {
     "title": "Cannot connect to VPN",
@@ -24,12 +82,18 @@ TICKET_EXAMPLE = {
 class Ticket(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [TICKET_EXAMPLE]})
 
-    text: str = Field(
-        min_length=1, max_length=TEXT_HARD_CAP, description="The ticket body (required, not blank)."
+    text: SafeStr = _safe(
+        min_length=1,
+        pattern=NON_BLANK_PATTERN,
+        description="The ticket body (required, not blank; at most the server's max_text_chars).",
     )
-    title: str | None = Field(default=None, max_length=500, description="Subject line, if any.")
-    channel: str | None = Field(default=None, max_length=50, description="e.g. email, portal, chat, phone.")
-    requester: str | None = Field(default=None, max_length=320, description="Who raised it; never logged.")
+    title: SafeStr | None = _safe(default=None, max_length=500, description="Subject line, if any.")
+    channel: SafeStr | None = _safe(
+        default=None, max_length=50, description="e.g. email, portal, chat, phone."
+    )
+    requester: SafeStr | None = _safe(
+        default=None, max_length=320, description="Who raised it; never logged."
+    )
 
     @field_validator("text")
     @classmethod
@@ -43,31 +107,53 @@ class Ticket(BaseModel):
         return model_text(self.title, self.text)
 
 
-class TriageRequest(BaseModel):
+class SingleTriageRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", title="OneTicket", json_schema_extra={"examples": [{"ticket": TICKET_EXAMPLE}]}
+    )
+
+    ticket: Ticket = Field(description="One ticket.")
+
+    @property
+    def items(self) -> list[Ticket]:
+        return [self.ticket]
+
+
+class BatchTriageRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        title="TicketBatch",
         json_schema_extra={
             "examples": [
-                {"ticket": TICKET_EXAMPLE},
-                {"tickets": [TICKET_EXAMPLE, {"text": "My laptop battery swells and the case bends."}]},
+                {"tickets": [TICKET_EXAMPLE, {"text": "My laptop battery swells and the case bends."}]}
             ]
         },
     )
 
-    ticket: Ticket | None = Field(default=None, description="One ticket ...")
-    tickets: list[Ticket] | None = Field(
-        default=None, min_length=1, description="... or a batch (at most the server's max batch size)."
-    )
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> TriageRequest:
-        if (self.ticket is None) == (self.tickets is None):
-            raise ValueError("send exactly one of 'ticket' or 'tickets'")
-        return self
+    tickets: list[Ticket] = Field(min_length=1, description="A batch (at most the server's max_batch_size).")
 
     @property
     def items(self) -> list[Ticket]:
-        return [self.ticket] if self.ticket is not None else list(self.tickets or [])
+        return list(self.tickets)
+
+
+def _triage_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return "single" if isinstance(value, SingleTriageRequest) else "batch"
+    if not isinstance(value, dict) or ("ticket" in value) == ("tickets" in value):
+        return None  # both or neither: the custom error below
+    return "single" if "ticket" in value else "batch"
+
+
+# `ticket` xor `tickets`: two request shapes, which the schema states as a oneOf.
+TriageRequest = Annotated[
+    Annotated[SingleTriageRequest, Tag("single")] | Annotated[BatchTriageRequest, Tag("batch")],
+    Discriminator(
+        _triage_kind,
+        custom_error_type="ticket_xor_tickets",
+        custom_error_message="send exactly one of 'ticket' or 'tickets'",
+    ),
+]
 
 
 class AnswerRequest(BaseModel):
@@ -76,8 +162,8 @@ class AnswerRequest(BaseModel):
     )
 
     ticket: Ticket
-    top_k: int | None = Field(
-        default=None, ge=1, le=20, description="Passages to retrieve (server default if unset)."
+    top_k: PassageCount | None = Field(
+        default=None, description="Passages to retrieve (server default if unset)."
     )
 
 
@@ -98,18 +184,19 @@ class FeedbackRequest(BaseModel):
     )
 
     request_id: UUID = Field(description="The per-ticket request_id returned by /v1/triage or /v1/answer.")
-    true_topic: str | None = Field(default=None, max_length=100)
+    true_topic: SafeStr | None = _safe(default=None, max_length=100)
     new_topic: bool = Field(
         default=False,
+        strict=True,
         description=(
             "Set when `true_topic` is a category the served model does not know yet (e.g. a new kind of "
             "request): it is then only checked to be a lower-case label (`[a-z0-9_]`), and it reaches the "
             "training data, which is how new categories enter the model. Without it an unknown label is a typo (422)."
         ),
     )
-    true_urgency: str | None = Field(default=None, max_length=50)
-    draft_helpful: bool | None = None
-    comment: str | None = Field(default=None, max_length=4000)
+    true_urgency: SafeStr | None = _safe(default=None, max_length=50)
+    draft_helpful: bool | None = Field(default=None, strict=True)
+    comment: SafeStr | None = _safe(default=None, max_length=4000)
 
     @model_validator(mode="after")
     def _says_something(self) -> FeedbackRequest:
@@ -176,6 +263,12 @@ class FeedbackResponse(BaseModel):
     updated: bool = Field(description="True when this replaced earlier feedback for the same request.")
 
 
+class FeedbackQueued(BaseModel):
+    request_id: UUID
+    status: Literal["queued"]
+    detail: str = Field(description="Why the feedback was queued instead of stored at once.")
+
+
 class ModelResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -205,7 +298,10 @@ class HealthResponse(BaseModel):
 
 
 class ReadyResponse(BaseModel):
-    ready: bool
+    ready: bool = Field(description="Can serve triage: model and knowledge base loaded.")
+    degraded: bool = Field(
+        description="The database is unreachable: predictions and feedback wait in the spool."
+    )
     checks: dict[str, bool]
     model_version: str | None
     kb_version: str | None

@@ -3,39 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import uuid
-from datetime import UTC, datetime
+from dataclasses import replace
+from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import psycopg
 import pytest
 
-from serving.prediction_log import PredictionLogWriter, PredictionRow, text_fields
-
-
-def _row(text: str = "Outlook keeps asking for my password", topic: str = "email_calendar") -> PredictionRow:
-    stored, digest, chars = text_fields(text, redact=False)
-    return PredictionRow(
-        request_id=uuid.uuid4(),
-        call_request_id=uuid.uuid4(),
-        created_at=datetime.now(UTC),
-        endpoint="triage",
-        text=stored,
-        text_sha256=digest,
-        text_chars=chars,
-        channel="portal",
-        topic=topic,
-        topic_confidence=0.8,
-        urgency="medium",
-        urgency_confidence=0.6,
-        probabilities={"topic": {topic: 0.8, "other": 0.2}, "urgency": {"medium": 0.6, "low": 0.4}},
-        low_confidence=False,
-        model_name="ticket-triage",
-        model_version="3",
-        answer_mode=None,
-        kb_version=None,
-        latency_ms=4.2,
-    )
+from serving.prediction_log import (
+    FeedbackRow,
+    PredictionLogWriter,
+    from_record,
+    text_fields,
+    to_record,
+)
+from serving.spool import Spool
+from tests.support.api import sample_prediction_row as _row
 
 
 def _unreachable(url: str) -> str:
@@ -131,3 +117,136 @@ def test_redaction_keeps_only_hash_and_length() -> None:
     assert chars == len("Mon écran clignote")
     assert digest == text_fields("Mon écran clignote", redact=False)[1]
     assert digest != text_fields("Mon écran clignote.", redact=True)[1]
+
+
+# Poison rows, backoff, queued feedback ---------------------------------------------------------------
+def _dead_letters(url: str, table: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(f"select request_id, error, row_json from {table} order by id").fetchall()
+
+
+def test_a_row_the_database_refuses_costs_one_dead_letter_and_nothing_else(log_db: str) -> None:
+    rows = [_row(topic=f"topic_{i % 4}") for i in range(60)]
+    # As an older server (or a spool written before validation existed) could hand over: NUL in text.
+    poison = replace(rows[37], channel="e\x00mail")
+    rows[37] = poison
+    rejected: list[tuple[str, int]] = []
+
+    async def scenario() -> PredictionLogWriter:
+        writer = PredictionLogWriter(
+            log_db, batch_size=500, flush_interval_s=0.05, on_rejected=lambda k, n: rejected.append((k, n))
+        )
+        await writer.start()
+        writer.enqueue(rows)
+        assert await writer.wait_all_written([r.request_id for r in rows], timeout_s=20)
+        later = [_row() for _ in range(10)]  # the writer keeps going after the poison row
+        writer.enqueue(later)
+        assert await writer.wait_all_written([r.request_id for r in later], timeout_s=20)
+        assert await writer.stop() == 0
+        return writer
+
+    writer = asyncio.run(scenario())
+
+    stored = {r[0] for r in _stored(log_db)}
+    assert stored == {r.request_id for r in rows if r is not poison} | (stored - {r.request_id for r in rows})
+    assert len(stored) == 59 + 10
+    [(request_id, error, row_json)] = _dead_letters(log_db, "ops.predictions_rejected")
+    assert request_id == poison.request_id
+    assert "NUL" in error
+    assert json.loads(row_json)["channel"] == "e\x00mail"
+    assert rejected == [("prediction", 1)]
+    assert writer.rejected_total == 1 and writer.written_total == 69 and writer.failed_writes == 0
+
+
+def test_waiting_requests_do_not_turn_retries_into_a_busy_loop(pg_url: str) -> None:
+    rows = [_row() for _ in range(20)]
+
+    async def scenario() -> PredictionLogWriter:
+        writer = PredictionLogWriter(_unreachable(pg_url), flush_interval_s=0.05, min_backoff_s=0.2)
+        await writer.start()
+        writer.enqueue(rows)
+        # 20 feedback requests waiting for their predictions for 3 s each ask for early writes.
+        waits = [writer.wait_written(r.request_id, timeout_s=3.0) for r in rows]
+        assert not any(await asyncio.gather(*waits))
+        await writer.stop(timeout_s=0.5)
+        return writer
+
+    writer = asyncio.run(scenario())
+    # Backoff 0.1-0.2, 0.2-0.4, 0.4-0.8, 0.8-1.6 s ...: a handful of attempts in 3 s, not hundreds.
+    assert 2 <= writer.failed_writes <= 8, writer.failed_writes
+
+
+def test_queued_feedback_is_written_behind_its_prediction_and_unknown_ids_are_dead_letters(
+    log_db: str,
+) -> None:
+    prediction = _row()
+    known = FeedbackRow(prediction.request_id, None, "high", True, "queued while the row was buffered")
+    unknown = FeedbackRow(uuid.uuid4(), None, None, False, None)
+
+    async def scenario() -> None:
+        writer = PredictionLogWriter(log_db, flush_interval_s=0.05)
+        await writer.start()
+        writer.enqueue([prediction, known, unknown])
+        assert await writer.stop() == 0
+
+    asyncio.run(scenario())
+
+    with psycopg.connect(log_db) as conn:
+        feedback = conn.execute("select request_id, true_urgency, draft_helpful from ops.feedback").fetchall()
+    assert feedback == [(prediction.request_id, "high", True)]
+    [(request_id, error, _)] = _dead_letters(log_db, "ops.feedback_rejected")
+    assert request_id == unknown.request_id and "no prediction" in error
+
+
+# Spool ---------------------------------------------------------------------------------------------
+def test_the_spool_replays_what_was_not_released_and_skips_a_torn_tail(tmp_path: Path) -> None:
+    rows = [_row() for _ in range(6)]
+
+    async def first_process() -> int:
+        spool = Spool(tmp_path / "spool")
+        assert spool.open() == []
+        await spool.start()
+        # Concurrent appends share fsyncs (group commit).
+        segments = await asyncio.gather(*(spool.append([to_record(r)]) for r in rows))
+        spool.release(segments[0], 2)  # the first two reached Postgres
+        assert spool.syncs_total < len(rows)
+        # No stop(): the process dies here; the lock goes with it.
+        os.close(spool._lock_fd)  # what the kernel does for a killed process
+        return segments[0]
+
+    segment = asyncio.run(first_process())
+    path = next((tmp_path / "spool").glob("slot-*/*.jsonl"))
+    with path.open("ab") as handle:
+        handle.write(b'{"kind":"prediction","row":{"request_')  # crash in the middle of a write
+
+    async def second_process() -> list:
+        spool = Spool(tmp_path / "spool")
+        replay = spool.open()
+        await spool.start()
+        for seg, _ in replay:
+            spool.release(seg)
+        await spool.stop()
+        return replay
+
+    replay = asyncio.run(second_process())
+    # Nothing is released per row on disk: all six come back, idempotent inserts skip the two written.
+    assert [from_record(record) for _, record in replay] == rows
+    assert {seg for seg, _ in replay} == {segment}
+    assert list((tmp_path / "spool").glob("slot-*/*.jsonl")) == []  # all released: nothing left
+
+
+def test_two_processes_get_two_spool_slots_and_orphans_are_adopted(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, b = Spool(tmp_path / "spool"), Spool(tmp_path / "spool")
+        a.open(), b.open()
+        await a.start()
+        await b.start()
+        assert a._slot != b._slot
+        await b.append([to_record(_row())])
+        os.close(b._lock_fd)  # b crashes with one unreleased row
+        c = Spool(tmp_path / "spool")
+        replay = c.open()  # a's slot is locked, b's is free: c adopts b's row
+        assert len(replay) == 1
+        await a.stop()
+
+    asyncio.run(scenario())

@@ -250,6 +250,7 @@ def test_probes_and_metrics_need_no_key_and_report_state(client: TestClient, wor
     ready = client.get("/readyz", headers=anonymous)
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"model": True, "kb": True, "database": True}
+    assert ready.json()["degraded"] is False
     metrics = client.get("/metrics", headers=anonymous)
     assert metrics.status_code == 200
     text = metrics.text
@@ -264,9 +265,29 @@ def test_probes_and_metrics_need_no_key_and_report_state(client: TestClient, wor
     )
     assert "ticketops_prediction_log_queue_size " in text
     assert "ticketops_prediction_log_dropped_total 0.0" in text
+    assert "ticketops_database_up 1.0" in text
 
 
 # Auth ----------------------------------------------------------------------------------------------
+def test_drift_reports_need_the_api_key_and_stay_inside_their_folder(
+    client: TestClient, world: ApiWorld
+) -> None:
+    report = world.settings.reports_dir / "drift" / "latest.html"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("<html>drift: 12 of 200 predictions out of range</html>")
+    (world.settings.data_dir / "secret.txt").write_text("not a report")
+    anonymous = TestClient(client.app)
+
+    assert anonymous.get("/reports/drift/latest.html").status_code == 401
+    assert anonymous.get("/reports/drift/latest.html", headers={"X-API-Key": "wrong"}).status_code == 401
+    served = client.get("/reports/drift/latest.html")
+    assert served.status_code == 200 and "12 of 200" in served.text
+    assert served.headers["content-type"].startswith("text/html")
+    assert client.get("/reports/../secret.txt").status_code == 404
+    assert client.get("/reports/%2e%2e/secret.txt").status_code == 404
+    assert client.get("/reports/drift/missing.html").status_code == 404
+
+
 PROTECTED = [
     ("post", "/v1/triage", {"ticket": {"text": "printer jammed"}}),
     ("post", "/v1/answer", {"ticket": {"text": "printer jammed"}}),
@@ -354,6 +375,38 @@ BAD_REQUESTS = [
         {"request_id": "6b1f9a3e-0000-4000-8000-000000000002", "draft_helpful": "sometimes"},
         ["body", "draft_helpful"],
     ),
+    # Strict types: the schema says integer / boolean, so strings and booleans are not coerced.
+    ("answer top_k string", "/v1/answer", {"ticket": OK_TICKET, "top_k": "3"}, ["body", "top_k"]),
+    ("answer top_k boolean", "/v1/answer", {"ticket": OK_TICKET, "top_k": True}, ["body", "top_k"]),
+    (
+        "feedback boolean as string",
+        "/v1/feedback",
+        {"request_id": "6b1f9a3e-0000-4000-8000-000000000002", "draft_helpful": "true"},
+        ["body", "draft_helpful"],
+    ),
+]
+
+FEEDBACK_ID = "6b1f9a3e-0000-4000-8000-000000000003"
+# Every text field of every endpoint, with a control character PostgreSQL or a log reader chokes on.
+CONTROL_CHARACTER_CASES = [
+    ("/v1/triage", {"ticket": {"text": "printer\x00jam"}}, ["body", "ticket", "text"]),
+    ("/v1/triage", {"ticket": {**OK_TICKET, "title": "VPN \x1b[31m"}}, ["body", "ticket", "title"]),
+    ("/v1/triage", {"ticket": {**OK_TICKET, "channel": "e\x00mail"}}, ["body", "ticket", "channel"]),
+    ("/v1/triage", {"ticket": {**OK_TICKET, "requester": "j\x7fdoe"}}, ["body", "ticket", "requester"]),
+    (
+        "/v1/triage",
+        {"tickets": [OK_TICKET, {"text": "ok", "channel": "\x85"}]},
+        ["body", "tickets", 1, "channel"],
+    ),
+    ("/v1/answer", {"ticket": {"text": "reset\x08 my password"}}, ["body", "ticket", "text"]),
+    ("/v1/answer", {"ticket": {**OK_TICKET, "title": "\x0c"}}, ["body", "ticket", "title"]),
+    ("/v1/feedback", {"request_id": FEEDBACK_ID, "comment": "bad\x00comment"}, ["body", "comment"]),
+    ("/v1/feedback", {"request_id": FEEDBACK_ID, "true_topic": "net\x00work"}, ["body", "true_topic"]),
+    ("/v1/feedback", {"request_id": FEEDBACK_ID, "true_urgency": "high\x1f"}, ["body", "true_urgency"]),
+]
+BAD_REQUESTS += [
+    (f"control character in {'.'.join(map(str, loc[1:]))} of {path}", path, body, loc)
+    for path, body, loc in CONTROL_CHARACTER_CASES
 ]
 
 
@@ -378,9 +431,40 @@ def test_invalid_input_is_422_naming_the_field_and_logs_nothing(
 
 
 def test_neither_ticket_nor_tickets_is_422_saying_which_fields(client: TestClient) -> None:
-    response = client.post("/v1/triage", json={})
+    for body in ({}, {"ticket": OK_TICKET, "tickets": [OK_TICKET]}):
+        response = client.post("/v1/triage", json=body)
+        assert response.status_code == 422
+        assert "'ticket' or 'tickets'" in response.json()["detail"][0]["msg"]
+
+
+def test_control_character_errors_say_which_character_and_keep_tab_newline_cr(client: TestClient) -> None:
+    rejected = client.post("/v1/triage", json={"ticket": {"text": "printer jam", "channel": "e\u0000mail"}})
+    allowed = client.post("/v1/triage", json={"ticket": {"text": "line one\r\n\tline two"}})
+
+    assert rejected.status_code == 422
+    [error] = rejected.json()["detail"]
+    assert error["loc"] == ["body", "ticket", "channel"]
+    assert "U+0000" in error["msg"] and "tab, newline and carriage return" in error["msg"]
+    assert allowed.status_code == 200, allowed.text
+
+
+def test_a_huge_text_is_refused_with_the_deployments_own_limit(client: TestClient, world: ApiWorld) -> None:
+    response = client.post("/v1/triage", json={"ticket": {"text": "a" * 1_000_000}})
+
     assert response.status_code == 422
-    assert "'ticket' or 'tickets'" in response.json()["detail"][0]["msg"]
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "ticket", "text"]
+    assert f"at most {world.settings.max_text_chars} characters" in error["msg"]
+
+
+def test_a_body_that_is_not_utf8_is_a_documented_400(client: TestClient) -> None:
+    response = client.post(
+        "/v1/triage",
+        content=b'{"ticket": {"text": "\xff\xfe"}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert "400" in client.get("/openapi.json").json()["paths"]["/v1/triage"]["post"]["responses"]
 
 
 def test_oversized_body_is_413(client: TestClient, world: ApiWorld) -> None:
@@ -401,18 +485,47 @@ def test_openapi_documents_every_route_with_its_errors_and_examples(client: Test
     assert spec["info"]["title"] == "TicketOps API" and spec["info"]["version"]
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     expected = {
-        ("/v1/triage", "post"): {"401", "413", "422", "503"},
-        ("/v1/answer", "post"): {"401", "413", "422", "503"},
-        ("/v1/feedback", "post"): {"401", "404", "413", "422", "503"},
+        ("/v1/triage", "post"): {"400", "401", "413", "422", "503"},
+        ("/v1/answer", "post"): {"400", "401", "413", "422", "503"},
+        ("/v1/feedback", "post"): {"202", "400", "401", "404", "413", "422", "503"},
         ("/v1/model", "get"): {"401", "503"},
+        ("/reports/{path}", "get"): {"401", "404"},
         ("/readyz", "get"): {"503"},
     }
     for (path, method), codes in expected.items():
         operation = spec["paths"][path][method]
         assert codes <= set(operation["responses"]), (path, operation["responses"].keys())
         assert operation["tags"] and operation["summary"]
-    for schema in ("TriageRequest", "AnswerRequest", "FeedbackRequest", "Ticket"):
-        assert spec["components"]["schemas"][schema]["examples"], schema
+    schemas = spec["components"]["schemas"]
+    for schema in ("SingleTriageRequest", "BatchTriageRequest", "AnswerRequest", "Ticket"):
+        assert schemas[schema]["examples"], schema
+    # Feedback: the served model's labels, or a new topic flagged as such (what the route checks).
+    known, new = schemas["FeedbackRequest"]["oneOf"]
+    topics = client.get("/v1/model").json()["topics"]
+    assert known["properties"]["true_topic"]["anyOf"][0]["enum"] == topics
+    assert known["examples"][0]["true_topic"] in topics
+    assert new["properties"]["new_topic"] == {"const": True} and "new_topic" in new["required"]
+    # ticket xor tickets, the deployment's limits, strict integers, the control-character rule.
+    triage_body = spec["paths"]["/v1/triage"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {ref["$ref"].rsplit("/", 1)[1] for ref in triage_body["oneOf"]} == {
+        "SingleTriageRequest",
+        "BatchTriageRequest",
+    }
+    assert schemas["Ticket"]["properties"]["text"]["maxLength"] == MAX_TEXT
+    assert schemas["BatchTriageRequest"]["properties"]["tickets"]["maxItems"] == MAX_BATCH
+    top_k = schemas["AnswerRequest"]["properties"]["top_k"]["anyOf"]
+    assert {"type": "integer", "minimum": 1, "maximum": 20} in top_k
+    # (at the field level: JSON Schema applies `pattern` to the string branch only, null stays valid)
+    assert "\\u0000-\\u0008" in schemas["Ticket"]["properties"]["channel"]["pattern"]
+    assert "\\u0000-\\u0008" in known["properties"]["comment"]["pattern"]
+    # Open paths are exactly the probes and metrics; everything else declares the API key.
+    open_paths = {
+        path
+        for path, operations in spec["paths"].items()
+        for operation in operations.values()
+        if not operation.get("security")
+    }
+    assert open_paths == {"/healthz", "/readyz", "/metrics"}
 
 
 # Redaction -----------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from tests.support.api import (
     wait_for,
 )
 from tests.support.fake_llm import FakeLLM, cite_first_passage, serve_fake_llm
+from ticket_assets.services.postgres import connection_params
 
 HEADERS = {"X-API-Key": API_KEYS[0]}
 
@@ -221,7 +222,8 @@ def test_burst_then_shutdown_loses_no_prediction_rows(world: ApiWorld) -> None:
 @pytest.fixture()
 def outage_db(fresh_db: str, pg_server_url: str) -> Iterator[tuple[str, Callable[[bool], None]]]:
     """A database whose connections can be cut and refused, then allowed again."""
-    dbname = fresh_db.rsplit("/", 1)[1].split("?")[0]
+    # From the parsed URL: an embedded server's URL carries its socket directory in the query.
+    dbname = connection_params(fresh_db)["dbname"]
 
     def set_reachable(reachable: bool) -> None:
         with psycopg.connect(pg_server_url, autocommit=True) as admin:
@@ -259,16 +261,28 @@ def test_buffered_rows_survive_a_database_outage(
             during += _result_ids(response.json())
         writer = server.app.state.serving.log_writer
         assert wait_for(lambda: writer.failed_writes > 0)
-        assert writer.queue_size == len(during)
+        # Feedback on a prediction made during the outage is queued behind it, not refused.
+        queued = client.post("/v1/feedback", json={"request_id": during[0], "draft_helpful": False})
+        assert queued.status_code == 202, queued.text
+        assert queued.json()["status"] == "queued"
+        assert writer.queue_size == len(during) + 1
+        # Still serving triage: ready (stays in rotation), degraded (the database is away).
         ready = client.get("/readyz")
-        assert ready.status_code == 503 and ready.json()["checks"]["database"] is False
-        assert f"ticketops_prediction_log_queue_size {float(len(during))}" in client.get("/metrics").text
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["degraded"] is True and ready.json()["checks"]["database"] is False
+        metrics = client.get("/metrics").text
+        assert f"ticketops_prediction_log_queue_size {float(len(during) + 1)}" in metrics
+        assert "ticketops_database_up 0.0" in metrics
+        assert f"ticketops_spool_outstanding_rows {float(len(during) + 1)}" in metrics
 
         set_reachable(True)
         assert wait_for(lambda: writer.queue_size == 0, timeout_s=30)
-        assert wait_for(lambda: client.get("/readyz").status_code == 200, timeout_s=30)
+        assert wait_for(lambda: client.get("/readyz").json()["degraded"] is False, timeout_s=30)
 
     assert count_predictions(url, before + during) == len(before) + len(during)
+    with psycopg.connect(url) as conn:
+        feedback = conn.execute("select draft_helpful from ops.feedback where request_id = %s", (during[0],))
+        assert feedback.fetchall() == [(False,)]
     assert writer.dropped_total == 0
 
 

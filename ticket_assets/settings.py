@@ -98,6 +98,19 @@ class Settings(BaseSettings):
     # (otherwise ticket_classifier skips and registers nothing new).
     force_train: bool = Field(default=False, validation_alias=_env("FORCE_TRAIN"))
 
+    # Durable acknowledgement: predictions and queued feedback reach a local write-ahead spool
+    # (fsync, group commit) before the reply. "postgres" instead waits for the group commit in
+    # PostgreSQL (spool only while it is down); "off" keeps rows in memory only.
+    log_durability: Literal["spool", "postgres", "off"] = Field(
+        default="spool", validation_alias=_env("LOG_DURABILITY")
+    )
+    spool_dir: Path | None = Field(default=None, validation_alias=_env("SPOOL_DIR"))  # default data_dir/spool
+    spool_segment_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=4096, validation_alias=_env("SPOOL_SEGMENT_BYTES")
+    )
+    # "postgres" durability: how long a request waits for the commit before spooling instead.
+    log_commit_timeout_s: float = Field(default=1.0, gt=0, validation_alias=_env("LOG_COMMIT_TIMEOUT_S"))
+
     # Dagster UI
     dagster_port: int = Field(default=3000, validation_alias=_env("DAGSTER_PORT"))
 
@@ -182,6 +195,10 @@ class Settings(BaseSettings):
     @property
     def kb_snapshot_dir(self) -> Path:
         return self.data_dir / "kb_index"
+
+    @property
+    def resolved_spool_dir(self) -> Path:
+        return (self.spool_dir or self.data_dir / "spool").expanduser().resolve()
 
 
 _current: Settings | None = None

@@ -59,6 +59,7 @@ def _passage(p: Passage) -> PassageOut:
         "well, otherwise `extractive` (with `fallback_reason` saying why)."
     ),
     responses=error_responses(
+        status.HTTP_400_BAD_REQUEST,
         status.HTTP_401_UNAUTHORIZED,
         status.HTTP_413_CONTENT_TOO_LARGE,
         status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -111,7 +112,7 @@ async def answer(
         answer_mode=draft.mode,
         kb_version=kb_version,
     )
-    record(state, "answer", rows, timings)
+    await record(state, "answer", rows, timings)
     state.metrics.answer_modes.labels(mode=draft.mode).inc()
     response.headers["X-Request-ID"] = str(call_id)
     response.headers["Server-Timing"] = timings.header()

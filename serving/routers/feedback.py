@@ -8,32 +8,20 @@ import psycopg
 import psycopg_pool
 from fastapi import APIRouter, HTTPException, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from serving.deps import LogWriterDep, ModelStoreDep, StateDep
 from serving.errors import error_responses
-from serving.schemas import FeedbackRequest, FeedbackResponse
+from serving.pipeline import log_rows
+from serving.prediction_log import FEEDBACK_UPSERT_SQL, FeedbackRow
+from serving.schemas import FeedbackQueued, FeedbackRequest, FeedbackResponse
 from ticket_assets.core.labels import normalize_label, normalize_urgency
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
-# Upsert keyed by request_id. Fields left out of a later submission keep their earlier value, so
-# a client can send the true topic now and `draft_helpful` later. The `where exists` makes an
-# unknown request id return no row (-> 404) instead of a foreign-key error.
-UPSERT_SQL = """
-insert into ops.feedback as f (request_id, true_topic, true_urgency, draft_helpful, comment)
-select %(request_id)s, %(true_topic)s, %(true_urgency)s, %(draft_helpful)s, %(comment)s
-where exists (select 1 from ops.predictions where request_id = %(request_id)s)
-on conflict (request_id) do update set
-    true_topic    = coalesce(excluded.true_topic, f.true_topic),
-    true_urgency  = coalesce(excluded.true_urgency, f.true_urgency),
-    draft_helpful = coalesce(excluded.draft_helpful, f.draft_helpful),
-    comment       = coalesce(excluded.comment, f.comment),
-    updated_at    = now()
-returning created_at, updated_at, updated_at > created_at as updated
-"""
-
-# A prediction row may still sit in the log writer's buffer; wait this long for it to be written.
-PENDING_WAIT_S = 5.0
+# A prediction row may still sit in the log writer's buffer: wait this long for its write, then
+# queue the feedback behind it instead (durably, like the prediction).
+PENDING_WAIT_S = 1.0
 
 
 NEW_LABEL = re.compile(r"^[a-z0-9][a-z0-9_]{0,62}$")
@@ -76,37 +64,55 @@ def _check_labels(body: FeedbackRequest, topics: tuple[str, ...], urgencies: tup
     description=(
         "`request_id` is a per-ticket id from `/v1/triage` or `/v1/answer`. Sending feedback again for "
         "the same id updates it (fields you omit keep their earlier value). Labels must be ones the "
-        "served model knows."
+        "served model knows. While the prediction is not stored yet (just made, or the database is "
+        "down) the feedback is queued durably and the answer is `202`; it is written behind the "
+        "prediction (an unknown `request_id` then ends in `ops.feedback_rejected`)."
     ),
-    responses=error_responses(
-        status.HTTP_401_UNAUTHORIZED,
-        status.HTTP_404_NOT_FOUND,
-        status.HTTP_413_CONTENT_TOO_LARGE,
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-    ),
+    responses={
+        **error_responses(
+            status.HTTP_400_BAD_REQUEST,
+            status.HTTP_401_UNAUTHORIZED,
+            status.HTTP_404_NOT_FOUND,
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+        ),
+        status.HTTP_202_ACCEPTED: {"model": FeedbackQueued, "description": "Queued behind its prediction."},
+    },
 )
 async def feedback(
     body: FeedbackRequest, state: StateDep, models: ModelStoreDep, writer: LogWriterDep
-) -> FeedbackResponse:
+) -> FeedbackResponse | JSONResponse:
     model = models.current
     if model is not None:
         _check_labels(body, model.topics, model.urgencies)
 
     if writer.is_pending(body.request_id) and not await writer.wait_written(body.request_id, PENDING_WAIT_S):
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "the prediction is not stored yet; retry shortly"
-        )
+        return await _queue(state, body, "the prediction is not stored yet")
 
     try:
-        async with state.db.connection(timeout=5) as conn:
-            cur = await conn.execute(UPSERT_SQL, body.model_dump())
+        async with state.db.connection(timeout=2) as conn:
+            # Same upsert as the log writer's: an unknown request id returns no row (-> 404).
+            cur = await conn.execute(FEEDBACK_UPSERT_SQL, body.model_dump())
             row = await cur.fetchone()
-    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "database unavailable") from exc
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+        return await _queue(state, body, "the database is unavailable")
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no prediction with request_id {body.request_id}")
     created_at, updated_at, updated = row
     return FeedbackResponse(
         request_id=body.request_id, created_at=created_at, updated_at=updated_at, updated=updated
     )
+
+
+async def _queue(state: StateDep, body: FeedbackRequest, why: str) -> JSONResponse:
+    row = FeedbackRow(
+        request_id=body.request_id,
+        true_topic=body.true_topic,
+        true_urgency=body.true_urgency,
+        draft_helpful=body.draft_helpful,
+        comment=body.comment,
+    )
+    await log_rows(state, [row], spool_only=True)
+    queued = FeedbackQueued(request_id=body.request_id, status="queued", detail=f"{why}; written behind it")
+    return JSONResponse(queued.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)

@@ -18,7 +18,7 @@ from serving.pipeline import (
     record,
     triage_results,
 )
-from serving.schemas import TriageRequest, TriageResponse
+from serving.schemas import BatchTriageRequest, TriageRequest, TriageResponse
 
 router = APIRouter(prefix="/v1", tags=["triage"])
 
@@ -33,6 +33,7 @@ router = APIRouter(prefix="/v1", tags=["triage"])
         "`/v1/feedback`; `low_confidence` marks tickets a human should route."
     ),
     responses=error_responses(
+        status.HTTP_400_BAD_REQUEST,
         status.HTTP_401_UNAUTHORIZED,
         status.HTTP_413_CONTENT_TOO_LARGE,
         status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -43,7 +44,7 @@ async def triage(
     body: TriageRequest, state: StateDep, settings: SettingsDep, response: Response
 ) -> TriageResponse:
     tickets = body.items
-    if body.tickets is not None:
+    if isinstance(body, BatchTriageRequest):
         enforce_batch_size(len(tickets), settings.max_batch_size)
         locs = [("body", "tickets", i) for i in range(len(tickets))]
     else:
@@ -63,7 +64,7 @@ async def triage(
         redact=settings.redact_text,
         latency_ms=timings.elapsed_ms,
     )
-    record(state, "triage", rows, timings)
+    await record(state, "triage", rows, timings)
     response.headers["X-Request-ID"] = str(call_id)
     response.headers["Server-Timing"] = timings.header()
     return TriageResponse(request_id=call_id, model=model_ref(result), results=triages)

@@ -13,9 +13,11 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +139,36 @@ def move_champion(settings: Settings, version: str, url: str) -> None:
 
     registry.set_alias(
         settings.model_name, "champion", version, "api-tests", "hot reload test", url, settings=settings
+    )
+
+
+def sample_prediction_row(
+    text: str = "Outlook keeps asking for my password", topic: str = "email_calendar"
+) -> Any:
+    """A plausible prediction-log row, written without going through the API."""
+    from serving.prediction_log import PredictionRow, text_fields
+
+    stored, digest, chars = text_fields(text, redact=False)
+    return PredictionRow(
+        request_id=uuid.uuid4(),
+        call_request_id=uuid.uuid4(),
+        created_at=datetime.now(UTC),
+        endpoint="triage",
+        text=stored,
+        text_sha256=digest,
+        text_chars=chars,
+        channel="portal",
+        topic=topic,
+        topic_confidence=0.8,
+        urgency="medium",
+        urgency_confidence=0.6,
+        probabilities={"topic": {topic: 0.8, "other": 0.2}, "urgency": {"medium": 0.6, "low": 0.4}},
+        low_confidence=False,
+        model_name="ticket-triage",
+        model_version="3",
+        answer_mode=None,
+        kb_version=None,
+        latency_ms=4.2,
     )
 
 

@@ -145,6 +145,8 @@ def ticket_classifier(
     settings = platform.get()
     mlflow.configure()
     url = postgres.url()
+    # champion_model promotes only if the champion is still this one (two runs racing promote once).
+    base_champion = registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
     data = pipeline.load_data(settings, url)
     cfg = train_config(config, settings.train_quick)
     with postgres.connect() as conn:
@@ -183,6 +185,9 @@ def ticket_classifier(
     candidate = pipeline.train_and_evaluate(data, cfg)
     pipeline.attach_kb_topic_map(candidate.outcome.model, data, chunks, get_embedder(settings))
     registered = pipeline.register(candidate, data, settings, url, cfg, version)
+    mlflow.client().set_model_version_tag(
+        registered.name, registered.version, registry.BASE_CHAMPION_TAG, base_champion or "none"
+    )
     metrics = candidate.evaluation.metrics
     training = candidate.outcome.as_dict()
     context.log.info(f"registered {registered.name} v{registered.version} as challenger")
@@ -227,6 +232,16 @@ def ticket_classifier(
     return dg.MaterializeResult(metadata=metadata)
 
 
+def trained_in_this_run(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The version this run's ``ticket_classifier`` registered: the ``challenger`` alias may already
+    point at a concurrent run's version. None when the run did not train (then the alias decides)."""
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = record.asset_materialization
+        if materialization is not None and materialization.asset_key == CLASSIFIER:
+            return str(materialization.metadata["model_version"].value)
+    return None
+
+
 @dg.asset_check(
     asset=CLASSIFIER,
     name="promotion_gate",
@@ -238,6 +253,7 @@ def ticket_classifier(
     ),
 )
 def promotion_gate(
+    context: dg.AssetCheckExecutionContext,
     config: GateSettings,
     postgres: PostgresResource,
     platform: PlatformSettingsResource,
@@ -248,8 +264,9 @@ def promotion_gate(
     mlflow.configure()
     url = postgres.url()
     data = pipeline.load_data(settings, url)
+    own = trained_in_this_run(context.instance, context.run.run_id)
     challenger, challenger_info = registry.load_model_version(
-        settings.model_name, registry.CHALLENGER, settings
+        settings.model_name, own or registry.CHALLENGER, settings
     )
     challenger_metrics = score_on_holdout(
         challenger, data.test, data.test_embeddings, data.embedding_model_id
@@ -316,25 +333,46 @@ def champion_model(
 ) -> dg.MaterializeResult:
     settings = platform.get()
     client = mlflow.client()
-    challenger = client.get_model_version_by_alias(settings.model_name, registry.CHALLENGER)
+    own = trained_in_this_run(context.instance, context.run_id)
+    challenger = (
+        client.get_model_version(settings.model_name, own)
+        if own
+        else client.get_model_version_by_alias(settings.model_name, registry.CHALLENGER)
+    )
     gate_note = (challenger.tags or {}).get(GATE_TAG, "")
     if not gate_note.startswith("passed"):
         raise dg.Failure(
             f"challenger v{challenger.version} has no passing gate decision ({gate_note or 'none'})"
         )
-    previous = registry.promote(
-        challenger.version,
-        actor=f"dagster:run:{context.run_id[:8]}",
-        reason=gate_note[:1000],
-        url=postgres.url(),
-        settings=settings,
-    )
+    try:
+        previous = registry.promote(
+            challenger.version,
+            actor=f"dagster:run:{context.run_id[:8]}",
+            reason=gate_note[:1000],
+            url=postgres.url(),
+            settings=settings,
+            expected_champion=(challenger.tags or {}).get(registry.BASE_CHAMPION_TAG),
+        )
+    except registry.ChampionMovedError as exc:
+        # Another run promoted while this one trained: keep its champion, record why this one did not.
+        context.log.warning(f"promotion skipped: {exc}")
+        current = registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
+        return dg.MaterializeResult(
+            metadata={
+                "model_name": settings.model_name,
+                "champion_version": current or "none",
+                "promoted": False,
+                "skipped_reason": str(exc),
+                "model_uri": f"models:/{settings.model_name}@champion",
+            }
+        )
     context.log.info(f"champion: v{previous or 'none'} → v{challenger.version}")
     return dg.MaterializeResult(
         metadata={
             "model_name": settings.model_name,
             "champion_version": challenger.version,
             "previous_champion": previous or "none",
+            "promoted": previous != challenger.version,
             "gate": gate_note[:500],
             "model_uri": f"models:/{settings.model_name}@champion",
         }

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ from ticket_assets.settings import Settings, get_settings, scoped_environment
 log = logging.getLogger(__name__)
 
 PREVIOUS_CHAMPION_TAG = "ticketops.previous_champion"
+# The champion when a challenger's training started ("none" for a first model).
+BASE_CHAMPION_TAG = "ticketops.base_champion"
+# First key of pg_advisory_lock(int, int) for alias moves; the second is the model name's hash.
+ALIAS_LOCK_NAMESPACE = 742002
 MODEL_ARTIFACT = "model"
 # Metrics shown by list_versions and copied onto each version as tags.
 KEY_METRICS = (
@@ -76,6 +81,11 @@ class ModelVersionInfo:
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
+
+
+class ChampionMovedError(RuntimeError):
+    """The champion changed while the challenger trained: another run promoted meanwhile (two
+    training runs racing), and promoting too would move the champion twice for one change."""
 
 
 class NoPreviousChampionError(LookupError):
@@ -359,6 +369,22 @@ def get_alias_version(
         return None
 
 
+@contextmanager
+def alias_lock(url: str, name: str) -> Iterator[None]:
+    """One alias move at a time per registered model, across processes (CLI, Dagster runs, API tests).
+
+    A PostgreSQL session advisory lock: released when the block ends or the connection dies, so a
+    crashed mover cannot leave it held.
+    """
+    key = zlib.crc32(name.encode()) - 2**31  # int4 range
+    with connect(url, autocommit=True) as conn:
+        conn.execute("select pg_advisory_lock(%s, %s)", (ALIAS_LOCK_NAMESPACE, key))
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s, %s)", (ALIAS_LOCK_NAMESPACE, key))
+
+
 def set_alias(
     name: str | None,
     alias: str,
@@ -375,11 +401,20 @@ def set_alias(
     """
     settings = settings or get_settings()
     name = name or settings.model_name
+    url = url or database_url(settings)
+    with alias_lock(url, name):
+        return _move_alias(name, alias, version, actor, reason, url, settings)
+
+
+def _move_alias(
+    name: str, alias: str, version: str | int, actor: str, reason: str, url: str, settings: Settings
+) -> str | None:
+    """The move itself; callers hold ``alias_lock``."""
     client = configure_mlflow(settings)
     client.get_model_version(name, str(version))  # fails loudly for a version that does not exist
     previous = get_alias_version(name, alias, settings)
     client.set_registered_model_alias(name, alias, str(version))
-    record_alias_event(url or database_url(settings), name, alias, previous, str(version), actor, reason)
+    record_alias_event(url, name, alias, previous, str(version), actor, reason)
     log.info("%s@%s: %s -> %s by %s (%s)", name, alias, previous, version, actor, reason)
     return previous
 
@@ -404,21 +439,34 @@ def promote(
     name: str | None = None,
     url: str | None = None,
     settings: Settings | None = None,
+    expected_champion: str | None = None,
 ) -> str | None:
-    """Make ``version`` the champion; returns the previous champion (remembered on the version)."""
+    """Make ``version`` the champion; returns the previous champion (remembered on the version).
+
+    ``expected_champion`` ("none" for no champion) is the champion the caller's decision was based
+    on; when the champion has moved since, ``ChampionMovedError`` is raised instead of moving it.
+    """
     settings = settings or get_settings()
     name = name or settings.model_name
-    client = configure_mlflow(settings)
-    previous = get_alias_version(name, CHAMPION, settings)
-    if previous == str(version):
+    url = url or database_url(settings)
+    with alias_lock(url, name):
+        client = configure_mlflow(settings)
+        previous = get_alias_version(name, CHAMPION, settings)
+        if previous == str(version):
+            return previous
+        if expected_champion is not None and (previous or "none") != expected_champion:
+            was = "no champion" if expected_champion == "none" else f"v{expected_champion}"
+            raise ChampionMovedError(
+                f"{name}: not promoting v{version}: the champion moved from {was} to v{previous} while "
+                "it trained (another run promoted meanwhile; run again to train against the new champion)"
+            )
+        if previous is not None:
+            client.set_model_version_tag(name, str(version), PREVIOUS_CHAMPION_TAG, previous)
+        elif _has_tag(client, name, version, PREVIOUS_CHAMPION_TAG):
+            # A stale pointer from an earlier promotion would make rollback jump somewhere odd.
+            client.delete_model_version_tag(name, str(version), PREVIOUS_CHAMPION_TAG)
+        _move_alias(name, CHAMPION, version, actor, reason, url, settings)
         return previous
-    if previous is not None:
-        client.set_model_version_tag(name, str(version), PREVIOUS_CHAMPION_TAG, previous)
-    elif _has_tag(client, name, version, PREVIOUS_CHAMPION_TAG):
-        # A stale pointer from an earlier promotion would make rollback jump somewhere odd.
-        client.delete_model_version_tag(name, str(version), PREVIOUS_CHAMPION_TAG)
-    set_alias(name, CHAMPION, version, actor, reason, url, settings=settings)
-    return previous
 
 
 def rollback(
@@ -432,15 +480,17 @@ def rollback(
     """Move ``champion`` back to the version it replaced; returns that version."""
     settings = settings or get_settings()
     name = name or settings.model_name
-    client = configure_mlflow(settings)
-    current = get_alias_version(name, CHAMPION, settings)
-    if current is None:
-        raise NoPreviousChampionError(f"{name} has no champion to roll back")
-    previous = client.get_model_version(name, current).tags.get(PREVIOUS_CHAMPION_TAG)
-    if not previous:
-        raise NoPreviousChampionError(f"{name} version {current} replaced no earlier champion")
-    set_alias(name, CHAMPION, previous, actor, reason, url, settings=settings)
-    return previous
+    url = url or database_url(settings)
+    with alias_lock(url, name):
+        client = configure_mlflow(settings)
+        current = get_alias_version(name, CHAMPION, settings)
+        if current is None:
+            raise NoPreviousChampionError(f"{name} has no champion to roll back")
+        previous = client.get_model_version(name, current).tags.get(PREVIOUS_CHAMPION_TAG)
+        if not previous:
+            raise NoPreviousChampionError(f"{name} version {current} replaced no earlier champion")
+        _move_alias(name, CHAMPION, previous, actor, reason, url, settings)
+        return previous
 
 
 def _has_tag(client: Any, name: str, version: str | int, key: str) -> bool:
