@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     log_batch_size: int = Field(default=500, ge=1, validation_alias=_env("LOG_BATCH_SIZE"))
     log_flush_interval_s: float = Field(default=0.2, gt=0, validation_alias=_env("LOG_FLUSH_INTERVAL_S"))
 
+    # Ticket memory: similar past tickets and duplicates in /v1/triage and /v1/answer.
+    similar_enabled: bool = Field(default=True, validation_alias=_env("SIMILAR_ENABLED"))
+    similar_top_k: int = Field(default=5, ge=0, le=50, validation_alias=_env("SIMILAR_TOP_K"))
+    # Calibrated on the generator's duplicates (BENCHMARKS.md "Duplicate detection").
+    duplicate_threshold: float = Field(
+        default=0.95, ge=0.0, le=1.0, validation_alias=_env("DUPLICATE_THRESHOLD")
+    )
+    duplicate_window_h: float = Field(default=72.0, gt=0, validation_alias=_env("DUPLICATE_WINDOW_H"))
+
     # Dagster UI
     dagster_port: int = Field(default=3000, validation_alias=_env("DAGSTER_PORT"))
 
@@ -157,6 +166,10 @@ class Settings(BaseSettings):
     @property
     def kb_snapshot_dir(self) -> Path:
         return self.data_dir / "kb_index"
+
+    @property
+    def ticket_index_dir(self) -> Path:
+        return self.data_dir / "ticket_index"
 
 
 @lru_cache(maxsize=1)
