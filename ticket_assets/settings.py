@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     similar_top_k: int = Field(default=5, ge=0, le=50, validation_alias=_env("SIMILAR_TOP_K"))
     # Calibrated on the generator's duplicates (BENCHMARKS.md "Duplicate detection").
     duplicate_threshold: float = Field(
-        default=0.95, ge=0.0, le=1.0, validation_alias=_env("DUPLICATE_THRESHOLD")
+        default=0.98, ge=0.0, le=1.0, validation_alias=_env("DUPLICATE_THRESHOLD")
     )
     duplicate_window_h: float = Field(default=72.0, gt=0, validation_alias=_env("DUPLICATE_WINDOW_H"))
 
