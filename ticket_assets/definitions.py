@@ -27,9 +27,9 @@ defs = dg.Definitions(
         *memory.memory_assets,
     ],
     asset_checks=[*training.training_checks, *monitoring.monitoring_checks],
-    jobs=[training.retrain_job, *automation.jobs],
+    jobs=[training.retrain_job, *automation.jobs, *memory.memory_jobs],
     schedules=automation.schedules,
-    sensors=[automation_sensor, *automation.sensors],
+    sensors=[automation_sensor, *automation.sensors, *memory.memory_sensors],
     resources=build_resources(),
     executor=k8s_executor_or_default(),
 )

@@ -1,8 +1,19 @@
 """Ticket memory area: the index of past tickets the API finds similar tickets and duplicates in."""
 
+from datetime import UTC, datetime, timedelta
+
 import dagster as dg
 
-from ticket_assets.defs.resources import PlatformSettingsResource, PostgresResource
+from ticket_assets.defs.metadata import markdown_table
+from ticket_assets.defs.resources import AlertsResource, PlatformSettingsResource, PostgresResource
+from ticket_assets.memory.incidents import (
+    assign_known,
+    baseline,
+    detect_incidents,
+    known_incidents,
+    store_incidents,
+    window_items,
+)
 from ticket_assets.memory.ticket_index import index_rows, sync_index, vector_fetcher
 from ticket_assets.ml.embed import get_embedder
 
@@ -56,4 +67,146 @@ def ticket_index(
     )
 
 
-memory_assets = [ticket_index]
+class IncidentWindow(dg.Config):
+    window_minutes: int = 60
+    baseline_days: int = 14
+    # ISO 8601 end of the window; default now (replays and tests pass an explicit time).
+    window_end: str | None = None
+
+
+@dg.asset(
+    key="major_incidents",
+    deps=["ticket_embeddings", dg.AssetKey(["raw", "tickets"])],
+    group_name="memory",
+    kinds={"postgres", "python"},
+    owners=OWNERS,
+    description=(
+        "Bursts of mutually similar tickets (and logged predictions) in the latest window, far above the "
+        "rate the previous weeks predict for tickets like them: the outage forty people report at once. "
+        "Writes `ops.incidents` (one row per incident, extended while it lasts) and `incident_id` on the "
+        "matching `ops.predictions`; `major_incident_sensor` alerts on-call once per incident."
+    ),
+)
+def major_incidents(
+    context: dg.AssetExecutionContext,
+    config: IncidentWindow,
+    postgres: PostgresResource,
+    platform: PlatformSettingsResource,
+) -> dg.MaterializeResult:
+    settings = platform.get()
+    end = datetime.fromisoformat(config.window_end) if config.window_end else datetime.now(UTC)
+    window = timedelta(minutes=config.window_minutes)
+    span = timedelta(days=config.baseline_days)
+    embedder = get_embedder(settings)
+    with postgres.connect() as conn:
+        items = window_items(conn, end - window, end)
+        base_vectors, base_texts = baseline(conn, embedder.model_id, end - window - span, end - window)
+        vectors = embedder.encode([item.text for item in items]) if items else None
+        found = detect_incidents(items, vectors, base_vectors, span, window, base_texts) if items else []
+        pairs = assign_known(found, known_incidents(conn, embedder.model_id, end - 2 * window))
+        ids = store_incidents(conn, pairs, embedder.model_id, context.run_id)
+    rows = [
+        (
+            target,
+            "continued" if known else "new",
+            i.size,
+            f"{i.baseline_per_window:.2f}",
+            i.first_seen.strftime("%Y-%m-%d %H:%M"),
+            ", ".join(i.top_terms),
+            ", ".join(list(i.departments)[:3]),
+        )
+        for (i, known), target in zip(pairs, ids, strict=True)
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "window_end": end.isoformat(),
+            "window_items": len(items),
+            "baseline_tickets": int(len(base_vectors)),
+            "incidents": len(ids),
+            "new_incidents": sum(known is None for _, known in pairs),
+            "incident_ids": dg.MetadataValue.json(ids),
+            "summary": dg.MetadataValue.md(
+                markdown_table(
+                    [
+                        "incident",
+                        "state",
+                        "tickets",
+                        "baseline/window",
+                        "first seen",
+                        "top terms",
+                        "departments",
+                    ],
+                    rows,
+                )
+                if rows
+                else "no incident in this window"
+            ),
+        }
+    )
+
+
+@dg.op(config_schema={"incident_id": str}, description="Sends the on-call alert for one incident.")
+def alert_incident(
+    context: dg.OpExecutionContext, postgres: PostgresResource, alerts: AlertsResource
+) -> None:
+    incident = context.op_config["incident_id"]
+    with postgres.connect() as conn:
+        row = conn.execute(
+            "select size, first_seen, top_terms, summary from ops.incidents where incident_id = %s",
+            (incident,),
+        ).fetchone()
+    if row is None:
+        raise dg.Failure(f"incident {incident} not found in ops.incidents")
+    size, first_seen, terms, summary = row
+    examples = "; ".join(e["text"][:80] for e in summary.get("examples", []))
+    alerts.send(
+        f"Major incident {incident}: {size} similar tickets",
+        f"Since {first_seen:%Y-%m-%d %H:%M} UTC, about: {', '.join(terms)}. "
+        f"Departments: {', '.join(list(summary.get('departments', {}))[:5])}. Examples: {examples}",
+        severity="critical",
+        source="major_incident_sensor",
+        dedup_key=f"incident:{incident}",
+    )
+
+
+@dg.job(name="incident_alert", description="Alert on-call about one detected major incident.")
+def incident_alert_job():
+    alert_incident()
+
+
+@dg.sensor(
+    name="major_incident_sensor",
+    job=incident_alert_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Reads ops.incidents (never detects): one alert run per new incident (run_key, cursor on seq).",
+)
+def major_incident_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
+    last_seq = int(context.cursor or 0)
+    with postgres.connect() as conn:
+        if conn.execute("select to_regclass('ops.incidents')").fetchone()[0] is None:
+            return dg.SkipReason("ops.incidents does not exist yet")
+        rows = conn.execute(
+            "select seq, incident_id, size from ops.incidents where seq > %s order by seq limit 100",
+            (last_seq,),
+        ).fetchall()
+    if not rows:
+        return dg.SkipReason("no new incident")
+    context.update_cursor(str(rows[-1][0]))
+    return [
+        dg.RunRequest(
+            run_key=f"incident-{incident}",
+            run_config={"ops": {"alert_incident": {"config": {"incident_id": incident}}}},
+            tags={
+                "ticketops/trigger": "major_incident",
+                "ticketops/incident_id": incident,
+                "ticketops/size": str(size),
+            },
+        )
+        for _, incident, size in rows
+    ]
+
+
+memory_assets = [ticket_index, major_incidents]
+memory_jobs = [incident_alert_job]
+memory_sensors = [major_incident_sensor]

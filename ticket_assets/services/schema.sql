@@ -130,3 +130,23 @@ create table if not exists raw.csv_sources (
     first_imported_at timestamptz not null default now(),
     last_imported_at  timestamptz not null default now()
 );
+
+-- Ticket memory: major incidents (bursts of mutually similar tickets well above their baseline rate),
+-- written by the major_incidents asset; the incident sensor alerts once per row (cursor on seq).
+create table if not exists ops.incidents (
+    incident_id          text primary key,
+    seq                  bigserial,
+    detected_at          timestamptz      not null default now(),
+    updated_at           timestamptz      not null default now(),
+    first_seen           timestamptz      not null,
+    last_seen            timestamptz      not null,
+    size                 integer          not null,
+    baseline_per_window  double precision not null,
+    top_terms            text[]           not null,
+    summary              jsonb            not null,  -- examples, departments, channels
+    centroid             bytea            not null,  -- float32 unit vector of model_id
+    model_id             text             not null,
+    run_id               text                        -- the Dagster run that detected it
+);
+create index if not exists incidents_seq_idx on ops.incidents (seq);
+alter table ops.predictions add column if not exists incident_id text;
