@@ -3,8 +3,9 @@
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import numpy as np
 
-from ticket_assets.defs.metadata import markdown_table
+from ticket_assets.defs.metadata import markdown_table, png_markdown
 from ticket_assets.defs.resources import AlertsResource, PlatformSettingsResource, PostgresResource
 from ticket_assets.memory.incidents import (
     assign_known,
@@ -14,8 +15,11 @@ from ticket_assets.memory.incidents import (
     store_incidents,
     window_items,
 )
+from ticket_assets.memory.kb_gaps import WEAK_SCORE, GapTicket, find_gaps, render_gaps_png
 from ticket_assets.memory.ticket_index import index_rows, sync_index, vector_fetcher
 from ticket_assets.ml.embed import get_embedder
+from ticket_assets.ml.embedding_store import EMBEDDING_DIM, load_embeddings
+from ticket_assets.rag.index import KnowledgeBase
 
 OWNERS = ["team:ml-platform"]
 STG_TICKETS = dg.AssetKey(["staging", "stg_tickets"])
@@ -207,6 +211,102 @@ def major_incident_sensor(context: dg.SensorEvaluationContext, postgres: Postgre
     ]
 
 
-memory_assets = [ticket_index, major_incidents]
+class GapWindow(dg.Config):
+    days: int = 30  # tickets created in the last N days (of the newest ticket), at most max_tickets
+    max_tickets: int = 5000
+
+
+@dg.asset(
+    key="kb_gaps",
+    deps=["kb_index", "ticket_embeddings", STG_TICKETS],
+    group_name="memory",
+    kinds={"qdrant", "matplotlib"},
+    owners=OWNERS,
+    description=(
+        "What the knowledge base is missing: recent tickets whose best KB passage is weak, or whose draft "
+        "agents marked unhelpful, grouped by meaning. Each gap: size, trend, examples and suggested title "
+        "terms for the article to write; a bar chart of the largest gaps."
+    ),
+)
+def kb_gaps(
+    context: dg.AssetExecutionContext,
+    config: GapWindow,
+    postgres: PostgresResource,
+    platform: PlatformSettingsResource,
+) -> dg.MaterializeResult:
+    settings = platform.get()
+    kb = KnowledgeBase.open(settings)
+    embedder = get_embedder(settings)
+    with postgres.connect() as conn:
+        rows = conn.execute(
+            "select ticket_id, event_at, text, text_hash from staging.stg_tickets where not is_duplicate"
+            " and event_at >= (select max(event_at) from staging.stg_tickets) - make_interval(days => %s)"
+            " order by event_at desc limit %s",
+            (config.days, config.max_tickets),
+        ).fetchall()
+        hashes, matrix = load_embeddings(conn, embedder.model_id, [r[3] for r in rows])
+        unhelpful = conn.execute(
+            "select p.request_id::text, p.created_at, p.text from ops.feedback f join ops.predictions p"
+            " using (request_id) where f.draft_helpful = false and p.text is not null"
+            " and p.created_at >= now() - make_interval(days => %s)",
+            (config.days,),
+        ).fetchall()
+    position = {h: i for i, h in enumerate(hashes)}
+    rows = [r for r in rows if r[3] in position]
+    vectors = matrix[[position[r[3]] for r in rows]] if rows else np.zeros((0, EMBEDDING_DIM), np.float32)
+    if unhelpful:
+        vectors = np.vstack([vectors, embedder.encode([r[2] for r in unhelpful])])
+    scores = [kb.search(v, k=1)[0].score if kb.n_chunks else 0.0 for v in vectors]
+    tickets = [GapTicket(r[0], r[1], r[2], s) for r, s in zip(rows, scores, strict=False)]
+    tickets += [
+        GapTicket(f"prediction:{r[0]}", r[1], r[2], s, unhelpful=True)
+        for r, s in zip(unhelpful, scores[len(rows) :], strict=True)
+    ]
+    gaps = find_gaps(tickets, vectors)
+    context.log.info(f"{len(gaps)} gap(s) among {len(tickets)} ticket(s)")
+    table = markdown_table(
+        [
+            "#",
+            "tickets",
+            "shortfall",
+            "trend (later half)",
+            "mean KB score",
+            "suggested title terms",
+            "example",
+        ],
+        [
+            (
+                i + 1,
+                g.size,
+                f"{g.trend:.0%}",
+                g.mean_kb_score,
+                ", ".join(g.title_terms),
+                g.examples[0]["text"],
+            )
+            for i, g in enumerate(gaps[:15])
+        ],
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "tickets_considered": len(tickets),
+            "unserved_tickets": sum(t.best_kb_score < WEAK_SCORE or t.unhelpful for t in tickets),
+            "gaps": len(gaps),
+            "kb_version": kb.version,
+            "top_gap_terms": dg.MetadataValue.json(gaps[0].title_terms if gaps else []),
+            "gaps_table": dg.MetadataValue.md(
+                table if gaps else "no gap: every group of tickets finds a good passage"
+            ),
+            "gaps_detail": dg.MetadataValue.json(
+                [
+                    {"size": g.size, "trend": g.trend, "terms": g.title_terms, "examples": g.examples}
+                    for g in gaps[:15]
+                ]
+            ),
+            "plot": png_markdown(render_gaps_png(gaps), "knowledge-base gaps"),
+        }
+    )
+
+
+memory_assets = [ticket_index, major_incidents, kb_gaps]
 memory_jobs = [incident_alert_job]
 memory_sensors = [major_incident_sensor]

@@ -84,7 +84,7 @@ def top_terms(texts: Sequence[str], background: Sequence[str], k: int = 6) -> li
     return [w for w, _ in sorted(scored.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
 
 
-def _groups(vectors: np.ndarray, similarity: float, min_size: int) -> list[np.ndarray]:
+def greedy_groups(vectors: np.ndarray, similarity: float, min_size: int) -> list[np.ndarray]:
     """Greedy: the item with most neighbours and its unassigned neighbours form a group; repeat."""
     close = (vectors @ vectors.T) >= similarity
     free = np.ones(len(vectors), dtype=bool)
@@ -124,7 +124,7 @@ def detect_incidents(
     vectors = np.asarray(vectors, dtype=np.float32)
     windows_in_baseline = max(baseline_span / window, 1.0)
     incidents = []
-    for members in _groups(vectors, similarity, min_size):
+    for members in greedy_groups(vectors, similarity, min_size):
         centroid = vectors[members].mean(axis=0)
         centroid /= np.linalg.norm(centroid) or 1.0
         matched = int((baseline_vectors @ centroid >= similarity).sum()) if len(baseline_vectors) else 0
