@@ -13,6 +13,7 @@ its own process so the resident-memory figure is that engine's alone: RSS after 
     .venv/bin/python benchmarks/bench_ticket_index.py                       # all sizes, all engines
     .venv/bin/python benchmarks/bench_ticket_index.py --sizes 10000 --queries 100
     .venv/bin/python benchmarks/bench_ticket_index.py --local-max 100000   # skip local mode above that
+    .venv/bin/python benchmarks/bench_ticket_index.py --incremental 100000 # 1 % change vs full build
 
 Results are appended to ``benchmarks/results/ticket_index.jsonl``.
 """
@@ -152,6 +153,63 @@ def _build(engine: str, vectors: np.ndarray, tmp: Path):
     raise ValueError(engine)
 
 
+# Incremental update: a 1 % change against a full build of the published index ---------------------------
+
+
+def run_incremental(n: int, change: float, seed: int) -> dict:
+    from datetime import UTC, datetime, timedelta
+
+    import polars as pl
+
+    from ticket_assets.memory.ticket_index import PAYLOAD_COLUMNS, sync_index
+
+    vectors = clustered_vectors(n, seed)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = pl.DataFrame(
+        {
+            "ticket_id": [f"t-{i}" for i in range(n)],
+            "text_hash": [f"h-{i}" for i in range(n)],
+            "topic": ["network"] * n,
+            "urgency": ["low"] * n,
+            "created_at": pl.datetime_range(start, start + timedelta(minutes=n - 1), "1m", eager=True),
+            "channel": ["email"] * n,
+            "department": ["Finance"] * n,
+            "status": pl.Series([None] * n, dtype=pl.String),
+            "resolution": pl.Series([None] * n, dtype=pl.String),
+        }
+    ).select(PAYLOAD_COLUMNS)
+    by_hash = {f"h-{i}": vectors[i] for i in range(n)}
+    fetch = lambda hashes: {h: by_hash[h] for h in hashes}  # noqa: E731
+    directory = Path(tempfile.mkdtemp(prefix="bench-ticket-sync-"))
+    try:
+        full = sync_index(rows, fetch, directory, "bench")
+        k = max(int(n * change), 1)
+        # Half the change is resolved tickets (payload only), half re-worded ones (new vector).
+        fresh = clustered_vectors(k, seed + 99)
+        by_hash.update({f"h2-{i}": fresh[i] for i in range(k)})
+        changed = (
+            rows.with_row_index("i")
+            .with_columns(
+                status=pl.when(pl.col("i") < k // 2).then(pl.lit("resolved")).otherwise(pl.col("status")),
+                text_hash=pl.when((pl.col("i") >= k // 2) & (pl.col("i") < k))
+                .then(pl.format("h2-{}", pl.col("i")))
+                .otherwise(pl.col("text_hash")),
+            )
+            .drop("i")
+        )
+        update = sync_index(changed, fetch, directory, "bench")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return {
+        "engine": "edge-sync",
+        "n": n,
+        "changed": update.upserted,
+        "full_build_s": round(full.seconds, 2),
+        "incremental_s": round(update.seconds, 2),
+        "ratio": round(update.seconds / full.seconds, 4),
+    }
+
+
 # Driver ---------------------------------------------------------------------------------------------
 
 
@@ -165,6 +223,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--local-max", type=int, default=100_000, help="largest size local mode runs at")
     parser.add_argument("--query-budget-s", type=float, default=120.0, help="stop querying after this long")
+    parser.add_argument(
+        "--incremental", type=int, metavar="N", help="only time a 1 %% change vs a full build"
+    )
     parser.add_argument("--one", nargs=2, metavar=("ENGINE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -173,6 +234,13 @@ def main() -> None:
         return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()
+    if args.incremental:
+        record = run_incremental(args.incremental, 0.01, args.seed)
+        record.update(machine=f"{os.cpu_count()} cores", load_avg_1m=round(load[0], 2), at=time.time())
+        print(record)
+        with RESULTS.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        return
     for n in [int(s) for s in args.sizes.split(",")]:
         for engine in args.engines.split(","):
             if engine == "local" and n > args.local_max:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
 
 from serving.model_store import KnowledgeBaseStore
@@ -64,4 +65,16 @@ def attach_similar(
 def current_tickets(state: Any) -> TicketIndex | None:
     """The loaded ticket index of the serving state, or None (not built yet, or turned off)."""
     store = getattr(state, "tickets", None)
-    return None if store is None else store.current
+    if store is None or not state.settings.similar_enabled:
+        return None
+    return store.current
+
+
+async def add_similar(state: Any, triages: Sequence[TicketTriage], vectors: np.ndarray, timings: Any) -> None:
+    """``attach_similar`` off the event loop; no thread hop (and no timing) when there is no index."""
+    index = current_tickets(state)
+    if index is None:
+        return
+    t0 = time.perf_counter()
+    await anyio.to_thread.run_sync(attach_similar, index, state.settings, triages, vectors, state.embedder_id)
+    timings.since("similar", t0)

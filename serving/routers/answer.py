@@ -12,7 +12,7 @@ from fastapi import APIRouter, Response, status
 
 from serving.deps import KnowledgeBaseDep, SettingsDep, StateDep
 from serving.errors import error_responses
-from serving.memory import attach_similar, current_tickets
+from serving.memory import add_similar
 from serving.pipeline import (
     Timings,
     enforce_limits,
@@ -72,11 +72,7 @@ async def answer(
     timings = Timings()
     result = await infer(state, [ticket], timings)
     triage = triage_results(result, settings.low_confidence_threshold)[0]
-    t0 = time.perf_counter()
-    await anyio.to_thread.run_sync(
-        attach_similar, current_tickets(state), settings, [triage], result.embeddings[:1], state.embedder_id
-    )
-    timings.since("similar", t0)
+    await add_similar(state, [triage], result.embeddings[:1], timings)
     kb_version = None if kb.version is None else str(kb.version)
 
     t0 = time.perf_counter()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
-import anyio.to_thread
 from fastapi import APIRouter, Response, status
 
 from serving.deps import SettingsDep, StateDep
 from serving.errors import error_responses
-from serving.memory import attach_similar, current_tickets
+from serving.memory import add_similar
 from serving.pipeline import (
     Timings,
     enforce_batch_size,
@@ -56,11 +54,7 @@ async def triage(
     timings = Timings()
     result = await infer(state, tickets, timings)
     triages = triage_results(result, settings.low_confidence_threshold)
-    t0 = time.perf_counter()
-    await anyio.to_thread.run_sync(
-        attach_similar, current_tickets(state), settings, triages, result.embeddings, state.embedder_id
-    )
-    timings.since("similar", t0)
+    await add_similar(state, triages, result.embeddings, timings)
     call_id = uuid.uuid4()
     rows = prediction_rows(
         call_request_id=call_id,
