@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 API_KEY = "bench-key"
 MODEL_NAME = "ticket-triage-bench"
-STAGES = ("queue", "embed", "model", "retrieve", "draft", "log")
+STAGES = ("queue", "embed", "model", "similar", "retrieve", "draft", "log")
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "api.json"
 
 
@@ -73,8 +73,9 @@ def drop_database(url: str, admin: str) -> None:
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 
-def prepare(data_dir: Path, db_url: str, cache_dir: Path | None) -> list[str]:
-    """Train + register a champion and publish the KB index; returns held-out ticket texts."""
+def prepare(data_dir: Path, db_url: str, cache_dir: Path | None, index_size: int = 0) -> list[str]:
+    """Train + register a champion and publish the KB index (and, with ``index_size``, a ticket index
+    of the 2400 generated tickets padded with clustered vectors); returns held-out ticket texts."""
     from pydantic import SecretStr
 
     from ticket_assets.core.text import model_text
@@ -102,12 +103,46 @@ def prepare(data_dir: Path, db_url: str, cache_dir: Path | None) -> list[str]:
         outcome.model, {}, {}, {}, {"rows": train.height}, settings=settings, db_url=db_url
     ).version
     registry.promote(version, "bench", "benchmark champion", settings=settings, url=db_url)
+    if index_size:
+        publish_ticket_index(tickets, embedder.encode(texts), embedder.model_id, settings, index_size)
     chunks = [c for article in load_articles(REPO_ROOT / "kb") for c in chunk_article(article)]
     publish(
         build_snapshot(chunks, embedder.encode([c.text for c in chunks]), embedder.model_id, settings),
         settings,
     )
     return texts[2000:]
+
+
+def publish_ticket_index(
+    tickets: pl.DataFrame, vectors: np.ndarray, model_id: str, settings, size: int
+) -> None:
+    from benchmarks.bench_ticket_index import clustered_vectors
+    from ticket_assets.memory.ticket_index import PAYLOAD_COLUMNS, sync_index
+
+    pad = max(size - tickets.height, 0)
+    rows = tickets.select("ticket_id", "text_hash", "topic", "urgency", "created_at", "channel", "department")
+    rows = rows.with_columns(status=pl.lit(None, pl.String), resolution=pl.lit(None, pl.String))
+    by_hash = dict(zip(rows["text_hash"].to_list(), vectors, strict=True))
+    if pad:
+        padding = clustered_vectors(pad, seed=3)
+        by_hash.update({f"pad-{i}": padding[i] for i in range(pad)})
+        rows = pl.concat(
+            [
+                rows.select(PAYLOAD_COLUMNS),
+                pl.DataFrame(
+                    {
+                        "ticket_id": [f"pad-{i}" for i in range(pad)],
+                        "text_hash": [f"pad-{i}" for i in range(pad)],
+                    }
+                )
+                .join(rows.head(1).drop("ticket_id", "text_hash"), how="cross")
+                .select(PAYLOAD_COLUMNS),
+            ]
+        )
+    print(f"building the ticket index ({rows.height} points)…", flush=True)
+    sync_index(
+        rows.unique("ticket_id"), lambda hs: {h: by_hash[h] for h in hs}, settings.ticket_index_dir, model_id
+    )
 
 
 # Server -----------------------------------------------------------------------------------------------
@@ -349,7 +384,7 @@ def measure_logging_alternative(db_url: str, n: int = 300) -> dict[str, float]:
 def markdown(summaries: list[dict], logging_cost: dict[str, float]) -> str:
     lines = [
         "| endpoint | micro-batching | clients | req/s | p50 ms | p95 ms | p99 ms | errors | mean batch "
-        "| server CPU ms/req | server ms: queue / embed / model / retrieve / draft / log |",
+        "| server CPU ms/req | server ms: queue / embed / model / similar / retrieve / draft / log |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in summaries:
@@ -373,6 +408,12 @@ def parse_config(spec: str) -> tuple[str, dict[str, str]]:
         # Micro-batching as shipped; only how an acknowledged row is made durable changes.
         mode = spec.partition(":")[2]
         return f"durability {mode}", {"TICKETOPS_LOG_DURABILITY": mode}
+    if spec.startswith("similar-"):  # micro-batching on (2 ms), similar tickets on or off
+        enabled = spec == "similar-on"
+        return f"2 ms, similar {'on' if enabled else 'off'}", {
+            "TICKETOPS_MICROBATCH_ENABLED": "true",
+            "TICKETOPS_SIMILAR_ENABLED": "true" if enabled else "false",
+        }
     if spec == "off":
         return "off", {"TICKETOPS_MICROBATCH_ENABLED": "false"}
     _, _, window = spec.partition(":")
@@ -394,9 +435,13 @@ def main() -> None:
         "--configs",
         default="off,on:0,on:2",
         help=(
-            "server settings to compare: micro-batching off or on:<window ms>, or "
-            "durability:<spool|postgres|off> (how acknowledged rows are made durable)"
+            "server settings to compare: micro-batching off or on:<window ms>, "
+            "durability:<spool|postgres|off> (how acknowledged rows are made durable), "
+            "similar-off or similar-on (similar past tickets in each triage)"
         ),
+    )
+    parser.add_argument(
+        "--index-size", type=int, default=0, help="publish a ticket index of this many points (similar-*)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON results go")
     args = parser.parse_args()
@@ -410,7 +455,7 @@ def main() -> None:
     summaries = []
     try:
         print("preparing model and KB index…", flush=True)
-        texts = prepare(data_dir, db_url, cache_dir)
+        texts = prepare(data_dir, db_url, cache_dir, args.index_size)
         configs = [parse_config(spec) for spec in args.configs.split(",")]
         for config, env in configs:
             process, base_url = start_server(

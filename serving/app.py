@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from serving.deps import ServingState, require_api_key
 from serving.errors import validation_error_handler
 from serving.inference import InferenceEngine
+from serving.memory import TicketIndexStore
 from serving.metrics import ApiMetrics, MetricsMiddleware
 from serving.model_store import KnowledgeBaseStore, ModelStore, ServingModel, poll_forever
 from serving.prediction_log import PredictionLogWriter, from_record
@@ -94,6 +95,7 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
         on_swap=lambda m: _on_model_swap(metrics, models, m),
     )
     kb = KnowledgeBaseStore(settings, on_change=metrics.set_kb)
+    tickets = TicketIndexStore(settings)
     engine = InferenceEngine(
         embedder,
         models,
@@ -118,10 +120,13 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
         db=db,
         llm_client=llm_client,
         embedder_id=embedder.model_id,
+        tickets=tickets,
     )
 
     await models.refresh()
     await kb.refresh()
+    if settings.similar_enabled:
+        await tickets.refresh()
     if models.current is None:
         log.warning(
             "no model to serve yet (%s); /v1 routes answer 503 until one is registered", models.last_error
@@ -185,7 +190,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await _start_serving(settings, metrics)
         poller = asyncio.create_task(
-            poll_forever(settings.model_poll_s, [state.models, state.kb]), name="model-reload-poller"
+            poll_forever(
+                settings.model_poll_s,
+                [state.models, state.kb, *([state.tickets] if settings.similar_enabled else [])],
+            ),
+            name="model-reload-poller",
         )
         app.state.serving = state
         try:

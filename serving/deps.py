@@ -31,6 +31,7 @@ class ServingState:
     spool: Spool | None = None  # None when durability is off
     llm_client: httpx.AsyncClient | None = None  # shared so LLM calls reuse connections
     embedder_id: str = ""  # queries are embedded with this; the KB index must use the same
+    tickets: Any | None = None  # serving.memory.TicketIndexStore: similar past tickets, duplicates
 
 
 def get_state(request: Request) -> ServingState:

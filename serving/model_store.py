@@ -191,6 +191,8 @@ class ModelStore:
 class KnowledgeBaseStore:
     """The retrieval index; refreshed in a thread when the KB snapshot changes."""
 
+    label = "knowledge-base"  # in log lines; subclasses serve other indexes the same way
+
     def __init__(
         self,
         settings: Settings,
@@ -223,11 +225,11 @@ class KnowledgeBaseStore:
                     changed = self.version != before
             except Exception as exc:  # no snapshot yet or a broken one: keep the old index
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("knowledge-base refresh failed: %s", self.last_error)
+                log.warning("%s refresh failed: %s", self.label, self.last_error)
                 return False
             self.last_error = None
             if changed:
-                log.info("serving knowledge-base index version %s", self.version)
+                log.info("serving %s index version %s", self.label, self.version)
                 self._on_change(str(self.version))
             return changed
 

@@ -211,6 +211,20 @@ class ModelRef(BaseModel):
     version: str
 
 
+class SimilarTicketOut(BaseModel):
+    """A past ticket from the ticket index, most similar first."""
+
+    ticket_id: str
+    similarity: float = Field(description="Cosine similarity of the two tickets' embeddings (1 = same text).")
+    topic: str | None
+    urgency: str | None
+    created: str | None = Field(description="When the past ticket was created (ISO 8601).")
+    channel: str | None
+    department: str | None
+    status: str | None = Field(description="The past ticket's status, when the source records one.")
+    resolution: str | None = Field(description="How it was resolved, when the source records it.")
+
+
 class TicketTriage(BaseModel):
     request_id: UUID = Field(description="Identifies this ticket's prediction; send it back with feedback.")
     topic: str = Field(description="The topic's key (machines, feedback, routing rules).")
@@ -222,6 +236,14 @@ class TicketTriage(BaseModel):
     urgency_probabilities: dict[str, float] | None
     low_confidence: bool = Field(
         description="Topic confidence below the server's threshold: route to a human."
+    )
+    similar: list[SimilarTicketOut] | None = Field(
+        default=None,
+        description="Most similar past tickets (null when the ticket index is off or not built).",
+    )
+    duplicate_of: SimilarTicketOut | None = Field(
+        default=None,
+        description="A recent open ticket this one nearly duplicates (similarity above the calibrated threshold).",
     )
 
 

@@ -53,6 +53,12 @@ def test_every_materializable_asset_is_documented_and_owned() -> None:
         assert node["has_description"], f"{key} has no description"
         assert node["owners"], f"{key} has no owner"
         assert node["kinds"], f"{key} has no kinds"
-        assert node["group"] in {"ingest", "dbt", "embeddings", "knowledge_base", "training", "monitoring"}, (
-            key
-        )
+        assert node["group"] in {
+            "ingest",
+            "dbt",
+            "embeddings",
+            "knowledge_base",
+            "training",
+            "monitoring",
+            "memory",
+        }, key

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ticket_assets.defs import automation, dbt, embeddings, ingest, kb, monitoring, reports, training
+from ticket_assets.defs import automation, dbt, embeddings, ingest, kb, memory, monitoring, reports, training
 from ticket_assets.defs.k8s import k8s_executor_or_default
 from ticket_assets.defs.resources import build_resources
 from ticket_assets.settings import get_settings
@@ -25,11 +25,12 @@ defs = dg.Definitions(
         kb.kb_index,
         *training.training_assets,
         *monitoring.monitoring_assets,
+        *memory.memory_assets,
     ],
     asset_checks=[*training.training_checks, *monitoring.monitoring_checks],
-    jobs=[training.retrain_job, *automation.jobs],
+    jobs=[training.retrain_job, *automation.jobs, *memory.memory_jobs],
     schedules=automation.schedules,
-    sensors=[automation_sensor, *automation.sensors],
+    sensors=[automation_sensor, *automation.sensors, *memory.memory_sensors],
     resources=build_resources(),
     executor=k8s_executor_or_default(get_settings()),
 )

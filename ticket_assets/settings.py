@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     # "postgres" durability: how long a request waits for the commit before spooling instead.
     log_commit_timeout_s: float = Field(default=1.0, gt=0, validation_alias=_env("LOG_COMMIT_TIMEOUT_S"))
 
+    # Ticket memory: similar past tickets and duplicates in /v1/triage and /v1/answer.
+    similar_enabled: bool = Field(default=True, validation_alias=_env("SIMILAR_ENABLED"))
+    similar_top_k: int = Field(default=5, ge=0, le=50, validation_alias=_env("SIMILAR_TOP_K"))
+    # Calibrated on the generator's duplicates (BENCHMARKS.md "Duplicate detection").
+    duplicate_threshold: float = Field(
+        default=0.98, ge=0.0, le=1.0, validation_alias=_env("DUPLICATE_THRESHOLD")
+    )
+    duplicate_window_h: float = Field(default=72.0, gt=0, validation_alias=_env("DUPLICATE_WINDOW_H"))
+
     # Dagster UI
     dagster_port: int = Field(default=3000, validation_alias=_env("DAGSTER_PORT"))
 
@@ -199,6 +208,10 @@ class Settings(BaseSettings):
     @property
     def resolved_spool_dir(self) -> Path:
         return (self.spool_dir or self.data_dir / "spool").expanduser().resolve()
+
+    @property
+    def ticket_index_dir(self) -> Path:
+        return self.data_dir / "ticket_index"
 
 
 _current: Settings | None = None

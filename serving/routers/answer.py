@@ -12,6 +12,7 @@ from fastapi import APIRouter, Response, status
 
 from serving.deps import KnowledgeBaseDep, SettingsDep, StateDep
 from serving.errors import error_responses
+from serving.memory import add_similar
 from serving.pipeline import (
     Timings,
     enforce_limits,
@@ -75,6 +76,7 @@ async def answer(
     timings = Timings()
     result = await infer(state, [ticket], timings)
     triage = triage_results(result, settings.low_confidence_threshold)[0]
+    await add_similar(state, [triage], result.embeddings[:1], timings)
     kb_version = None if kb.version is None else str(kb.version)
 
     t0 = time.perf_counter()

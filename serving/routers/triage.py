@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response, status
 
 from serving.deps import SettingsDep, StateDep
 from serving.errors import error_responses
+from serving.memory import add_similar
 from serving.pipeline import (
     Timings,
     enforce_batch_size,
@@ -54,6 +55,7 @@ async def triage(
     timings = Timings()
     result = await infer(state, tickets, timings)
     triages = triage_results(result, settings.low_confidence_threshold)
+    await add_similar(state, triages, result.embeddings, timings)
     call_id = uuid.uuid4()
     rows = prediction_rows(
         call_request_id=call_id,

@@ -1,0 +1,1 @@
+"""Ticket memory: the index of past tickets, similar-ticket search and duplicate detection."""
