@@ -11,8 +11,8 @@ import dagster as dg
 import psycopg
 import pytest
 
-from ticket_assets.memory.kb_gaps import WEAK_SCORE
 from ticket_assets.core.paths import KB_DIR
+from ticket_assets.memory.kb_gaps import WEAK_SCORE
 from ticket_assets.rag.kb import chunk_article, load_articles
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
