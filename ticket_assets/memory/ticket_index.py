@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -34,6 +33,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
+from ticket_assets.core.files import write_json_atomically
 from ticket_assets.ml.embedding_store import load_embeddings
 
 # HNSW graph degree / build beam: Qdrant's defaults; recall@10 >= 0.98 at 1M in the benchmark.
@@ -181,11 +181,7 @@ def _write_pointer(directory: Path, version: IndexVersion) -> None:
         "dim": version.dim,
         "published_at": time.time(),
     }
-    with tempfile.NamedTemporaryFile("w", dir=directory, prefix=".tmp-", suffix=".json", delete=False) as tmp:
-        json.dump(record, tmp)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, directory / POINTER_NAME)
+    write_json_atomically(directory / POINTER_NAME, record)
 
 
 def prune_versions(directory: Path, keep: int = KEEP_VERSIONS) -> list[Path]:

@@ -41,6 +41,7 @@ import numpy as np
 import polars as pl
 from qdrant_client import QdrantClient, models
 
+from ticket_assets.core.files import write_json_atomically
 from ticket_assets.core.passage import Passage
 from ticket_assets.rag.kb import Chunk, kb_topic_for
 from ticket_assets.settings import Settings
@@ -198,12 +199,7 @@ def _write_pointer(snapshot: SnapshotInfo, directory: Path) -> None:
         "dim": snapshot.dim,
         "published_at": time.time(),
     }
-    with tempfile.NamedTemporaryFile("w", dir=directory, prefix=".tmp-", suffix=".json", delete=False) as tmp:
-        json.dump(record, tmp)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    # os.replace is atomic on POSIX: a reader sees the old pointer or the new one, never a torn file.
-    os.replace(tmp.name, directory / POINTER_NAME)
+    write_json_atomically(directory / POINTER_NAME, record)
 
 
 def prune_snapshots(directory: Path, keep: int = KEEP_SNAPSHOTS) -> list[Path]:
