@@ -19,6 +19,7 @@ from serving.prediction_log import LogRow, PredictionRow, text_fields, to_record
 from serving.schemas import ModelRef, Ticket, TicketTriage
 from serving.spool import SpoolError
 from ticket_assets.core.labels import LabelMap
+from ticket_assets.ml.tiers import REVIEW, SUGGEST, needs_review, tier_of
 
 
 @dataclass
@@ -100,24 +101,52 @@ def _probabilities(values: Any) -> dict[str, float] | None:
     return None if values is None else {str(label): float(p) for label, p in dict(values).items()}
 
 
+def prediction_tier(
+    tier_table: dict[str, dict[str, dict[str, float]]] | None,
+    target: str,
+    label: str,
+    confidence: float,
+    threshold: float,
+) -> str:
+    """The held-out tier of one prediction; a model trained without a tier table never says
+    ``auto``: ``suggest`` at or above the server's threshold, else ``review``."""
+    if tier_table is None:
+        return SUGGEST if confidence >= threshold else REVIEW
+    return tier_of(tier_table.get(target, {}).get(label), confidence)
+
+
 def triage_results(result: InferenceResult, threshold: float) -> list[TicketTriage]:
-    names = LabelMap((getattr(result.model.model, "metadata", {}) or {}).get("topic_display", {}))
+    model = result.model.model
+    names = LabelMap((getattr(model, "metadata", {}) or {}).get("topic_display", {}))
+    tier_table = model.tier_thresholds() if hasattr(model, "tier_thresholds") else None
     out = []
     for prediction in result.predictions:
         urgency_confidence = getattr(prediction, "urgency_confidence", None)
         topic_confidence = float(prediction.topic_confidence)
+        topic = str(prediction.topic)
+        urgency = None if prediction.urgency is None else str(prediction.urgency)
+        topic_tier = prediction_tier(tier_table, "topic", topic, topic_confidence, threshold)
+        urgency_tier = (
+            None
+            if urgency is None or urgency_confidence is None
+            else prediction_tier(tier_table, "urgency", urgency, float(urgency_confidence), threshold)
+        )
         out.append(
             TicketTriage(
                 request_id=uuid.uuid4(),
-                topic=str(prediction.topic),
-                topic_name=str(names.name(str(prediction.topic))),
+                topic=topic,
+                topic_name=str(names.name(topic)),
                 topic_confidence=topic_confidence,
                 topic_probabilities=_probabilities(prediction.topic_probabilities) or {},
-                urgency=None if prediction.urgency is None else str(prediction.urgency),
+                urgency=urgency,
                 urgency_confidence=None if urgency_confidence is None else float(urgency_confidence),
                 urgency_probabilities=_probabilities(getattr(prediction, "urgency_probabilities", None)),
                 # Topic decides the queue a ticket goes to, so its confidence decides "ask a human".
                 low_confidence=topic_confidence < threshold,
+                topic_tier=topic_tier,
+                urgency_tier=urgency_tier,
+                urgency_low_confidence=None if urgency_confidence is None else float(urgency_confidence) < threshold,
+                needs_review=needs_review([topic_tier, urgency_tier]),
             )
         )
     return out

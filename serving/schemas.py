@@ -225,6 +225,14 @@ class SimilarTicketOut(BaseModel):
     resolution: str | None = Field(description="How it was resolved, when the source records it.")
 
 
+Tier = Literal["auto", "suggest", "review"]
+TIER_DESCRIPTION = (
+    "Confidence tier of the {target} prediction, from per-class thresholds measured on held-out tickets: "
+    "`auto` (held-out precision at least the auto target, default 0.95: act without a person), `suggest` "
+    "(at least the suggest target, default 0.80: an agent confirms), `review` (a person decides)."
+)
+
+
 class TicketTriage(BaseModel):
     request_id: UUID = Field(description="Identifies this ticket's prediction; send it back with feedback.")
     topic: str = Field(description="The topic's key (machines, feedback, routing rules).")
@@ -236,6 +244,18 @@ class TicketTriage(BaseModel):
     urgency_probabilities: dict[str, float] | None
     low_confidence: bool = Field(
         description="Topic confidence below the server's threshold: route to a human."
+    )
+    topic_tier: Tier = Field(description=TIER_DESCRIPTION.format(target="topic"))
+    urgency_tier: Tier | None = Field(
+        default=None, description=TIER_DESCRIPTION.format(target="urgency") + " Null without an urgency model."
+    )
+    urgency_low_confidence: bool | None = Field(
+        default=None, description="Urgency confidence below the server's threshold (null without an urgency model)."
+    )
+    needs_review: bool = Field(
+        default=False,
+        description="A person must decide: some target's tier is `review`. Act automatically only when false "
+        "and every tier is `auto`.",
     )
     similar: list[SimilarTicketOut] | None = Field(
         default=None,

@@ -120,6 +120,29 @@ def test_batch_results_match_the_registered_model_ticket_by_ticket(
 
 
 # Answer --------------------------------------------------------------------------------------------
+def test_triage_returns_the_held_out_tier_of_every_target(client: TestClient, world: ApiWorld) -> None:
+    from ticket_assets.ml import registry
+    from ticket_assets.ml.tiers import tier_of
+
+    model, _ = registry.load_model_version(world.settings.model_name, _served_version(client), world.settings)
+    table = model.tier_thresholds()
+    assert table is not None and "urgency" in table
+    tickets = [{"text": text} for text in world.holdout_texts[:20]]
+    response = client.post("/v1/triage", json={"tickets": tickets})
+    assert response.status_code == 200, response.text
+    seen = set()
+    for result in response.json()["results"]:
+        for target in ("topic", "urgency"):
+            expected = tier_of(table[target].get(result[target]), result[f"{target}_confidence"])
+            assert result[f"{target}_tier"] == expected
+            seen.add(expected)
+        assert result["urgency_low_confidence"] == (
+            result["urgency_confidence"] < world.settings.low_confidence_threshold
+        )
+        assert result["needs_review"] == ("review" in (result["topic_tier"], result["urgency_tier"]))
+    assert "auto" in seen  # the synthetic holdout's easy topics reach the auto precision
+
+
 def test_answer_without_llm_is_an_extractive_draft_citing_retrieved_articles(
     client: TestClient, world: ApiWorld
 ) -> None:

@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     # (otherwise ticket_classifier skips and registers nothing new).
     force_train: bool = Field(default=False, validation_alias=_env("FORCE_TRAIN"))
 
+    # Confidence tiers, set per class on the holdout at training time: the held-out precision a
+    # class's predictions must reach for tier `auto` (act without a person) and `suggest`, and the
+    # held-out predictions a class needs for an auto tier.
+    tier_auto_precision: float = Field(default=0.95, gt=0, le=1, validation_alias=_env("TIER_AUTO_PRECISION"))
+    tier_suggest_precision: float = Field(
+        default=0.80, gt=0, le=1, validation_alias=_env("TIER_SUGGEST_PRECISION")
+    )
+    tier_min_examples: int = Field(default=20, ge=1, validation_alias=_env("TIER_MIN_EXAMPLES"))
+
     # Durable acknowledgement: predictions and queued feedback reach a local write-ahead spool
     # (fsync, group commit) before the reply. "postgres" instead waits for the group commit in
     # PostgreSQL (spool only while it is down); "off" keeps rows in memory only.

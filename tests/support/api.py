@@ -64,6 +64,7 @@ def _build_world(pg_url: str, data_dir: Path) -> ApiWorld:
     from ticket_assets.core.text import model_text
     from ticket_assets.ml import registry
     from ticket_assets.ml.embed import get_embedder
+    from ticket_assets.ml.pipeline import attach_tiers
     from ticket_assets.ml.train import TrainConfig, train_triage_model
     from ticket_assets.rag.index import publish
     from ticket_assets.sources.synthetic import generate_tickets
@@ -87,10 +88,16 @@ def _build_world(pg_url: str, data_dir: Path) -> ApiWorld:
     config = TrainConfig(cv_folds=2, tfidf_c_grid=(0.3,), embedding_c_grid=(4.0,), max_features=20_000)
 
     versions = []
+    holdout_vectors = embedder.encode(holdout["text"].to_list())
     for candidates in (("stack",), ("tfidf",)):  # two genuinely different versions
         outcome = train_triage_model(
             train, vectors, embedder.model_id, replace(config, candidates=candidates)
         )
+        if candidates == ("stack",):  # the champion carries a held-out tier table, the other none
+            probabilities = outcome.model.predict_proba(
+                holdout["text"].to_list(), holdout_vectors, embedder.model_id
+            )
+            attach_tiers(outcome.model, holdout, probabilities, {}, replace(config, tier_min_examples=5))
         registered = registry.log_training_run(
             outcome.model,
             metrics={"topic": {"macro_f1": 0.9, "accuracy": 0.9}},

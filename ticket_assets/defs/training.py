@@ -27,6 +27,7 @@ from ticket_assets.ml.evaluate import majority_baseline_metrics
 from ticket_assets.ml.gate import GateConfig, evaluate_gate, score_on_holdout
 from ticket_assets.ml.train import TrainConfig
 from ticket_assets.rag.index import load_stored_chunks
+from ticket_assets.settings import Settings
 
 CLASSIFIER = dg.AssetKey("ticket_classifier")
 OWNERS = ["team:ml-platform"]
@@ -47,10 +48,52 @@ class GateSettings(dg.Config):
     min_gain_over_baseline: float = 0.10
 
 
-def train_config(config: ClassifierConfig, quick_by_default: bool = False) -> TrainConfig:
-    if config.quick or quick_by_default:
-        return TrainConfig(cv_folds=2, tfidf_c_grid=(0.3,), embedding_c_grid=(4.0,), max_features=50_000)
-    return TrainConfig(cv_folds=config.cv_folds)
+def train_config(config: ClassifierConfig, settings: Settings | None = None) -> TrainConfig:
+    tiers = (
+        {
+            "tier_auto_precision": settings.tier_auto_precision,
+            "tier_suggest_precision": settings.tier_suggest_precision,
+            "tier_min_examples": settings.tier_min_examples,
+        }
+        if settings is not None
+        else {}
+    )
+    if config.quick or (settings is not None and settings.train_quick):
+        return TrainConfig(
+            cv_folds=2, tfidf_c_grid=(0.3,), embedding_c_grid=(4.0,), max_features=50_000, **tiers
+        )
+    return TrainConfig(cv_folds=config.cv_folds, **tiers)
+
+
+def tier_table(rows: list[dict]) -> dg.TableMetadataValue:
+    """The held-out tier table (``ml.tiers``) as a Dagster table."""
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord(
+                {
+                    "target": row["target"],
+                    "class": row["label"],
+                    "tier": row["tier"],
+                    "threshold": "–" if row["threshold"] is None else round(row["threshold"], 4),
+                    "precision": "–" if row["precision"] is None else round(row["precision"], 4),
+                    "coverage": round(row["coverage"], 4),
+                    "n": row["n"],
+                }
+            )
+            for row in rows
+        ],
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("target", "string"),
+                dg.TableColumn("class", "string"),
+                dg.TableColumn("tier", "string"),
+                dg.TableColumn("threshold", "string", description="lowest confidence in the tier ('–': none)"),
+                dg.TableColumn("precision", "string", description="held-out precision at the threshold"),
+                dg.TableColumn("coverage", "float", description="share of the class's held-out predictions"),
+                dg.TableColumn("n", "int", description="held-out predictions of the class"),
+            ]
+        ),
+    )
 
 
 def metrics_table(metrics: dict) -> str:
@@ -148,7 +191,7 @@ def ticket_classifier(
     # champion_model promotes only if the champion is still this one (two runs racing promote once).
     base_champion = registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
     data = pipeline.load_data(settings, url)
-    cfg = train_config(config, settings.train_quick)
+    cfg = train_config(config, settings)
     with postgres.connect() as conn:
         chunks = load_stored_chunks(conn)
     version = pipeline.data_version_of(data, cfg, [chunk.chunk_id for chunk in chunks])
@@ -214,7 +257,16 @@ def ticket_classifier(
         "topic_per_class": dg.MetadataValue.md(per_class_table(metrics["topic"])),
         "topic_slices": dg.MetadataValue.md(slices_table(metrics["topic"])),
         "kb_topic_map": dg.MetadataValue.md(kb_topic_map_table(candidate.outcome.model.metadata)),
+        "tiers": tier_table(candidate.outcome.model.metadata.get("tiers", [])),
     }
+    for target in ("topic", "urgency"):
+        summary = metrics.get(target, {}).get("tiers")
+        if summary is not None:
+            metadata[f"{target}_auto_share"] = dg.MetadataValue.float(round(summary["auto_share"], 4))
+            if summary["auto_precision"] is not None:
+                metadata[f"{target}_auto_precision"] = dg.MetadataValue.float(
+                    round(summary["auto_precision"], 4)
+                )
     if metrics["topic"].get("rare_classes"):
         # Long tails: the few-example classes' macro-F1 apart from the others'.
         metadata["topic_rare_classes"] = ", ".join(metrics["topic"]["rare_classes"])

@@ -25,6 +25,7 @@ from ticket_assets.ml.dataset import (
 from ticket_assets.ml.evaluate import Evaluation, evaluate_model, majority_baseline_metrics
 from ticket_assets.ml.gate import GateConfig, GateDecision, evaluate_gate, score_on_holdout
 from ticket_assets.ml.predict import TriageModel
+from ticket_assets.ml.tiers import TierConfig, fit_tiers, thresholds, tier_summary
 from ticket_assets.ml.registry import (
     CHAMPION,
     RegisteredVersion,
@@ -69,8 +70,48 @@ def train_and_evaluate(data: TrainingData, config: TrainConfig | None = None) ->
     outcome = train_triage_model(data.train, data.train_embeddings, data.embedding_model_id, config)
     describe_training_data(outcome.model, data)
     outcome.model.metadata["rare_labels"] = {t: r.rare_labels for t, r in outcome.reports.items()}
-    evaluation = evaluate_model(outcome.model, data.test, data.test_embeddings, data.embedding_model_id)
+    model = outcome.model
+    probabilities = model.predict_proba(data.test["text"].to_list(), data.test_embeddings, data.embedding_model_id)
+    evaluation = evaluate_model(
+        model, data.test, data.test_embeddings, data.embedding_model_id, probabilities=probabilities
+    )
+    attach_tiers(model, data.test, probabilities, evaluation.metrics, config or TrainConfig())
     return TrainedCandidate(outcome, evaluation, majority_baseline_metrics(data.train, data.test))
+
+
+def tier_config(config: TrainConfig) -> TierConfig:
+    return TierConfig(config.tier_auto_precision, config.tier_suggest_precision, config.tier_min_examples)
+
+
+def attach_tiers(
+    model: TriageModel,
+    holdout: pl.DataFrame,
+    probabilities: dict[str, Any],
+    metrics: dict[str, Any],
+    config: TrainConfig,
+) -> list[dict[str, Any]]:
+    """Fit every target's confidence tiers on the holdout (``ml.tiers``), store the table in the
+    model's metadata (serving applies it) and each target's tier shares in ``metrics``."""
+    rows: list[dict[str, Any]] = []
+    for target, proba in probabilities.items():
+        if target not in holdout.columns:
+            continue
+        truth = holdout[target].to_list()
+        labelled = [i for i, label in enumerate(truth) if label is not None]
+        labels = model.labels(target)
+        target_rows = fit_tiers(target, labels, [truth[i] for i in labelled], proba[labelled], tier_config(config))
+        rows.extend(target_rows)
+        if target in metrics:
+            metrics[target]["tiers"] = tier_summary(
+                labels, [truth[i] for i in labelled], proba[labelled], thresholds(target_rows).get(target, {})
+            )
+    model.metadata["tiers"] = rows
+    model.metadata["tier_config"] = {
+        "auto_precision": config.tier_auto_precision,
+        "suggest_precision": config.tier_suggest_precision,
+        "min_examples": config.tier_min_examples,
+    }
+    return rows
 
 
 def describe_training_data(model: TriageModel, data: TrainingData) -> None:
@@ -94,6 +135,7 @@ CODE_FILES = (
     "ml/pipeline.py",
     "ml/predict.py",
     "ml/splits.py",
+    "ml/tiers.py",
     "ml/train.py",
 )
 FINGERPRINT_TAG = "data.training_fingerprint"
@@ -177,7 +219,15 @@ def register(
         params={"train": config.as_params(), "chosen": candidate.outcome.model.metadata["chosen"]},
         data_version=version,
         settings=settings,
-        reports={"training": candidate.outcome.as_dict(), "baseline": candidate.baseline},
+        reports={
+            "training": candidate.outcome.as_dict(),
+            "baseline": candidate.baseline,
+            # The tier table (also inside the model, which serving reads).
+            "tiers": {
+                "config": candidate.outcome.model.metadata.get("tier_config", {}),
+                "rows": candidate.outcome.model.metadata.get("tiers", []),
+            },
+        },
         db_url=url,
     )
 

@@ -261,6 +261,19 @@ class TriageModel:
     def labels(self, target: str) -> list[str]:
         return list(self.targets[target].labels)
 
+    def tier_thresholds(self) -> dict[str, dict[str, dict[str, float]]] | None:
+        """target -> class -> tier -> threshold from the held-out tier table (None: trained without)."""
+        rows = self.metadata.get("tiers")
+        if rows is None:
+            return None
+        cached = getattr(self, "_tier_cache", None)
+        if cached is None:
+            from ticket_assets.ml.tiers import thresholds
+
+            cached = thresholds(rows)
+            self._tier_cache = cached  # not a field: computed once per loaded model
+        return cached
+
     @property
     def topic_names(self) -> LabelMap:
         """Display names of the topic keys, registered with the model (keys when absent)."""

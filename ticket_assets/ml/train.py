@@ -74,6 +74,11 @@ class TrainConfig:
     min_urgency_labels: int = 50  # an urgency model needs at least this many labelled tickets
     most_urgent_fallback: str | None = None  # for urgency label sets outside low..critical
     svc_max_iter: int = 2000
+    # Confidence tiers (ml.tiers), set on the holdout after training: per class the lowest threshold
+    # whose held-out precision reaches tier_auto_precision (auto) / tier_suggest_precision (suggest).
+    tier_auto_precision: float = 0.95
+    tier_suggest_precision: float = 0.80
+    tier_min_examples: int = 20  # held-out predictions a class needs for an auto tier
     keep_all_candidates: bool = False  # fit every candidate, not only the chosen one (benchmarks)
     n_jobs: int = 2  # threads over (fold, parameter) fits: liblinear, lbfgs and BLAS release the GIL
     blas_threads: int = 1
