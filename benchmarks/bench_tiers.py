@@ -40,7 +40,9 @@ from ticket_assets.ml.train import TrainConfig, train_triage_model  # noqa: E402
 TARGET_PRECISION = 0.95
 
 
-def global_threshold(confidence: np.ndarray, correct: np.ndarray, precision: float, minimum: int) -> float | None:
+def global_threshold(
+    confidence: np.ndarray, correct: np.ndarray, precision: float, minimum: int
+) -> float | None:
     """The lowest single threshold whose precision over every prediction at or above it reaches ``precision``."""
     order = np.argsort(-confidence, kind="stable")
     conf, hits = confidence[order], correct[order].astype(np.float64)
@@ -61,14 +63,18 @@ def cross_fitted(
     per_half = []
     for fit_half, measure_half in (("train", "test"), ("test", "train")):
         fit, measure = halves == fit_half, halves == measure_half
-        table = thresholds(fit_tiers("topic", labels, truth[fit], probabilities[fit], config)).get("topic", {})
+        table = thresholds(fit_tiers("topic", labels, truth[fit], probabilities[fit], config)).get(
+            "topic", {}
+        )
         auto = np.array(
             [
                 tier_of(table.get(str(p)), float(c)) == AUTO
                 for p, c in zip(predicted[measure], confidence[measure], strict=True)
             ]
         )
-        threshold = global_threshold(confidence[fit], correct[fit], config.auto_precision, config.min_examples)
+        threshold = global_threshold(
+            confidence[fit], correct[fit], config.auto_precision, config.min_examples
+        )
         auto_global = (
             confidence[measure] >= threshold if threshold is not None else np.zeros(measure.sum(), bool)
         )
@@ -84,7 +90,9 @@ def cross_fitted(
                 "per_class_auto_precision": float(correct[measure][auto].mean()) if auto.any() else None,
                 "global_threshold": threshold,
                 "global_auto_share": float(auto_global.mean()),
-                "global_auto_precision": float(correct[measure][auto_global].mean()) if auto_global.any() else None,
+                "global_auto_precision": float(correct[measure][auto_global].mean())
+                if auto_global.any()
+                else None,
             }
         )
     n = len(truth)
@@ -108,7 +116,9 @@ def run(use_embeddings: bool) -> dict:
     config = TrainConfig() if use_embeddings else TrainConfig(candidates=("tfidf",))
     train = pl.DataFrame({"text": [texts[i] for i in train_rows], "topic": labels[train_rows].tolist()})
     started = time.perf_counter()
-    outcome = train_triage_model(train, vectors[train_rows] if vectors is not None else None, embedding_id, config)
+    outcome = train_triage_model(
+        train, vectors[train_rows] if vectors is not None else None, embedding_id, config
+    )
     train_seconds = time.perf_counter() - started
     model = outcome.model
     test_texts = [texts[i] for i in test_rows]

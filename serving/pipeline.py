@@ -145,7 +145,9 @@ def triage_results(result: InferenceResult, threshold: float) -> list[TicketTria
                 low_confidence=topic_confidence < threshold,
                 topic_tier=topic_tier,
                 urgency_tier=urgency_tier,
-                urgency_low_confidence=None if urgency_confidence is None else float(urgency_confidence) < threshold,
+                urgency_low_confidence=None
+                if urgency_confidence is None
+                else float(urgency_confidence) < threshold,
                 needs_review=needs_review([topic_tier, urgency_tier]),
             )
         )

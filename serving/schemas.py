@@ -247,10 +247,12 @@ class TicketTriage(BaseModel):
     )
     topic_tier: Tier = Field(description=TIER_DESCRIPTION.format(target="topic"))
     urgency_tier: Tier | None = Field(
-        default=None, description=TIER_DESCRIPTION.format(target="urgency") + " Null without an urgency model."
+        default=None,
+        description=TIER_DESCRIPTION.format(target="urgency") + " Null without an urgency model.",
     )
     urgency_low_confidence: bool | None = Field(
-        default=None, description="Urgency confidence below the server's threshold (null without an urgency model)."
+        default=None,
+        description="Urgency confidence below the server's threshold (null without an urgency model).",
     )
     needs_review: bool = Field(
         default=False,

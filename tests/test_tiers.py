@@ -7,7 +7,6 @@ import pytest
 
 from tests.support.ml import trained
 from ticket_assets.ml.pipeline import attach_tiers
-from ticket_assets.ml.train import TrainConfig
 from ticket_assets.ml.tiers import (
     AUTO,
     REVIEW,
@@ -19,6 +18,7 @@ from ticket_assets.ml.tiers import (
     tier_of,
     tier_summary,
 )
+from ticket_assets.ml.train import TrainConfig
 
 CONFIG = TierConfig(auto_precision=0.95, suggest_precision=0.80, min_examples=5)
 
@@ -28,7 +28,9 @@ def held_out():
     world = trained()
     data = world.corpus
     model = world.outcome.model
-    probabilities = model.predict_proba(data.test["text"].to_list(), data.test_embeddings, data.embedding_model_id)
+    probabilities = model.predict_proba(
+        data.test["text"].to_list(), data.test_embeddings, data.embedding_model_id
+    )
     return model, data.test, probabilities
 
 
@@ -43,7 +45,9 @@ def test_auto_threshold_is_the_lowest_reaching_the_target_precision(held_out, ta
     model, holdout, probabilities = held_out
     labels, truth = model.labels(target), holdout[target].to_list()
     rows = fit_tiers(target, labels, truth, probabilities[target], CONFIG)
-    assert {(r["label"], r["tier"]) for r in rows} == {(label, t) for label in labels for t in (AUTO, SUGGEST)}
+    assert {(r["label"], r["tier"]) for r in rows} == {
+        (label, t) for label in labels for t in (AUTO, SUGGEST)
+    }
     for row in rows:
         confidence, correct = _class_rows(probabilities[target], labels, truth, row["label"])
         assert row["n"] == len(confidence)
@@ -67,7 +71,9 @@ def test_auto_threshold_is_the_lowest_reaching_the_target_precision(held_out, ta
 @pytest.mark.parametrize("target", ["topic", "urgency"])
 def test_tiers_are_monotone_in_confidence(held_out, target: str) -> None:
     model, holdout, probabilities = held_out
-    table = thresholds(fit_tiers(target, model.labels(target), holdout[target].to_list(), probabilities[target], CONFIG))
+    table = thresholds(
+        fit_tiers(target, model.labels(target), holdout[target].to_list(), probabilities[target], CONFIG)
+    )
     rank = {REVIEW: 0, SUGGEST: 1, AUTO: 2}
     for label in model.labels(target):
         by_tier = table.get(target, {}).get(label, {})
@@ -83,19 +89,26 @@ def test_auto_tier_precision_on_the_holdout_meets_the_target(held_out) -> None:
     95 % of the time, per target; the urgency model is imperfect, so some tickets are not auto."""
     model, holdout, probabilities = held_out
     metrics: dict = {"topic": {}, "urgency": {}}
-    rows = attach_tiers(model, holdout, probabilities, metrics, TrainConfig(tier_min_examples=CONFIG.min_examples))
+    rows = attach_tiers(
+        model, holdout, probabilities, metrics, TrainConfig(tier_min_examples=CONFIG.min_examples)
+    )
     assert model.metadata["tiers"] == rows and model.tier_thresholds() == thresholds(rows)
     for target in ("topic", "urgency"):
         summary = metrics[target]["tiers"]
         assert summary["n"] == holdout.height
-        assert summary["auto_share"] + summary["suggest_share"] + summary["review_share"] == pytest.approx(1.0)
+        assert summary["auto_share"] + summary["suggest_share"] + summary["review_share"] == pytest.approx(
+            1.0
+        )
         if summary["auto_share"] > 0:
             assert summary["auto_precision"] >= 0.95
     assert metrics["topic"]["tiers"]["auto_share"] > 0.5  # synthetic topics are easy
     urgency = metrics["urgency"]["tiers"]
     assert urgency["auto_share"] < 1.0
     recomputed = tier_summary(
-        model.labels("urgency"), holdout["urgency"].to_list(), probabilities["urgency"], thresholds(rows)["urgency"]
+        model.labels("urgency"),
+        holdout["urgency"].to_list(),
+        probabilities["urgency"],
+        thresholds(rows)["urgency"],
     )
     assert recomputed == urgency
 

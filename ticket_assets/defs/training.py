@@ -87,7 +87,9 @@ def tier_table(rows: list[dict]) -> dg.TableMetadataValue:
                 dg.TableColumn("target", "string"),
                 dg.TableColumn("class", "string"),
                 dg.TableColumn("tier", "string"),
-                dg.TableColumn("threshold", "string", description="lowest confidence in the tier ('–': none)"),
+                dg.TableColumn(
+                    "threshold", "string", description="lowest confidence in the tier ('–': none)"
+                ),
                 dg.TableColumn("precision", "string", description="held-out precision at the threshold"),
                 dg.TableColumn("coverage", "float", description="share of the class's held-out predictions"),
                 dg.TableColumn("n", "int", description="held-out predictions of the class"),

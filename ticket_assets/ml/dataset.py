@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import numpy as np
 import polars as pl
 import psycopg
 
-from ticket_assets.core.labels import LabelMap
+from ticket_assets.core.labels import LabelMap, normalize_label
 from ticket_assets.core.names import TRAINING_SET_TABLE
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,58 @@ TRAINING_COLUMNS = (
     "text_length",
     "split",
     "split_rule",
+    "labels",
 )
+# Routing targets (assignment group, queue, service...) arrive as one JSON object per ticket in
+# ``labels``; each becomes a column of its own name. Names are lower-case identifiers that do not
+# shadow a training column.
+ROUTING_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+RESERVED_NAMES = frozenset(TRAINING_COLUMNS) | {"source", "requester", "extra", "labels", "routing"}
+
+
+def check_routing_name(name: str) -> str:
+    """``name`` if it can name a routing target, else a ValueError saying why."""
+    if not ROUTING_NAME.match(name):
+        raise ValueError(
+            f"label target name {name!r}: use lower-case letters, digits and _ (e.g. assignment_group)"
+        )
+    if name in RESERVED_NAMES:
+        raise ValueError(f"label target name {name!r} is a built-in column; pick another name")
+    return name
+
+
+def routing_target_names(frame: pl.DataFrame) -> list[str]:
+    """The routing targets some row of ``frame`` has a label for (sorted)."""
+    if "labels" not in frame.columns:
+        return []
+    names: set[str] = set()
+    for value in frame["labels"].drop_nulls().unique().to_list():
+        names.update(k for k, v in _parse_labels(value).items() if v is not None)
+    return sorted(name for name in names if ROUTING_NAME.match(name) and name not in RESERVED_NAMES)
+
+
+def with_routing_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """One column per routing target (label keys, null where a ticket has none)."""
+    names = [n for n in routing_target_names(frame) if n not in frame.columns]
+    if not names:
+        return frame
+    parsed = [_parse_labels(value) for value in frame["labels"].to_list()]
+    return frame.with_columns(
+        pl.Series(name, [_label_key(row.get(name)) for row in parsed], dtype=pl.String) for name in names
+    )
+
+
+def _label_key(value: Any) -> str | None:
+    return None if value is None else normalize_label(str(value))
+
+
+def _parse_labels(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    parsed = json.loads(value)
+    return parsed if isinstance(parsed, dict) else {}
 
 
 @dataclass
@@ -50,9 +102,11 @@ class TrainingData:
 def load_training_set(conn: psycopg.Connection, table: str = TRAINING_SET_TABLE) -> pl.DataFrame:
     """The whole training set, ordered by ticket id so row order is reproducible."""
     with conn.cursor() as cur:
-        cur.execute(f"select {', '.join(TRAINING_COLUMNS)} from {table} order by ticket_id")
+        columns = ", ".join("labels::text" if c == "labels" else c for c in TRAINING_COLUMNS)
+        cur.execute(f"select {columns} from {table} order by ticket_id")
         rows = cur.fetchall()
-    return pl.DataFrame(rows, schema=list(TRAINING_COLUMNS), orient="row", infer_schema_length=None)
+    frame = pl.DataFrame(rows, schema=list(TRAINING_COLUMNS), orient="row", infer_schema_length=None)
+    return with_routing_columns(frame)
 
 
 def split(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -148,7 +202,7 @@ def dbt_model_checksum(manifest_path: Path, model: str = "training_set") -> str:
 def content_hash(frame: pl.DataFrame) -> str:
     columns = [
         c
-        for c in ("ticket_id", "text_hash", "topic", "topic_display", "urgency", "split")
+        for c in ("ticket_id", "text_hash", "topic", "topic_display", "urgency", "labels", "split")
         if c in frame.columns
     ]
     canonical = frame.select(columns).sort(columns[0]).write_csv()

@@ -25,7 +25,6 @@ from ticket_assets.ml.dataset import (
 from ticket_assets.ml.evaluate import Evaluation, evaluate_model, majority_baseline_metrics
 from ticket_assets.ml.gate import GateConfig, GateDecision, evaluate_gate, score_on_holdout
 from ticket_assets.ml.predict import TriageModel
-from ticket_assets.ml.tiers import TierConfig, fit_tiers, thresholds, tier_summary
 from ticket_assets.ml.registry import (
     CHAMPION,
     RegisteredVersion,
@@ -34,6 +33,7 @@ from ticket_assets.ml.registry import (
     log_training_run,
     promote,
 )
+from ticket_assets.ml.tiers import TierConfig, fit_tiers, thresholds, tier_summary
 from ticket_assets.ml.train import TrainConfig, TrainingOutcome, train_triage_model
 from ticket_assets.services.postgres import connect, database_url
 from ticket_assets.settings import Settings, get_settings
@@ -71,7 +71,9 @@ def train_and_evaluate(data: TrainingData, config: TrainConfig | None = None) ->
     describe_training_data(outcome.model, data)
     outcome.model.metadata["rare_labels"] = {t: r.rare_labels for t, r in outcome.reports.items()}
     model = outcome.model
-    probabilities = model.predict_proba(data.test["text"].to_list(), data.test_embeddings, data.embedding_model_id)
+    probabilities = model.predict_proba(
+        data.test["text"].to_list(), data.test_embeddings, data.embedding_model_id
+    )
     evaluation = evaluate_model(
         model, data.test, data.test_embeddings, data.embedding_model_id, probabilities=probabilities
     )
@@ -99,7 +101,9 @@ def attach_tiers(
         truth = holdout[target].to_list()
         labelled = [i for i, label in enumerate(truth) if label is not None]
         labels = model.labels(target)
-        target_rows = fit_tiers(target, labels, [truth[i] for i in labelled], proba[labelled], tier_config(config))
+        target_rows = fit_tiers(
+            target, labels, [truth[i] for i in labelled], proba[labelled], tier_config(config)
+        )
         rows.extend(target_rows)
         if target in metrics:
             metrics[target]["tiers"] = tier_summary(

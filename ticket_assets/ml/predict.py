@@ -235,6 +235,8 @@ class TriagePrediction:
     urgency: str | None = None
     urgency_confidence: float | None = None
     urgency_probabilities: dict[str, float] | None = None
+    # Routing targets: name -> {"label", "confidence", "probabilities"}
+    routing: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -244,6 +246,7 @@ class TriagePrediction:
             "urgency": self.urgency,
             "urgency_confidence": self.urgency_confidence,
             "urgency_probabilities": self.urgency_probabilities,
+            "routing": self.routing,
         }
 
 
@@ -311,6 +314,9 @@ class TriageModel:
             if "urgency" in probabilities
             else [(None, None, None)] * len(topic)
         )
+        routing = {
+            name: _decode(self.targets[name].labels, probabilities[name]) for name in self.routing_targets
+        }
         return [
             TriagePrediction(
                 topic=t_label,
@@ -319,9 +325,20 @@ class TriageModel:
                 urgency=u_label,
                 urgency_confidence=u_conf,
                 urgency_probabilities=u_probs,
+                routing={
+                    name: dict(zip(("label", "confidence", "probabilities"), decoded[i], strict=True))
+                    for name, decoded in routing.items()
+                },
             )
-            for (t_label, t_conf, t_probs), (u_label, u_conf, u_probs) in zip(topic, urgency, strict=True)
+            for i, ((t_label, t_conf, t_probs), (u_label, u_conf, u_probs)) in enumerate(
+                zip(topic, urgency, strict=True)
+            )
         ]
+
+    @property
+    def routing_targets(self) -> list[str]:
+        """Targets besides topic and urgency (assignment group, queue...), in training order."""
+        return [name for name in self.targets if name not in ("topic", "urgency")]
 
     @property
     def _needs_tfidf(self) -> bool:

@@ -98,7 +98,9 @@ def _threshold_row(
         ok = np.flatnonzero(last_of_ties & (precisions >= precision - 1e-12) & (counts >= minimum))
         if ok.size:
             k = int(ok[-1])  # the most predictions, i.e. the lowest threshold
-            return TierRow(target, label, tier, float(conf[k]), float(precisions[k]), (k + 1) / n, n).as_dict()
+            return TierRow(
+                target, label, tier, float(conf[k]), float(precisions[k]), (k + 1) / n, n
+            ).as_dict()
     return TierRow(target, label, tier, None, None, 0.0, n).as_dict()
 
 

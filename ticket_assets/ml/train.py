@@ -41,6 +41,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
+from ticket_assets.ml.dataset import routing_target_names, with_routing_columns
 from ticket_assets.ml.features import TextFeatures, most_urgent_label
 from ticket_assets.ml.predict import EmbeddingKNN, StackCalibrator, TargetModel, TriageModel, base_scores
 
@@ -72,6 +73,7 @@ class TrainConfig:
     min_class_examples: int = 2
     rare_class_examples: int = 6  # classes under this are reported apart as rare
     min_urgency_labels: int = 50  # an urgency model needs at least this many labelled tickets
+    min_routing_labels: int = 50  # so does each routing target (assignment group, queue...)
     most_urgent_fallback: str | None = None  # for urgency label sets outside low..critical
     svc_max_iter: int = 2000
     # Confidence tiers (ml.tiers), set on the holdout after training: per class the lowest threshold
@@ -165,6 +167,7 @@ def _train(
     if embeddings is not None and embeddings.shape[0] != train.height:
         raise ValueError(f"{embeddings.shape[0]} embeddings for {train.height} training rows")
     candidates = config.candidates if embeddings is not None else ("tfidf",)
+    train = with_routing_columns(train)
 
     vectorizer = TextFeatures(config.word_ngrams, config.char_ngrams, config.min_df, config.max_features)
     tfidf = vectorizer.fit_transform(train["text"].to_list())
@@ -205,12 +208,17 @@ def _train(
 
 
 def trainable_targets(train: pl.DataFrame, config: TrainConfig) -> list[str]:
-    """``topic`` always; ``urgency`` only with enough labels of at least two levels."""
+    """``topic`` always; ``urgency`` and each routing target (``labels``) only with enough labels
+    of at least two classes."""
     targets = ["topic"]
-    if "urgency" in train.columns:
-        urgency = train["urgency"].drop_nulls()
-        if urgency.len() >= config.min_urgency_labels and urgency.n_unique() >= 2:
-            targets.append("urgency")
+    candidates = [("urgency", config.min_urgency_labels)] + [
+        (name, config.min_routing_labels) for name in routing_target_names(train)
+    ]
+    for target, minimum in candidates:
+        if target in train.columns:
+            values = train[target].drop_nulls()
+            if values.len() >= minimum and values.n_unique() >= 2:
+                targets.append(target)
     return targets
 
 

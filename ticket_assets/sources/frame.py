@@ -20,6 +20,8 @@ TICKET_SCHEMA: dict[str, pl.DataType] = {
     "created_at": UTC_DATETIME,
     "text_hash": pl.String(),
     "extra": pl.String(),  # a JSON object, stored as jsonb
+    # Routing targets besides topic and urgency: a JSON object {target name: label}, stored as jsonb.
+    "labels": pl.String(),
 }
 TICKET_COLUMNS: list[str] = list(TICKET_SCHEMA)
 

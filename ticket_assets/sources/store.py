@@ -34,7 +34,8 @@ _CHANGED = f"({', '.join(f't.{c}' for c in _DATA_COLUMNS)}) is distinct from ({'
 _TICKETS_STAGE = """
 create temp table if not exists tickets_stage (
     ticket_id text, source text, title text, body text, topic text, urgency text, channel text,
-    department text, requester text, language text, created_at timestamptz, text_hash text, extra jsonb
+    department text, requester text, language text, created_at timestamptz, text_hash text, extra jsonb,
+    labels jsonb
 ) on commit delete rows
 """
 _MERGE_TICKETS = f"""
@@ -95,7 +96,7 @@ def _complete(frame: pl.DataFrame) -> pl.DataFrame:
         frame = frame.with_columns(
             text_hash=pl.coalesce(pl.col("text_hash"), text_hash_series(frame["title"], frame["body"]))
         )
-    return frame.with_columns(pl.col("extra").fill_null("{}"))
+    return frame.with_columns(pl.col("extra").fill_null("{}"), pl.col("labels").fill_null("{}"))
 
 
 def upsert_tickets(

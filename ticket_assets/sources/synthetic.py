@@ -14,6 +14,7 @@ Design:
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import string
 from collections.abc import Mapping
@@ -533,6 +534,44 @@ def _with_typos(body: pl.Series, rows: dict[str, np.ndarray]) -> pl.Series:
     return body.scatter(typo_rows, pl.Series(edited, dtype=pl.String))
 
 
+# Routing target ``assignment_group``: the team a topic goes to, with department exceptions (the
+# Executive Office has its own desk; Engineering installs and elevates its own tools) and 5 % of
+# tickets routed elsewhere, as real queues are. Drawn from its own random stream so adding it
+# changed no other field of any ticket.
+TOPIC_GROUPS: dict[str, str] = {
+    "access_password": "service_desk",
+    "hardware": "deskside",
+    "email_calendar": "collaboration",
+    "vpn_network": "network",
+    "software_install": "service_desk",
+    "printer": "deskside",
+    "hr_onboarding": "service_desk",
+    "storage": "infrastructure",
+    "purchase": "procurement_it",
+    "meeting_room_av": "deskside",
+    "security_phishing": "security_ops",
+    "admin_rights": "identity_access",
+    "mfa_rollout": "identity_access",
+}
+ASSIGNMENT_GROUPS: list[str] = sorted({*TOPIC_GROUPS.values(), "vip_support", "engineering_it"})
+GROUP_NOISE = 0.05
+
+
+def assignment_groups(topics: list[str], departments: list[str], seed: int) -> list[str]:
+    rng = np.random.default_rng([seed, 0x6A])
+    noisy = rng.random(len(topics)) < GROUP_NOISE
+    other = rng.integers(0, len(ASSIGNMENT_GROUPS), len(topics))
+    groups = []
+    for i, (topic, department) in enumerate(zip(topics, departments, strict=True)):
+        group = TOPIC_GROUPS.get(topic, "service_desk")
+        if department == "Executive Office" and group in ("service_desk", "deskside"):
+            group = "vip_support"
+        elif department == "Engineering" and topic in ("software_install", "admin_rights"):
+            group = "engineering_it"
+        groups.append(ASSIGNMENT_GROUPS[other[i]] if noisy[i] else group)
+    return groups
+
+
 def generate_tickets(
     n: int,
     seed: int,
@@ -585,5 +624,9 @@ def generate_tickets(
             near_duplicate_of=_gather(ids, np.maximum(near_duplicate_of, 0), near_duplicate_of >= 0),
         ).struct.json_encode(),
     )
-    frame = frame.with_columns(text_hash=text_hash_series(frame["title"], frame["body"]))
+    groups = assignment_groups(frame["topic"].to_list(), frame["department"].to_list(), seed)
+    frame = frame.with_columns(
+        text_hash=text_hash_series(frame["title"], frame["body"]),
+        labels=pl.Series([json.dumps({"assignment_group": g}) for g in groups], dtype=pl.String),
+    )
     return conform(frame)

@@ -61,7 +61,7 @@ with
 
 ticket_labels as not materialized (
     select ticket_id, text, title, body, topic, topic_display, urgency, channel, department, language,
-           created_at, event_at, text_hash, updated_at
+           created_at, event_at, text_hash, updated_at, labels
     from {{ ref('stg_tickets') }}
     where not is_duplicate
         and topic is not null
@@ -79,7 +79,8 @@ feedback_labels as (
         fb.urgency, fb.channel,
         null::text as department, null::text as language, null::timestamptz as created_at, fb.event_at,
         fb.text_hash,
-        fb.updated_at
+        fb.updated_at,
+        fb.labels
     from {{ ref('stg_feedback_labels') }} as fb
     where fb.topic is not null
         and not exists (select 1 from ticket_labels as t where t.text = fb.text)
@@ -147,6 +148,8 @@ select
     end as split,
     case when {{ dated }} then 'time' else 'hash' end as split_rule,
     -- Newest change behind the row: the incremental watermark, and what tests_since filters on.
-    labelled.updated_at
+    labelled.updated_at,
+    -- Routing targets: {target: label key}; ticket_assets.ml.dataset turns each into a column.
+    labelled.labels
 from labelled
 left join test_boundary on true

@@ -19,9 +19,11 @@ select
     p.created_at,
     p.created_at as event_at,
     encode(sha256(convert_to(p.text, 'UTF8')), 'hex') as text_hash,
-    greatest(f.updated_at, p.created_at) as updated_at
+    greatest(f.updated_at, p.created_at) as updated_at,
+    -- Corrections of routing targets ({target: label key}, validated by the API).
+    coalesce(f.true_labels, '{}'::jsonb) as labels
 from {{ source('ops', 'feedback') }} as f
 join {{ source('ops', 'predictions') }} as p using (request_id)
 where p.text is not null
     and btrim(p.text) <> ''
-    and (f.true_topic is not null or f.true_urgency is not null)
+    and (f.true_topic is not null or f.true_urgency is not null or coalesce(f.true_labels, '{}'::jsonb) <> '{}'::jsonb)

@@ -85,7 +85,9 @@ cleaned as (
         coalesce(created_at, ingested_at) as event_at,
         ingested_at,
         updated_at,
-        text_hash collate "C" as text_hash
+        text_hash collate "C" as text_hash,
+        -- Routing targets (assignment group, queue...): {target: label key}, as imported.
+        coalesce(labels, '{}'::jsonb) as labels
     from tickets
 ),
 
@@ -117,6 +119,7 @@ select
     ingested_at,
     updated_at,
     text_hash,
+    labels,
     canonical_ticket_id <> ticket_id as is_duplicate,
     nullif(canonical_ticket_id, ticket_id) as duplicate_of
 from ranked
