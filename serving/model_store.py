@@ -48,6 +48,7 @@ class ServingModel:
     version: str
     topics: tuple[str, ...]
     urgencies: tuple[str, ...]
+    routing: dict[str, tuple[str, ...]] = field(default_factory=dict)  # routing target -> labels
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
@@ -59,6 +60,7 @@ class ServingModel:
             version=str(_read(info, "version")),
             topics=_labels(model, "topic"),
             urgencies=_labels(model, "urgency"),
+            routing={name: _labels(model, name) for name in getattr(model, "routing_targets", [])},
         )
 
     def describe(self) -> dict[str, Any]:
@@ -80,6 +82,7 @@ class ServingModel:
                 for topic in self.topics
             },
             "urgencies": list(self.urgencies),
+            "routing": {name: list(labels) for name, labels in self.routing.items()},
             "loaded_at": self.loaded_at,
         }
 

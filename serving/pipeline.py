@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from serving.deps import ServingState
 from serving.inference import InferenceResult, ModelNotReady
 from serving.prediction_log import LogRow, PredictionRow, text_fields, to_record
-from serving.schemas import ModelRef, Ticket, TicketTriage
+from serving.schemas import ModelRef, RoutingPrediction, Ticket, TicketTriage
 from serving.spool import SpoolError
 from ticket_assets.core.labels import LabelMap
 from ticket_assets.ml.tiers import REVIEW, SUGGEST, needs_review, tier_of
@@ -131,6 +131,19 @@ def triage_results(result: InferenceResult, threshold: float) -> list[TicketTria
             if urgency is None or urgency_confidence is None
             else prediction_tier(tier_table, "urgency", urgency, float(urgency_confidence), threshold)
         )
+        routing = {
+            name: RoutingPrediction(
+                label=str(routed["label"]),
+                confidence=float(routed["confidence"]),
+                probabilities=_probabilities(routed["probabilities"]) or {},
+                tier=prediction_tier(
+                    tier_table, name, str(routed["label"]), float(routed["confidence"]), threshold
+                ),
+                low_confidence=float(routed["confidence"]) < threshold,
+            )
+            for name, routed in (getattr(prediction, "routing", None) or {}).items()
+        }
+        tiers = [topic_tier, urgency_tier, *(r.tier for r in routing.values())]
         out.append(
             TicketTriage(
                 request_id=uuid.uuid4(),
@@ -148,7 +161,8 @@ def triage_results(result: InferenceResult, threshold: float) -> list[TicketTria
                 urgency_low_confidence=None
                 if urgency_confidence is None
                 else float(urgency_confidence) < threshold,
-                needs_review=needs_review([topic_tier, urgency_tier]),
+                routing=routing,
+                needs_review=needs_review(tiers),
             )
         )
     return out

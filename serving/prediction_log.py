@@ -81,18 +81,23 @@ class FeedbackRow:
     true_urgency: str | None
     draft_helpful: bool | None
     comment: str | None
+    true_labels: str | None = None  # JSON object {routing target: label}
 
 
 # Feedback upsert keyed by request_id, used by the route and the writer. Fields left out of a later
 # submission keep their earlier value (the true topic now, `draft_helpful` later). The `where exists`
 # makes an unknown request id return no row (404 / dead letter) instead of a foreign-key error.
 FEEDBACK_UPSERT_SQL = """
-insert into ops.feedback as f (request_id, true_topic, true_urgency, draft_helpful, comment)
-select %(request_id)s, %(true_topic)s, %(true_urgency)s, %(draft_helpful)s, %(comment)s
+insert into ops.feedback as f (request_id, true_topic, true_urgency, true_labels, draft_helpful, comment)
+select %(request_id)s, %(true_topic)s, %(true_urgency)s, cast(%(true_labels)s as jsonb), %(draft_helpful)s,
+    %(comment)s
 where exists (select 1 from ops.predictions where request_id = %(request_id)s)
 on conflict (request_id) do update set
     true_topic    = coalesce(excluded.true_topic, f.true_topic),
     true_urgency  = coalesce(excluded.true_urgency, f.true_urgency),
+    -- Per target: a later correction of one target keeps the others.
+    true_labels   = case when excluded.true_labels is null then f.true_labels
+                         else coalesce(f.true_labels, '{}'::jsonb) || excluded.true_labels end,
     draft_helpful = coalesce(excluded.draft_helpful, f.draft_helpful),
     comment       = coalesce(excluded.comment, f.comment),
     updated_at    = now()

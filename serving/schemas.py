@@ -176,6 +176,7 @@ class FeedbackRequest(BaseModel):
                     "request_id": "0b7d3c52-6f0a-4e59-9d5e-3f1c2a7b9e10",
                     "true_topic": "network_vpn",
                     "true_urgency": "high",
+                    "true_labels": {"assignment_group": "network"},
                     "draft_helpful": True,
                     "comment": "Right article, but the first step was already done.",
                 }
@@ -195,13 +196,29 @@ class FeedbackRequest(BaseModel):
         ),
     )
     true_urgency: SafeStr | None = _safe(default=None, max_length=50)
+    true_labels: (
+        dict[Annotated[str, Field(max_length=63)], Annotated[SafeStr, Field(max_length=100)]] | None
+    ) = Field(
+        default=None,
+        description='True labels of the served model\'s routing targets, e.g. `{"assignment_group": "network"}`; '
+        "an unknown target or label is a 422 naming it.",
+    )
     draft_helpful: bool | None = Field(default=None, strict=True)
     comment: SafeStr | None = _safe(default=None, max_length=4000)
 
     @model_validator(mode="after")
     def _says_something(self) -> FeedbackRequest:
-        if all(v is None for v in (self.true_topic, self.true_urgency, self.draft_helpful, self.comment)):
-            raise ValueError("give at least one of true_topic, true_urgency, draft_helpful, comment")
+        values = (
+            self.true_topic,
+            self.true_urgency,
+            self.true_labels or None,
+            self.draft_helpful,
+            self.comment,
+        )
+        if all(v is None for v in values):
+            raise ValueError(
+                "give at least one of true_topic, true_urgency, true_labels, draft_helpful, comment"
+            )
         return self
 
 
@@ -233,6 +250,16 @@ TIER_DESCRIPTION = (
 )
 
 
+class RoutingPrediction(BaseModel):
+    """One routing target's prediction (assignment group, queue, service...)."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    tier: Tier = Field(description=TIER_DESCRIPTION.format(target="routing"))
+    low_confidence: bool = Field(description="Confidence below the server's threshold.")
+
+
 class TicketTriage(BaseModel):
     request_id: UUID = Field(description="Identifies this ticket's prediction; send it back with feedback.")
     topic: str = Field(description="The topic's key (machines, feedback, routing rules).")
@@ -254,10 +281,14 @@ class TicketTriage(BaseModel):
         default=None,
         description="Urgency confidence below the server's threshold (null without an urgency model).",
     )
+    routing: dict[str, RoutingPrediction] = Field(
+        default_factory=dict,
+        description="The model's routing targets besides topic and urgency, by name (e.g. `assignment_group`).",
+    )
     needs_review: bool = Field(
         default=False,
-        description="A person must decide: some target's tier is `review`. Act automatically only when false "
-        "and every tier is `auto`.",
+        description="A person must decide: some target's tier (topic, urgency, routing) is `review`. Act "
+        "without a person only when every tier is `auto`.",
     )
     similar: list[SimilarTicketOut] | None = Field(
         default=None,
@@ -329,6 +360,9 @@ class ModelResponse(BaseModel):
     embedding_model: str | None
     topics: list[str]
     urgencies: list[str]
+    routing: dict[str, list[str]] = Field(
+        default_factory=dict, description="Routing targets besides topic and urgency, with their labels."
+    )
     loaded_at: datetime
     kb_version: str | None
 

@@ -231,6 +231,14 @@ def ingest_csv(
     channel_col: Annotated[
         str | None, typer.Option("--channel-col", help="Column with the channel (email, phone ...).")
     ] = None,
+    label_col: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label-col",
+            help="A routing target as NAME=COLUMN, e.g. assignment_group='Assigned Group' (repeatable): "
+            "trained, gated and served like topic and urgency.",
+        ),
+    ] = None,
     delimiter: Annotated[
         str | None,
         typer.Option(
@@ -267,17 +275,29 @@ def ingest_csv(
     if source is not None and not source.strip():
         console.print("[red]--source must not be blank")
         raise typer.Exit(2)
-    mapping = ColumnMapping(
-        text_col=text_col,
-        title_col=title_col,
-        topic_col=topic_col,
-        urgency_col=urgency_col,
-        id_col=id_col,
-        created_col=created_col,
-        channel_col=channel_col,
-        delimiter=delimiter,
-        encoding=encoding,
-    )
+    label_cols = []
+    for item in label_col or []:
+        name, sep, column = item.partition("=")
+        if not sep or not name.strip() or not column:
+            console.print(f"[red]--label-col must be NAME=COLUMN, got {item!r}")
+            raise typer.Exit(2)
+        label_cols.append((name.strip(), column))
+    try:
+        mapping = ColumnMapping(
+            text_col=text_col,
+            title_col=title_col,
+            topic_col=topic_col,
+            urgency_col=urgency_col,
+            id_col=id_col,
+            created_col=created_col,
+            channel_col=channel_col,
+            delimiter=delimiter,
+            encoding=encoding,
+            label_cols=tuple(label_cols),
+        )
+    except ValueError as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
     settings = _environment()
     from ticket_assets.services.postgres import database_url
 

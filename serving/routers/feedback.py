@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import psycopg
@@ -27,8 +28,34 @@ PENDING_WAIT_S = 1.0
 NEW_LABEL = re.compile(r"^[a-z0-9][a-z0-9_]{0,62}$")
 
 
-def _check_labels(body: FeedbackRequest, topics: tuple[str, ...], urgencies: tuple[str, ...]) -> None:
+def _check_labels(
+    body: FeedbackRequest,
+    topics: tuple[str, ...],
+    urgencies: tuple[str, ...],
+    routing: dict[str, tuple[str, ...]] | None = None,
+) -> None:
     errors = []
+    routing = routing or {}
+    for target, label in (body.true_labels or {}).items():
+        if target not in routing:
+            known = ", ".join(sorted(routing)) or "none"
+            errors.append(
+                {
+                    "type": "enum",
+                    "loc": ("body", "true_labels", target),
+                    "msg": f"unknown routing target {target!r}; the served model has: {known}",
+                    "ctx": {"expected": known},
+                }
+            )
+        elif normalize_label(label) not in routing[target]:
+            errors.append(
+                {
+                    "type": "enum",
+                    "loc": ("body", "true_labels", target),
+                    "msg": f"Input should be one of: {', '.join(routing[target])}",
+                    "ctx": {"expected": ", ".join(routing[target])},
+                }
+            )
     if body.new_topic and body.true_topic is not None and not NEW_LABEL.match(body.true_topic):
         errors.append(
             {
@@ -85,7 +112,12 @@ async def feedback(
 ) -> FeedbackResponse | JSONResponse:
     model = models.current
     if model is not None:
-        _check_labels(body, model.topics, model.urgencies)
+        _check_labels(body, model.topics, model.urgencies, model.routing)
+    elif body.true_labels:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "no model is loaded to check true_labels against"
+        )
+    params = _params(body)
 
     if writer.is_pending(body.request_id) and not await writer.wait_written(body.request_id, PENDING_WAIT_S):
         return await _queue(state, body, "the prediction is not stored yet")
@@ -93,7 +125,7 @@ async def feedback(
     try:
         async with state.db.connection(timeout=2) as conn:
             # Same upsert as the log writer's: an unknown request id returns no row (-> 404).
-            cur = await conn.execute(FEEDBACK_UPSERT_SQL, body.model_dump())
+            cur = await conn.execute(FEEDBACK_UPSERT_SQL, params)
             row = await cur.fetchone()
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
         return await _queue(state, body, "the database is unavailable")
@@ -105,6 +137,17 @@ async def feedback(
     )
 
 
+def _true_labels_json(body: FeedbackRequest) -> str | None:
+    """Routing corrections as stored: label keys, like topic and urgency."""
+    if not body.true_labels:
+        return None
+    return json.dumps({target: normalize_label(label) for target, label in sorted(body.true_labels.items())})
+
+
+def _params(body: FeedbackRequest) -> dict:
+    return body.model_dump(exclude={"new_topic"}) | {"true_labels": _true_labels_json(body)}
+
+
 async def _queue(state: StateDep, body: FeedbackRequest, why: str) -> JSONResponse:
     row = FeedbackRow(
         request_id=body.request_id,
@@ -112,6 +155,7 @@ async def _queue(state: StateDep, body: FeedbackRequest, why: str) -> JSONRespon
         true_urgency=body.true_urgency,
         draft_helpful=body.draft_helpful,
         comment=body.comment,
+        true_labels=_true_labels_json(body),
     )
     await log_rows(state, [row], spool_only=True)
     queued = FeedbackQueued(request_id=body.request_id, status="queued", detail=f"{why}; written behind it")

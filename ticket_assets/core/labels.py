@@ -148,3 +148,30 @@ def match_labels(
         else:
             unmapped[display_label(value) or key] += 1
     return LabelMatch(keys=keys, unmapped=dict(unmapped.most_common()), matched_rows=matched)
+
+
+# Routing targets (assignment group, queue, service...) besides topic and urgency: a target's name
+# is a lower-case identifier that does not shadow a column of the training set.
+TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+RESERVED_TARGET_NAMES = frozenset(
+    {
+        "ticket_id", "text", "title", "body", "topic", "topic_display", "urgency", "channel", "department",
+        "language", "created_at", "event_at", "text_hash", "text_length", "split", "split_rule", "labels",
+        "source", "requester", "extra", "routing",
+    }
+)  # fmt: skip
+
+
+def is_target_name(name: str) -> bool:
+    return bool(TARGET_NAME.match(name)) and name not in RESERVED_TARGET_NAMES
+
+
+def check_target_name(name: str) -> str:
+    """``name`` if it can name a routing target, else a ValueError saying why."""
+    if not TARGET_NAME.match(name):
+        raise ValueError(
+            f"label target name {name!r}: use lower-case letters, digits and _ (e.g. assignment_group)"
+        )
+    if name in RESERVED_TARGET_NAMES:
+        raise ValueError(f"label target name {name!r} is a built-in column; pick another name")
+    return name

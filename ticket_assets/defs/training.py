@@ -24,7 +24,7 @@ from ticket_assets.defs.resources import (
 from ticket_assets.ml import pipeline, registry
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.ml.evaluate import majority_baseline_metrics
-from ticket_assets.ml.gate import GateConfig, evaluate_gate, score_on_holdout
+from ticket_assets.ml.gate import GateConfig, evaluate_gate, gated_targets, score_on_holdout
 from ticket_assets.ml.train import TrainConfig
 from ticket_assets.rag.index import load_stored_chunks
 from ticket_assets.settings import Settings
@@ -100,7 +100,7 @@ def tier_table(rows: list[dict]) -> dg.TableMetadataValue:
 
 def metrics_table(metrics: dict) -> str:
     rows = []
-    for target in ("topic", "urgency"):
+    for target in gated_targets(metrics):
         if target in metrics:
             m = metrics[target]
             rows.append(
@@ -261,7 +261,10 @@ def ticket_classifier(
         "kb_topic_map": dg.MetadataValue.md(kb_topic_map_table(candidate.outcome.model.metadata)),
         "tiers": tier_table(candidate.outcome.model.metadata.get("tiers", [])),
     }
-    for target in ("topic", "urgency"):
+    for target in gated_targets(metrics):
+        if target not in ("topic", "urgency"):  # routing targets: their own macro-F1 and table
+            metadata[f"{target}_macro_f1"] = dg.MetadataValue.float(round(metrics[target]["macro_f1"], 4))
+            metadata[f"{target}_per_class"] = dg.MetadataValue.md(per_class_table(metrics[target]))
         summary = metrics.get(target, {}).get("tiers")
         if summary is not None:
             metadata[f"{target}_auto_share"] = dg.MetadataValue.float(round(summary["auto_share"], 4))
@@ -325,7 +328,7 @@ def promotion_gate(
     challenger_metrics = score_on_holdout(
         challenger, data.test, data.test_embeddings, data.embedding_model_id
     )
-    baseline = majority_baseline_metrics(data.train, data.test)
+    baseline = majority_baseline_metrics(data.train, data.test, list(challenger.targets))
     gate_config = GateConfig(
         max_macro_f1_drop=config.max_macro_f1_drop,
         max_most_urgent_recall_drop=config.max_most_urgent_recall_drop,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import numpy as np
 import polars as pl
 import psycopg
 
-from ticket_assets.core.labels import LabelMap, normalize_label
+from ticket_assets.core.labels import LabelMap, is_target_name, normalize_label
 from ticket_assets.core.names import TRAINING_SET_TABLE
 
 log = logging.getLogger(__name__)
@@ -39,21 +38,7 @@ TRAINING_COLUMNS = (
     "labels",
 )
 # Routing targets (assignment group, queue, service...) arrive as one JSON object per ticket in
-# ``labels``; each becomes a column of its own name. Names are lower-case identifiers that do not
-# shadow a training column.
-ROUTING_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-RESERVED_NAMES = frozenset(TRAINING_COLUMNS) | {"source", "requester", "extra", "labels", "routing"}
-
-
-def check_routing_name(name: str) -> str:
-    """``name`` if it can name a routing target, else a ValueError saying why."""
-    if not ROUTING_NAME.match(name):
-        raise ValueError(
-            f"label target name {name!r}: use lower-case letters, digits and _ (e.g. assignment_group)"
-        )
-    if name in RESERVED_NAMES:
-        raise ValueError(f"label target name {name!r} is a built-in column; pick another name")
-    return name
+# ``labels``; each becomes a column of its own name (``core.labels.is_target_name``).
 
 
 def routing_target_names(frame: pl.DataFrame) -> list[str]:
@@ -63,7 +48,7 @@ def routing_target_names(frame: pl.DataFrame) -> list[str]:
     names: set[str] = set()
     for value in frame["labels"].drop_nulls().unique().to_list():
         names.update(k for k, v in _parse_labels(value).items() if v is not None)
-    return sorted(name for name in names if ROUTING_NAME.match(name) and name not in RESERVED_NAMES)
+    return sorted(name for name in names if is_target_name(name))
 
 
 def with_routing_columns(frame: pl.DataFrame) -> pl.DataFrame:

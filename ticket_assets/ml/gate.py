@@ -4,7 +4,7 @@
 Champion and challenger must be scored on the *same* holdout — the challenger's, which is the most
 recent data — so ``score_on_holdout`` re-scores the champion there before the comparison.
 
-Rules, per target the challenger has (topic, urgency):
+Rules, per target the challenger has (topic, urgency, each routing target):
 - with a champion: macro-F1 may not drop by more than ``max_macro_f1_drop``; the most urgent
   class's recall may not drop by more than ``max_most_urgent_recall_drop``; no class's recall may
   drop by more than ``max_class_recall_drop``; a target the champion had may not disappear.
@@ -73,7 +73,7 @@ def evaluate_gate(
     failures: list[str] = []
     notes: list[str] = []
     comparisons: dict[str, Any] = {}
-    targets = [t for t in GATED_TARGETS if t in challenger_metrics]
+    targets = gated_targets(challenger_metrics)
     if "topic" not in targets:
         return GateDecision(False, ["challenger has no topic metrics"], {})
     for target in targets:
@@ -85,10 +85,18 @@ def evaluate_gate(
             )
         else:
             comparisons[target] = _against_champion(target, challenger, champion, config, failures, notes)
-    for target in GATED_TARGETS:
-        if champion_metrics and target in champion_metrics and target not in challenger_metrics:
+    for target in gated_targets(champion_metrics or {}):
+        if target not in challenger_metrics:
             failures.append(f"{target}: the champion predicts it, the challenger does not")
     return GateDecision(passed=not failures, reasons=failures or notes, comparisons=comparisons)
+
+
+def gated_targets(metrics: dict[str, Any]) -> list[str]:
+    """topic, urgency, then every routing target the metrics have (each a dict with a macro-F1)."""
+    routing = sorted(
+        t for t, m in metrics.items() if t not in GATED_TARGETS and isinstance(m, dict) and "macro_f1" in m
+    )
+    return [t for t in GATED_TARGETS if t in metrics] + routing
 
 
 def _against_baseline(

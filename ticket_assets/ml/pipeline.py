@@ -78,7 +78,8 @@ def train_and_evaluate(data: TrainingData, config: TrainConfig | None = None) ->
         model, data.test, data.test_embeddings, data.embedding_model_id, probabilities=probabilities
     )
     attach_tiers(model, data.test, probabilities, evaluation.metrics, config or TrainConfig())
-    return TrainedCandidate(outcome, evaluation, majority_baseline_metrics(data.train, data.test))
+    baseline = majority_baseline_metrics(data.train, data.test, list(model.targets))
+    return TrainedCandidate(outcome, evaluation, baseline)
 
 
 def tier_config(config: TrainConfig) -> TierConfig:

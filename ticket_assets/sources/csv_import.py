@@ -49,7 +49,7 @@ import ftfy
 import ftfy.badness
 import polars as pl
 
-from ticket_assets.core.labels import display_label, normalize_label, normalize_urgency
+from ticket_assets.core.labels import check_target_name, display_label, normalize_label, normalize_urgency
 from ticket_assets.core.language import detect_languages
 from ticket_assets.sources.frame import REJECTED_SCHEMA, UTC_DATETIME, conform, empty_rejected
 from ticket_assets.sources.text import text_hash_series
@@ -64,6 +64,9 @@ _LANGUAGE_BATCH = 2000  # tickets between progress reports
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
 
 csv.field_size_limit(16 * 1024 * 1024)
+
+
+LABEL_FIELD = "label:"  # field name prefix of a routing target's column
 
 
 class SourceReadError(Exception):
@@ -82,6 +85,15 @@ class ColumnMapping:
     delimiter: str | None = None  # None: sniffed from the first records
     encoding: str | None = None  # None: detected (see the module docstring)
     date_format: str | None = None  # strptime format; default: ISO 8601 (date, time and offset optional)
+    # Routing targets: (target name, CSV column) pairs, e.g. ("assignment_group", "Assigned Group").
+    label_cols: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [name for name, _ in self.label_cols]
+        for name in names:
+            check_target_name(name)
+        if len(set(names)) != len(names):
+            raise ValueError(f"label target names must be distinct, got {names}")
 
     def mapped(self) -> dict[str, str]:
         """Ticket field -> CSV column for every mapped column."""
@@ -93,6 +105,7 @@ class ColumnMapping:
             "id": self.id_col,
             "created": self.created_col,
             "channel": self.channel_col,
+            **{LABEL_FIELD + name: column for name, column in self.label_cols},
         }
         return {field: column for field, column in fields.items() if column}
 
@@ -309,8 +322,9 @@ def _check_columns(path: Path, header: list[str], mapping: ColumnMapping) -> Non
     for field, column in mapping.mapped().items():
         if column not in header:
             shown = ", ".join(header[:20]) + (" ..." if len(header) > 20 else "")
+            option = options.get(field) or f"label-col {field.removeprefix(LABEL_FIELD)}"
             raise SourceReadError(
-                f"{path}: column {column!r} (mapped as {options[field]}) not found; the header has: {shown}"
+                f"{path}: column {column!r} (mapped as {option}) not found; the header has: {shown}"
             )
 
 
@@ -484,6 +498,21 @@ def _extra_json(good: pl.DataFrame, records: _Records, mapping: ColumnMapping) -
     )
 
 
+def _labels_json(good: pl.DataFrame, mapping: ColumnMapping) -> pl.Series:
+    """Routing labels as a JSON object per row: {target: label key}, blank values left out."""
+    names = [name for name, _ in mapping.label_cols]
+    if not names:
+        return pl.Series(["{}"] * good.height, dtype=pl.String)
+    keys = {name: _mapped_labels(good[LABEL_FIELD + name], normalize_label).to_list() for name in names}
+    return pl.Series(
+        [
+            json.dumps({name: keys[name][i] for name in names if keys[name][i] is not None})
+            for i in range(good.height)
+        ],
+        dtype=pl.String,
+    )
+
+
 def _languages(texts: list[str], progress: Callable[[int, int], None] | None) -> list[str | None]:
     languages: list[str | None] = []
     for offset in range(0, len(texts), _LANGUAGE_BATCH):
@@ -519,6 +548,7 @@ def _tickets(
             "created_at": good["created_at"],
             "text_hash": text_hash_series(titles, bodies),
             "extra": _extra_json(good, records, mapping),
+            "labels": _labels_json(good, mapping),
         }
     )
     return conform(tickets)
