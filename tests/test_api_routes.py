@@ -139,7 +139,13 @@ def test_triage_returns_the_held_out_tier_of_every_target(client: TestClient, wo
         assert result["urgency_low_confidence"] == (
             result["urgency_confidence"] < world.settings.low_confidence_threshold
         )
-        assert result["needs_review"] == ("review" in (result["topic_tier"], result["urgency_tier"]))
+        [routed] = result["routing"].values()
+        assert set(result["routing"]) == {"assignment_group"}
+        assert routed["label"] == max(routed["probabilities"], key=routed["probabilities"].get)
+        assert routed["tier"] == tier_of(table["assignment_group"].get(routed["label"]), routed["confidence"])
+        assert routed["low_confidence"] == (routed["confidence"] < world.settings.low_confidence_threshold)
+        tiers = (result["topic_tier"], result["urgency_tier"], routed["tier"])
+        assert result["needs_review"] == ("review" in tiers)
     assert "auto" in seen  # the synthetic holdout's easy topics reach the auto precision
 
 
@@ -199,6 +205,46 @@ def test_feedback_right_after_triage_is_stored_and_updated_in_place(
             (result["request_id"],),
         ).fetchall()
     assert rows == [(true_topic, None, False, "wrong queue")]
+
+
+def test_feedback_with_true_labels_lands_in_ops_feedback_merged_per_target(
+    client: TestClient, world: ApiWorld
+) -> None:
+    result = client.post("/v1/triage", json={"ticket": {"text": world.holdout_texts[4]}}).json()["results"][0]
+    groups = client.get("/v1/model").json()["routing"]["assignment_group"]
+    true_group = next(g for g in groups if g != result["routing"]["assignment_group"]["label"])
+    first = client.post(
+        "/v1/feedback",
+        json={"request_id": result["request_id"], "true_labels": {"assignment_group": true_group}},
+    )
+    later = client.post("/v1/feedback", json={"request_id": result["request_id"], "comment": "thanks"})
+    assert first.status_code == 200, first.text
+    assert later.status_code == 200, later.text
+    with psycopg.connect(_db(world)) as conn:
+        stored = conn.execute(
+            "select true_labels, comment from ops.feedback where request_id = %s", (result["request_id"],)
+        ).fetchone()
+    assert stored == ({"assignment_group": true_group}, "thanks")
+
+
+@pytest.mark.parametrize(
+    ("true_labels", "field"),
+    [({"queue": "network"}, "queue"), ({"assignment_group": "astrology"}, "assignment_group")],
+)
+def test_feedback_with_an_unknown_routing_target_or_label_is_422_naming_it(
+    client: TestClient, world: ApiWorld, true_labels: dict, field: str
+) -> None:
+    result = client.post("/v1/triage", json={"ticket": {"text": world.holdout_texts[5]}}).json()["results"][0]
+    response = client.post(
+        "/v1/feedback", json={"request_id": result["request_id"], "true_labels": true_labels}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "true_labels", field]
+    with psycopg.connect(_db(world)) as conn:
+        count = conn.execute(
+            "select count(*) from ops.feedback where request_id = %s", (result["request_id"],)
+        ).fetchone()[0]
+    assert count == 0
 
 
 def test_feedback_for_an_unknown_request_id_is_404(client: TestClient, world: ApiWorld) -> None:

@@ -63,6 +63,7 @@ def api_world(pg_url: str, data_dir: Path) -> ApiWorld:
 def _build_world(pg_url: str, data_dir: Path) -> ApiWorld:
     from ticket_assets.core.text import model_text
     from ticket_assets.ml import registry
+    from ticket_assets.ml.dataset import with_routing_columns
     from ticket_assets.ml.embed import get_embedder
     from ticket_assets.ml.pipeline import attach_tiers
     from ticket_assets.ml.train import TrainConfig, train_triage_model
@@ -82,7 +83,10 @@ def _build_world(pg_url: str, data_dir: Path) -> ApiWorld:
 
     tickets = generate_tickets(360, seed=11)
     texts = [model_text(title, body) for title, body in zip(tickets["title"], tickets["body"], strict=True)]
-    frame = tickets.select("topic", "urgency").with_columns(text=pl.Series(texts))
+    # The generator's assignment_group (in labels) makes a routing target next to topic and urgency.
+    frame = with_routing_columns(
+        tickets.select("topic", "urgency", "labels").with_columns(text=pl.Series(texts))
+    )
     train, holdout = frame[:300], frame[300:]
     vectors = embedder.encode(train["text"].to_list())
     config = TrainConfig(cv_folds=2, tfidf_c_grid=(0.3,), embedding_c_grid=(4.0,), max_features=20_000)
