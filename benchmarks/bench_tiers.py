@@ -60,6 +60,8 @@ def cross_fitted(
     confidence = probabilities.max(axis=1)
     correct = predicted == truth
     counts = {"per_class": [0, 0], "global": [0, 0]}  # [auto tickets, correct auto tickets]
+    # rule -> predicted class -> [auto tickets, correct]: a global threshold can hide a weak class.
+    by_class: dict[str, dict[str, list[int]]] = {"per_class": {}, "global": {}}
     per_half = []
     for fit_half, measure_half in (("train", "test"), ("test", "train")):
         fit, measure = halves == fit_half, halves == measure_half
@@ -81,6 +83,11 @@ def cross_fitted(
         for name, mask in (("per_class", auto), ("global", auto_global)):
             counts[name][0] += int(mask.sum())
             counts[name][1] += int(correct[measure][mask].sum())
+            for label in labels:
+                mine = mask & (predicted[measure] == label)
+                entry = by_class[name].setdefault(label, [0, 0])
+                entry[0] += int(mine.sum())
+                entry[1] += int(correct[measure][mine].sum())
         per_half.append(
             {
                 "fit_on": fit_half,
@@ -96,10 +103,17 @@ def cross_fitted(
             }
         )
     n = len(truth)
-    pooled = {
-        name: {"auto_share": c[0] / n, "auto_precision": c[1] / c[0] if c[0] else None, "auto_tickets": c[0]}
-        for name, c in counts.items()
-    }
+    pooled = {}
+    for name, c in counts.items():
+        classes = {label: v[1] / v[0] for label, v in by_class[name].items() if v[0]}
+        worst = min(classes, key=classes.get) if classes else None
+        pooled[name] = {
+            "auto_share": c[0] / n,
+            "auto_precision": c[1] / c[0] if c[0] else None,
+            "auto_tickets": c[0],
+            "worst_class": worst,
+            "worst_class_precision": classes[worst] if worst else None,
+        }
     return {"pooled": pooled, "halves": per_half}
 
 
@@ -166,11 +180,13 @@ def markdown(result: dict, command: str) -> str:
         f"(auto precision target {result['tier_config']['auto_precision']}, "
         f"min {result['tier_config']['min_examples']} held-out predictions per class).",
         "",
-        "| rule | held-out tickets in `auto` | measured precision on them |",
-        "|---|---|---|",
+        "| rule | held-out tickets in `auto` | measured precision on them | weakest class's precision in `auto` |",
+        "|---|---|---|---|",
         f"| per-class tiers (`ml.tiers`) | **{pct(pooled['per_class']['auto_share'])}** | "
-        f"**{pct(pooled['per_class']['auto_precision'])}** |",
-        f"| one global threshold | {pct(pooled['global']['auto_share'])} | {pct(pooled['global']['auto_precision'])} |",
+        f"**{pct(pooled['per_class']['auto_precision'])}** | {pct(pooled['per_class']['worst_class_precision'])} "
+        f"({pooled['per_class']['worst_class']}) |",
+        f"| one global threshold | {pct(pooled['global']['auto_share'])} | {pct(pooled['global']['auto_precision'])} "
+        f"| {pct(pooled['global']['worst_class_precision'])} ({pooled['global']['worst_class']}) |",
         "",
         "Per class, as shipped (thresholds on the whole holdout):",
         "",
