@@ -254,15 +254,22 @@ def openapi_with_limits(app: FastAPI, settings: Settings) -> dict:
         components = schema["components"]["schemas"]
         components["Ticket"]["properties"]["text"]["maxLength"] = settings.max_text_chars
         components["BatchTriageRequest"]["properties"]["tickets"]["maxItems"] = settings.max_batch_size
-        feedback_schema(components, None if model is None else (model.topics, model.urgencies))
+        feedback_schema(
+            components, None if model is None else (model.topics, model.urgencies), model and model.routing
+        )
         app.openapi_schema = schema
         app.state.openapi_key = key
     return app.openapi_schema
 
 
-def feedback_schema(components: dict, labels: tuple[tuple[str, ...], tuple[str, ...]] | None) -> None:
+def feedback_schema(
+    components: dict,
+    labels: tuple[tuple[str, ...], tuple[str, ...]] | None,
+    routing: dict[str, tuple[str, ...]] | None = None,
+) -> None:
     """FeedbackRequest as the route checks it: at least one field given; with a model loaded, either
-    known labels (`new_topic` false) or a new lower-case topic (`new_topic: true`)."""
+    known labels (`new_topic` false) or a new lower-case topic (`new_topic: true`), and routing
+    corrections (`true_labels`) only for the model's routing targets and labels."""
     from copy import deepcopy
 
     from serving.routers.feedback import NEW_LABEL
@@ -276,11 +283,21 @@ def feedback_schema(components: dict, labels: tuple[tuple[str, ...], tuple[str, 
             ("draft_helpful", "boolean"),
             ("comment", "string"),
         )
-    ]
+    ] + [{"required": ["true_labels"], "properties": {"true_labels": {"type": "object", "minProperties": 1}}}]
     if labels is None:
         return
     topics, urgencies = labels
     props = base["properties"]
+    props["true_labels"]["anyOf"] = [
+        {
+            "type": "object",
+            "properties": {
+                name: {"type": "string", "enum": list(values)} for name, values in (routing or {}).items()
+            },
+            "additionalProperties": False,
+        },
+        {"type": "null"},
+    ]
     if urgencies:
         props["true_urgency"]["anyOf"] = [{"type": "string", "enum": list(urgencies)}, {"type": "null"}]
     for example in base.get("examples", []):
@@ -289,6 +306,10 @@ def feedback_schema(components: dict, labels: tuple[tuple[str, ...], tuple[str, 
             example["true_urgency"] = urgencies[0]
         else:
             example.pop("true_urgency", None)
+        if routing:
+            example["true_labels"] = {name: values[0] for name, values in routing.items() if values}
+        else:
+            example.pop("true_labels", None)
     known, new = deepcopy(base), deepcopy(base)
     known["title"], new["title"] = "FeedbackWithKnownLabels", "FeedbackWithNewTopic"
     known["properties"]["new_topic"] = {"const": False, "default": False}

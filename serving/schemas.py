@@ -260,7 +260,37 @@ class RoutingPrediction(BaseModel):
     low_confidence: bool = Field(description="Confidence below the server's threshold.")
 
 
+TRIAGE_RESULT_EXAMPLE = {
+    "request_id": "0b7d3c52-6f0a-4e59-9d5e-3f1c2a7b9e10",
+    "topic": "vpn_network",
+    "topic_name": "VPN / network",
+    "topic_confidence": 0.97,
+    "topic_probabilities": {"vpn_network": 0.97, "access_password": 0.03},
+    "urgency": "high",
+    "urgency_confidence": 0.61,
+    "urgency_probabilities": {"high": 0.61, "medium": 0.39},
+    "low_confidence": False,
+    "topic_tier": "auto",
+    "urgency_tier": "review",
+    "urgency_low_confidence": False,
+    "routing": {
+        "assignment_group": {
+            "label": "network",
+            "confidence": 0.93,
+            "probabilities": {"network": 0.93, "service_desk": 0.07},
+            "tier": "suggest",
+            "low_confidence": False,
+        }
+    },
+    "needs_review": True,
+    "similar": None,
+    "duplicate_of": None,
+}
+
+
 class TicketTriage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [TRIAGE_RESULT_EXAMPLE]})
+
     request_id: UUID = Field(description="Identifies this ticket's prediction; send it back with feedback.")
     topic: str = Field(description="The topic's key (machines, feedback, routing rules).")
     topic_name: str = Field(description="The topic as the training data spelled it (what people see).")
