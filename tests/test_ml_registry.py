@@ -22,6 +22,7 @@ from ticket_assets.ml.dataset import TrainingData
 from ticket_assets.ml.evaluate import evaluate_model, majority_baseline_metrics
 from ticket_assets.ml.train import train_triage_model
 from ticket_assets.settings import Settings
+from ticket_assets.sources.synthetic import generate_tickets
 
 
 @dataclass
@@ -261,13 +262,14 @@ def test_pipeline_trains_from_the_training_mart_and_promotes_a_first_model(
 ) -> None:
     """marts.training_set is built by dbt in production; here the same columns are written directly."""
     frame = synthetic_training_set(n=400, seed=31).drop("requester")
+    frame = frame.join(generate_tickets(400, seed=31).select("ticket_id", "labels"), on="ticket_id")
     with psycopg.connect(fresh_db) as conn:
         conn.execute("create schema if not exists marts")
         conn.execute(
             "create table marts.training_set (ticket_id text, text text, title text, body text, topic text, "
             "topic_display text, urgency text, channel text, department text, language text, "
             "created_at timestamptz, event_at timestamptz, text_hash text, text_length int, split text, "
-            "split_rule text)"
+            "split_rule text, labels jsonb)"
         )
         with conn.cursor().copy(f"copy marts.training_set ({', '.join(frame.columns)}) from stdin") as copy:
             for row in frame.iter_rows():
@@ -282,6 +284,12 @@ def test_pipeline_trains_from_the_training_mart_and_promotes_a_first_model(
         == result.registered.version
     )
     assert result.metrics["n_holdout"] == frame.filter(pl.col("split") == "test").height
+    # The generator's routing target is trained, gated and carries a held-out tier table too.
+    assert "assignment_group" in result.metrics and "assignment_group" in result.gate.comparisons
+    served, _ = registry.load_model_version(settings.model_name, result.registered.version, settings)
+    assert served.routing_targets == ["assignment_group"]
+    assert {row["target"] for row in served.metadata["tiers"]} == {"topic", "urgency", "assignment_group"}
+    assert result.metrics["assignment_group"]["tiers"]["n"] == result.metrics["n_holdout"]
     with psycopg.connect(fresh_db) as conn:
         stored = conn.execute("select count(*) from features.ticket_embeddings").fetchone()[0]
         aliases = [row[0] for row in conn.execute("select alias from ops.model_alias_events order by id")]
