@@ -89,7 +89,8 @@ def new_labels_retrain_sensor(
             return dg.SkipReason("ops.feedback does not exist yet")
         count, newest = conn.execute(
             "select count(*), max(updated_at) from ops.feedback"
-            " where updated_at > %s::timestamptz and (true_topic is not null or true_urgency is not null)",
+            " where updated_at > %s::timestamptz and (true_topic is not null or true_urgency is not null"
+            " or coalesce(true_labels, '{}'::jsonb) <> '{}'::jsonb)",
             (last_seen,),
         ).fetchone()
     if count < threshold:
