@@ -113,7 +113,7 @@ name, version = sys.argv[1], sys.argv[2]
 texts = json.loads(sys.stdin.read())
 mlflow.set_tracking_uri(get_settings().resolved_mlflow_uri)
 frame = mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(pd.DataFrame({"text": texts}))
-model, info = registry.load_model_version(name, version)
+model, info = registry.load_model_version(name, version, get_settings())
 unwrapped = [p.topic for p in model.predict(texts)]
 print(json.dumps({"pyfunc": frame.to_dict(orient="list"), "unwrapped": unwrapped, "version": info.version}))
 """

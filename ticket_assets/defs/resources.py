@@ -57,6 +57,11 @@ class MlflowResource(dg.ConfigurableResource):
     def model_name(self) -> str:
         return get_settings().model_name
 
+    def alias_version(self, alias: str) -> str | None:
+        from ticket_assets.ml import registry
+
+        return registry.get_alias_version(self.model_name, alias, get_settings())
+
     def client(self):
         from ticket_assets.ml import registry
 

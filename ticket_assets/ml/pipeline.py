@@ -35,7 +35,7 @@ from ticket_assets.ml.registry import (
 )
 from ticket_assets.ml.train import TrainConfig, TrainingOutcome, train_triage_model
 from ticket_assets.services.postgres import connect, database_url
-from ticket_assets.settings import Settings, get_settings
+from ticket_assets.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -206,14 +206,13 @@ def gate_against_champion(
 
 
 def run_training(
-    settings: Settings | None = None,
+    settings: Settings,
     url: str | None = None,
     config: TrainConfig | None = None,
     gate_config: GateConfig | None = None,
     promote_if_passed: bool = True,
     actor: str = "training",
 ) -> TrainingRunResult:
-    settings = settings or get_settings()
     url = url or database_url(settings)
     config = config or TrainConfig()
     data = load_data(settings, url)

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import psycopg
 
-from ticket_assets.settings import Settings, get_settings
+from ticket_assets.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,8 @@ def stop_embedded(settings: Settings) -> bool:
     return True
 
 
-def database_url(settings: Settings | None = None) -> str:
+def database_url(settings: Settings) -> str:
     """The one place that decides which database the platform uses."""
-    settings = settings or get_settings()
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
     return ensure_embedded(settings)
@@ -97,9 +96,8 @@ def dbt_env(url: str) -> dict[str, str]:
     }
 
 
-def connect(url: str | None = None, *, attempts: int = 5, autocommit: bool = False) -> psycopg.Connection:
+def connect(url: str, *, attempts: int = 5, autocommit: bool = False) -> psycopg.Connection:
     """Connect with retries: a database that is briefly down (restart, failover) is not an error yet."""
-    url = url or database_url()
     delay = 0.2
     for attempt in range(1, attempts + 1):
         try:
@@ -114,7 +112,7 @@ def connect(url: str | None = None, *, attempts: int = 5, autocommit: bool = Fal
 
 
 @contextmanager
-def transaction(url: str | None = None) -> Iterator[psycopg.Connection]:
+def transaction(url: str) -> Iterator[psycopg.Connection]:
     conn = connect(url)
     try:
         with conn.transaction():
