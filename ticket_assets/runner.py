@@ -133,7 +133,8 @@ def move_champion(
 
     config = {"action": action, "version": version, "reason": reason, "actor": actor}
     run_config = {
-        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        # The caller reports a failure in one line; the run's event log keeps the details.
+        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
         "ops": {CHAMPION_MODEL.to_python_identifier(): {"config": config}},
     }
     return materialize(
