@@ -326,14 +326,21 @@ def test_pipeline_trains_from_the_training_mart_and_promotes_a_first_model(
                 copy.write_row(row)
     settings = ml_settings(tmp_path / "data", fresh_db, "ticket-triage-pipeline")
 
-    result = pipeline.run_training(settings, fresh_db, tiny_config(candidates=("tfidf", "stack")))
-
-    assert result.gate.passed and result.promoted and result.champion_before is None
-    assert (
-        registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
-        == result.registered.version
+    # The stages in the order the training assets run them.
+    config = tiny_config(candidates=("tfidf", "stack"))
+    data = pipeline.load_data(settings, fresh_db)
+    candidate = pipeline.train_and_evaluate(data, config)
+    registered = pipeline.register(candidate, data, settings, fresh_db, config)
+    decision, champion_before = pipeline.gate_against_champion(
+        candidate.evaluation.metrics, candidate.baseline, data, settings
     )
-    assert result.metrics["n_holdout"] == frame.filter(pl.col("split") == "test").height
+    assert decision.passed and champion_before is None
+    registry.promote(
+        registered.version, "training", "; ".join(decision.reasons), url=fresh_db, settings=settings
+    )
+
+    assert registry.get_alias_version(settings.model_name, registry.CHAMPION, settings) == registered.version
+    assert candidate.evaluation.metrics["n_holdout"] == frame.filter(pl.col("split") == "test").height
     with psycopg.connect(fresh_db) as conn:
         stored = conn.execute("select count(*) from features.ticket_embeddings").fetchone()[0]
         aliases = [row[0] for row in conn.execute("select alias from ops.model_alias_events order by id")]

@@ -40,7 +40,7 @@ def prepare_environment(
     that load the asset graph). The resolved settings become this process's settings; child processes
     get them through :func:`ticket_assets.settings.child_env`."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = postgres.database_url(settings)
+    url = postgres.start_database(settings)
     dagster_home = settings.resolved_dagster_home
     dagster_home.mkdir(parents=True, exist_ok=True)
     dagster_yaml = dagster_home / "dagster.yaml"

