@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from serving.model_store import ModelStore, ServingModel
+from ticket_assets.ml.predict import TriageModel
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,16 @@ class _Job:
 
 
 def _compute(
-    embedder: Any, serving_model: ServingModel, texts: list[str]
+    embedder: Any, serving_model: ServingModel, texts: list[str], explain: bool = True
 ) -> tuple[np.ndarray, list[Any], float, float]:
     t0 = time.perf_counter()
     vectors = embedder.encode(texts)
     t1 = time.perf_counter()
     # Passing the embedder's id makes the model refuse vectors from a runtime it was not trained on.
+    model = serving_model.model
+    kwargs = {"explain": explain} if isinstance(model, TriageModel) else {}
     predictions = list(
-        serving_model.model.predict(texts, embeddings=vectors, embedding_model_id=embedder.model_id)
+        model.predict(texts, embeddings=vectors, embedding_model_id=embedder.model_id, **kwargs)
     )
     t2 = time.perf_counter()
     return vectors, predictions, (t1 - t0) * 1000, (t2 - t1) * 1000
@@ -76,7 +79,9 @@ class InferenceEngine:
         window_ms: float = 2.0,
         max_items: int = 32,
         on_batch: Callable[[int], None] | None = None,
+        explain: bool = True,
     ) -> None:
+        self._explain = explain
         self._embedder = embedder
         self._models = models
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inference")
@@ -156,7 +161,7 @@ class InferenceEngine:
         texts = [text for job in jobs for text in job.texts]
         loop = asyncio.get_running_loop()
         vectors, predictions, embed_ms, model_ms = await loop.run_in_executor(
-            self._executor, _compute, self._embedder, serving_model, texts
+            self._executor, _compute, self._embedder, serving_model, texts, self._explain
         )
         self._on_batch(len(texts))
         done = time.perf_counter()

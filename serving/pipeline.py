@@ -100,10 +100,19 @@ def _probabilities(values: Any) -> dict[str, float] | None:
     return None if values is None else {str(label): float(p) for label, p in dict(values).items()}
 
 
-def triage_results(result: InferenceResult, threshold: float) -> list[TicketTriage]:
+def triage_results(
+    result: InferenceResult, threshold: float, tickets: Sequence[Ticket] = (), escalation: Any = None
+) -> list[TicketTriage]:
     names = LabelMap((getattr(result.model.model, "metadata", {}) or {}).get("topic_display", {}))
     out = []
-    for prediction in result.predictions:
+    texts = [ticket.model_input() for ticket in tickets] or [""] * len(result.predictions)
+    for prediction, text in zip(result.predictions, texts, strict=True):
+        model_urgency = None if prediction.urgency is None else str(prediction.urgency)
+        raised = escalation.apply(text, model_urgency) if escalation is not None else None
+        oos = getattr(prediction, "out_of_scope", None)
+        reasons = [f"term: {term}" for term in getattr(prediction, "topic_terms", ())]
+        reasons += [f"escalation: {raised.rule}"] if raised is not None and raised.rule else []
+        reasons += ["out_of_scope"] if oos else []
         urgency_confidence = getattr(prediction, "urgency_confidence", None)
         topic_confidence = float(prediction.topic_confidence)
         out.append(
@@ -113,7 +122,13 @@ def triage_results(result: InferenceResult, threshold: float) -> list[TicketTria
                 topic_name=str(names.name(str(prediction.topic))),
                 topic_confidence=topic_confidence,
                 topic_probabilities=_probabilities(prediction.topic_probabilities) or {},
-                urgency=None if prediction.urgency is None else str(prediction.urgency),
+                urgency=raised.urgency if raised is not None else model_urgency,
+                model_urgency=model_urgency,
+                escalated=raised is not None and raised.escalated,
+                escalation_rule=raised.rule if raised is not None else None,
+                out_of_scope=oos,
+                out_of_scope_score=getattr(prediction, "out_of_scope_score", None),
+                reasons=reasons,
                 urgency_confidence=None if urgency_confidence is None else float(urgency_confidence),
                 urgency_probabilities=_probabilities(getattr(prediction, "urgency_probabilities", None)),
                 # Topic decides the queue a ticket goes to, so its confidence decides "ask a human".
@@ -155,7 +170,7 @@ def prediction_rows(
                 channel=ticket.channel,
                 topic=triage.topic,
                 topic_confidence=triage.topic_confidence,
-                urgency=triage.urgency,
+                urgency=triage.model_urgency,  # the model's own (escalation rules are not judged as the model)
                 urgency_confidence=triage.urgency_confidence,
                 probabilities={"topic": triage.topic_probabilities, "urgency": triage.urgency_probabilities},
                 low_confidence=triage.low_confidence,

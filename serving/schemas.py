@@ -231,9 +231,29 @@ class TicketTriage(BaseModel):
     topic_name: str = Field(description="The topic as the training data spelled it (what people see).")
     topic_confidence: float
     topic_probabilities: dict[str, float]
-    urgency: str | None
-    urgency_confidence: float | None
+    urgency: str | None = Field(
+        description="The urgency to act on: the model's, raised by an escalation rule."
+    )
+    urgency_confidence: float | None = Field(description="The model's confidence in `model_urgency`.")
     urgency_probabilities: dict[str, float] | None
+    model_urgency: str | None = Field(default=None, description="The urgency the model predicted.")
+    escalated: bool = Field(default=False, description="An escalation rule raised the urgency.")
+    escalation_rule: str | None = Field(
+        default=None,
+        description="The escalation rule that matched (e.g. `ransomware`), even when it did not raise.",
+    )
+    out_of_scope: bool | None = Field(
+        default=None,
+        description="Unlike the tickets the model was trained on: review it (null: the model has no detector).",
+    )
+    out_of_scope_score: float | None = Field(
+        default=None,
+        description="1 - mean cosine similarity of the nearest training tickets (higher = more foreign).",
+    )
+    reasons: list[str] = Field(
+        default_factory=list,
+        description="Why: `term: ...` (words behind the topic), `escalation: <rule>`, `out_of_scope`.",
+    )
     low_confidence: bool = Field(
         description="Topic confidence below the server's threshold: route to a human."
     )
@@ -263,7 +283,9 @@ class PassageOut(BaseModel):
 
 class DraftOut(BaseModel):
     text: str
-    mode: Literal["llm", "extractive"]
+    mode: Literal["llm", "extractive", "no_answer"] = Field(
+        description="`no_answer`: no knowledge-base passage is relevant enough; the draft says an agent will follow up."
+    )
     citations: list[str]
     model: str | None = None
     fallback_reason: str | None = None

@@ -307,16 +307,19 @@ class TriageModel:
         texts: Sequence[str],
         embeddings: np.ndarray | None = None,
         embedding_model_id: str | None = None,
+        *,
+        explain: bool = True,
     ) -> list[TriagePrediction]:
         """Triage tickets. Pass ``embeddings`` (rows follow ``texts``) when the caller already has
-        them, e.g. the API embeds once for both triage and retrieval."""
+        them, e.g. the API embeds once for both triage and retrieval. ``explain=False`` skips the
+        out-of-scope score and the term reasons."""
         texts = list(texts)
         if not texts:
             return []
         tfidf = self.vectorizer.transform(texts) if self._needs_tfidf else None
         embeddings = self._embeddings(texts, embeddings, embedding_model_id)
         probabilities = self._probabilities(tfidf, embeddings)
-        scope = getattr(self, "scope", None)
+        scope = getattr(self, "scope", None) if explain else None
         oos = scope.scores(embeddings) if scope is not None else [None] * len(texts)
         topic = _decode(self.targets["topic"].labels, probabilities["topic"])
         urgency = (
@@ -324,7 +327,7 @@ class TriageModel:
             if "urgency" in probabilities
             else [(None, None, None)] * len(topic)
         )
-        reasons = self._term_reasons()
+        reasons = self._term_reasons() if explain else None
         return [
             TriagePrediction(
                 out_of_scope=None if score is None else bool(score > scope.threshold),
