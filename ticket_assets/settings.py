@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     # /v1/answer abstains (draft.mode "no_answer") when the best passage scores below this; calibrated
     # on tests/data/kb_questions.yaml (BENCHMARKS.md "Answer abstention").
     answer_min_relevance: float = Field(
-        default=0.5, ge=-1.0, le=1.0, validation_alias=_env("ANSWER_MIN_RELEVANCE")
+        default=0.43, ge=-1.0, le=1.0, validation_alias=_env("ANSWER_MIN_RELEVANCE")
     )
     # How often the API checks the `champion` alias and the KB snapshot for a new version.
     model_poll_s: float = Field(default=10.0, gt=0, validation_alias=_env("MODEL_POLL_S"))
