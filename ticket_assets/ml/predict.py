@@ -320,7 +320,7 @@ class TriageModel:
         embeddings = self._embeddings(texts, embeddings, embedding_model_id)
         probabilities = self._probabilities(tfidf, embeddings)
         scope = getattr(self, "scope", None) if explain else None
-        oos = scope.scores(embeddings) if scope is not None else [None] * len(texts)
+        oos = scope.score(embeddings, texts) if scope is not None else [None] * len(texts)
         topic = _decode(self.targets["topic"].labels, probabilities["topic"])
         urgency = (
             _decode(self.targets["urgency"].labels, probabilities["urgency"])
@@ -330,7 +330,7 @@ class TriageModel:
         reasons = self._term_reasons() if explain else None
         return [
             TriagePrediction(
-                out_of_scope=None if score is None else bool(score > scope.threshold),
+                out_of_scope=None if score is None else bool(score > 1.0),
                 out_of_scope_score=None if score is None else float(score),
                 topic_terms=tuple(reasons.terms(tfidf[i], t_label)) if reasons is not None else (),
                 topic=t_label,

@@ -194,7 +194,11 @@ def _train(
         knn = targets["topic"].knn
         reference = knn.reference_ if knn is not None else embeddings
         scope = fit_out_of_scope(
-            reference, k=config.out_of_scope_k, quantile=config.out_of_scope_quantile, seed=config.seed
+            reference,
+            train["text"].to_list(),
+            k=config.out_of_scope_k,
+            quantile=config.out_of_scope_quantile,
+            seed=config.seed,
         )
     seconds = time.perf_counter() - started
     model = TriageModel(
