@@ -248,7 +248,7 @@ class TicketTriage(BaseModel):
     )
     out_of_scope_score: float | None = Field(
         default=None,
-        description="1 - mean cosine similarity of the nearest training tickets (higher = more foreign).",
+        description="How unlike the training tickets (meaning and wording), over its calibrated threshold: > 1 is out of scope.",
     )
     reasons: list[str] = Field(
         default_factory=list,
