@@ -131,7 +131,7 @@ def main() -> None:
     ]
     print(f"embedder {embedder.model_id}; quantile {quantile}; k {CONFIG.out_of_scope_k}")
     print(
-        "| direction | train / held-out / foreign | kNN-distance: foreign flagged | in-domain flagged | AUROC "
+        "| direction | train / held-out / foreign | detector: foreign flagged | in-domain flagged | AUROC "
         "| max-softmax: foreign flagged | in-domain flagged | AUROC | mean confidence on foreign | score ms/ticket |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")

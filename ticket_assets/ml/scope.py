@@ -9,7 +9,7 @@ Two signals, each with a threshold at a quantile of held-out in-domain scores:
 * wording: the share of a ticket's words never seen in training (held-out = a tenth of the
   training texts against a vocabulary built from the rest; the shipped vocabulary is that one).
   Another organisation's export shares the meaning of IT tickets but not their words: the
-  embedding alone flagged 34 % of such tickets, with the wording signal 98 % (BENCHMARKS.md).
+  embedding alone flagged 34 % of such tickets, with the wording signal 80 % (BENCHMARKS.md).
 
 ``score`` is the larger of the two signals divided by its threshold: over 1 is out of scope. Each
 threshold sits at ``1 - (1 - quantile) / 2`` so the two together flag about ``1 - quantile`` of
