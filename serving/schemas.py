@@ -225,7 +225,28 @@ class SimilarTicketOut(BaseModel):
     resolution: str | None = Field(description="How it was resolved, when the source records it.")
 
 
+TRIAGE_EXAMPLE = {
+    "request_id": "0b7d3c52-6f0a-4e59-9d5e-3f1c2a7b9e10",
+    "topic": "security_phishing",
+    "topic_name": "Security phishing",
+    "topic_confidence": 0.93,
+    "topic_probabilities": {"security_phishing": 0.93, "storage": 0.07},
+    "urgency": "critical",
+    "urgency_confidence": 0.48,
+    "urgency_probabilities": {"low": 0.05, "medium": 0.48, "high": 0.35, "critical": 0.12},
+    "model_urgency": "medium",
+    "escalated": True,
+    "escalation_rule": "ransomware",
+    "out_of_scope": False,
+    "out_of_scope_score": 0.62,
+    "reasons": ["term: encrypted", "term: files", "escalation: ransomware"],
+    "low_confidence": False,
+}
+
+
 class TicketTriage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [TRIAGE_EXAMPLE]})
+
     request_id: UUID = Field(description="Identifies this ticket's prediction; send it back with feedback.")
     topic: str = Field(description="The topic's key (machines, feedback, routing rules).")
     topic_name: str = Field(description="The topic as the training data spelled it (what people see).")
@@ -282,6 +303,22 @@ class PassageOut(BaseModel):
 
 
 class DraftOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "text": "Hello,\n\nThank you for your request. We have logged it under the category: "
+                    "Hardware (urgency: low).\n\nNo article in our knowledge base covers this request. "
+                    "A Service Desk agent will follow up with you.",
+                    "mode": "no_answer",
+                    "citations": [],
+                    "model": None,
+                    "fallback_reason": "no_relevant_article",
+                }
+            ]
+        }
+    )
+
     text: str
     mode: Literal["llm", "extractive", "no_answer"] = Field(
         description="`no_answer`: no knowledge-base passage is relevant enough; the draft says an agent will follow up."
