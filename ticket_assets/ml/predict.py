@@ -320,7 +320,11 @@ class TriageModel:
         embeddings = self._embeddings(texts, embeddings, embedding_model_id)
         probabilities = self._probabilities(tfidf, embeddings)
         scope = getattr(self, "scope", None) if explain else None
-        oos = scope.score(embeddings, texts) if scope is not None else [None] * len(texts)
+        if scope is not None:
+            with _blas_controller().limit(limits=1, user_api="blas"):  # as for the kNN scan (below)
+                oos = scope.score(embeddings, texts)
+        else:
+            oos = [None] * len(texts)
         topic = _decode(self.targets["topic"].labels, probabilities["topic"])
         urgency = (
             _decode(self.targets["urgency"].labels, probabilities["urgency"])
