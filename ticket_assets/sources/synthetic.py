@@ -586,16 +586,20 @@ def generate_tickets(
             near_duplicate_of=_gather(ids, np.maximum(near_duplicate_of, 0), near_duplicate_of >= 0),
         ).struct.json_encode(),
     )
-    frame = _with_escalation_cases(frame, seed)
+    linked = np.zeros(n, dtype=bool)  # duplicates and their sources keep their shared text
+    for of in (duplicate_of, near_duplicate_of):
+        linked[of >= 0] = True
+        linked[of[of >= 0]] = True
+    frame = _with_escalation_cases(frame, seed, ~linked)
     frame = frame.with_columns(text_hash=text_hash_series(frame["title"], frame["body"]))
     return conform(frame)
 
 
-def _with_escalation_cases(frame: pl.DataFrame, seed: int) -> pl.DataFrame:
+def _with_escalation_cases(frame: pl.DataFrame, seed: int, eligible: np.ndarray) -> pl.DataFrame:
     """Replace ``ESCALATION_SHARE`` of the tickets by escalation cases, labelled with the urgency the
     escalation rules give them. A separate random stream: every other ticket stays as it was."""
     rng = np.random.default_rng([seed, 0xE5C])
-    rows = np.flatnonzero(rng.random(frame.height) < ESCALATION_SHARE)
+    rows = np.flatnonzero((rng.random(frame.height) < ESCALATION_SHARE) & eligible)
     if rows.size == 0:
         return frame
     cases = [content.ESCALATION_CASES[i] for i in rng.integers(len(content.ESCALATION_CASES), size=rows.size)]
