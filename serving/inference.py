@@ -20,12 +20,15 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from serving.model_store import ModelStore, ServingModel
-from ticket_assets.ml.predict import TriageModel
+
+if TYPE_CHECKING:
+    from ticket_assets.ml.embed import Embedder
+    from ticket_assets.ml.predict import TriagePrediction
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ class ModelNotReady(RuntimeError):
 @dataclass(frozen=True)
 class InferenceResult:
     model: ServingModel
-    predictions: list[Any]  # TriagePrediction per text, in input order
+    predictions: list[TriagePrediction]  # one per text, in input order
     embeddings: np.ndarray  # (n, dim), reused for retrieval
     queue_ms: float  # waiting for the pool / the batch window
     embed_ms: float  # the whole batch's encode time (shared by the requests in it)
@@ -53,16 +56,14 @@ class _Job:
 
 
 def _compute(
-    embedder: Any, serving_model: ServingModel, texts: list[str], explain: bool = True
-) -> tuple[np.ndarray, list[Any], float, float]:
+    embedder: Embedder, serving_model: ServingModel, texts: list[str], explain: bool = True
+) -> tuple[np.ndarray, list[TriagePrediction], float, float]:
     t0 = time.perf_counter()
     vectors = embedder.encode(texts)
     t1 = time.perf_counter()
     # Passing the embedder's id makes the model refuse vectors from a runtime it was not trained on.
-    model = serving_model.model
-    kwargs = {"explain": explain} if isinstance(model, TriageModel) else {}
-    predictions = list(
-        model.predict(texts, embeddings=vectors, embedding_model_id=embedder.model_id, **kwargs)
+    predictions = serving_model.model.predict(
+        texts, embeddings=vectors, embedding_model_id=embedder.model_id, explain=explain
     )
     t2 = time.perf_counter()
     return vectors, predictions, (t1 - t0) * 1000, (t2 - t1) * 1000
@@ -71,7 +72,7 @@ def _compute(
 class InferenceEngine:
     def __init__(
         self,
-        embedder: Any,  # ticket_assets.ml.embed.Embedder: encode(texts) -> (n, dim), model_id
+        embedder: Embedder,
         models: ModelStore,
         *,
         threads: int = 1,

@@ -30,7 +30,7 @@ import joblib
 from ticket_assets.core.names import CHALLENGER, CHAMPION
 from ticket_assets.ml.predict import TriageModel, TriagePyfunc, embedder_settings
 from ticket_assets.services.postgres import connect, database_url
-from ticket_assets.settings import Settings, get_settings, scoped_environment
+from ticket_assets.settings import Settings, scoped_environment
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,15 @@ class NoPreviousChampionError(LookupError):
     pass
 
 
+class UnknownVersionError(LookupError):
+    pass
+
+
 # --------------------------------------------------------------------------------------------------
 # Tracking
 
 
-def configure_mlflow(settings: Settings | None = None) -> Any:
+def configure_mlflow(settings: Settings) -> Any:
     """A client on the platform's store (URIs passed explicitly, no process-global state), with the
     experiment created.
 
@@ -106,7 +110,6 @@ def configure_mlflow(settings: Settings | None = None) -> Any:
     """
     from mlflow import MlflowClient
 
-    settings = settings or get_settings()
     uri = settings.resolved_mlflow_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +168,7 @@ def log_training_run(
     params: dict[str, Any],
     data_version: dict[str, Any],
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     reports: dict[str, Any] | None = None,
     run_name: str | None = None,
     actor: str = "training",
@@ -178,7 +181,6 @@ def log_training_run(
     """
     import mlflow
 
-    settings = settings or get_settings()
     client = configure_mlflow(settings)
     exp_id = experiment_id(client, settings)
     data_tags = {f"data.{key}": _tag_value(value) for key, value in data_version.items()}
@@ -315,12 +317,11 @@ def _key_metric_tags(metrics: dict[str, Any]) -> dict[str, str]:
 
 
 def load_model_version(
-    name: str | None = None, alias_or_version: str | int = CHAMPION, settings: Settings | None = None
+    name: str | None, alias_or_version: str | int, settings: Settings
 ) -> tuple[TriageModel, ModelVersionInfo]:
     """Load a registered version (by alias or number) and unwrap the ``TriageModel`` inside."""
     import mlflow.pyfunc
 
-    settings = settings or get_settings()
     name = name or settings.model_name
     client = configure_mlflow(settings)
     info = version_info(client, name, alias_or_version)
@@ -356,12 +357,9 @@ def _iso(timestamp_ms: int | None) -> str | None:
 # Aliases
 
 
-def get_alias_version(
-    name: str | None = None, alias: str = CHAMPION, settings: Settings | None = None
-) -> str | None:
+def get_alias_version(name: str | None, alias: str, settings: Settings) -> str | None:
     from mlflow.exceptions import MlflowException
 
-    settings = settings or get_settings()
     client = configure_mlflow(settings)
     try:
         return str(client.get_model_version_by_alias(name or settings.model_name, alias).version)
@@ -393,13 +391,12 @@ def set_alias(
     reason: str,
     url: str | None = None,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> str | None:
     """Point ``alias`` at ``version`` and record the move in ``ops.model_alias_events``.
 
     Returns the version the alias pointed at before (None if it was unset).
     """
-    settings = settings or get_settings()
     name = name or settings.model_name
     url = url or database_url(settings)
     with alias_lock(url, name):
@@ -438,7 +435,7 @@ def promote(
     *,
     name: str | None = None,
     url: str | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
     expected_champion: str | None = None,
 ) -> str | None:
     """Make ``version`` the champion; returns the previous champion (remembered on the version).
@@ -446,7 +443,6 @@ def promote(
     ``expected_champion`` ("none" for no champion) is the champion the caller's decision was based
     on; when the champion has moved since, ``ChampionMovedError`` is raised instead of moving it.
     """
-    settings = settings or get_settings()
     name = name or settings.model_name
     url = url or database_url(settings)
     with alias_lock(url, name):
@@ -475,10 +471,9 @@ def rollback(
     *,
     name: str | None = None,
     url: str | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> str:
     """Move ``champion`` back to the version it replaced; returns that version."""
-    settings = settings or get_settings()
     name = name or settings.model_name
     url = url or database_url(settings)
     with alias_lock(url, name):
@@ -493,13 +488,24 @@ def rollback(
         return previous
 
 
+def model_version_exists(name: str, version: str, settings: Settings) -> None:
+    """Raise ``UnknownVersionError`` unless ``name`` has ``version``."""
+    from mlflow.exceptions import MlflowException
+
+    if not str(version).isdigit():
+        raise UnknownVersionError(f"{name}: version must be a number, got {version!r}")
+    try:
+        configure_mlflow(settings).get_model_version(name, str(version))
+    except MlflowException:
+        raise UnknownVersionError(f"{name} has no version {version}") from None
+
+
 def _has_tag(client: Any, name: str, version: str | int, key: str) -> bool:
     return key in (client.get_model_version(name, str(version)).tags or {})
 
 
-def list_versions(name: str | None = None, settings: Settings | None = None) -> list[dict[str, Any]]:
+def list_versions(name: str | None, settings: Settings) -> list[dict[str, Any]]:
     """Every version, newest first, with its aliases, data version and key holdout metrics."""
-    settings = settings or get_settings()
     name = name or settings.model_name
     client = configure_mlflow(settings)
     versions = client.search_model_versions(f"name = '{name}'")
