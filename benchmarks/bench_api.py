@@ -414,6 +414,12 @@ def parse_config(spec: str) -> tuple[str, dict[str, str]]:
             "TICKETOPS_MICROBATCH_ENABLED": "true",
             "TICKETOPS_SIMILAR_ENABLED": "true" if enabled else "false",
         }
+    if spec.startswith("trust-"):  # micro-batching on (2 ms); out-of-scope, reasons, escalation on or off
+        enabled = spec == "trust-on"
+        return f"2 ms, trust {'on' if enabled else 'off'}", {
+            "TICKETOPS_MICROBATCH_ENABLED": "true",
+            "TICKETOPS_TRUST_SIGNALS_ENABLED": "true" if enabled else "false",
+        }
     if spec == "off":
         return "off", {"TICKETOPS_MICROBATCH_ENABLED": "false"}
     _, _, window = spec.partition(":")
@@ -437,7 +443,8 @@ def main() -> None:
         help=(
             "server settings to compare: micro-batching off or on:<window ms>, "
             "durability:<spool|postgres|off> (how acknowledged rows are made durable), "
-            "similar-off or similar-on (similar past tickets in each triage)"
+            "similar-off or similar-on (similar past tickets in each triage), "
+            "trust-off or trust-on (out-of-scope, reasons, escalation)"
         ),
     )
     parser.add_argument(

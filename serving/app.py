@@ -26,6 +26,7 @@ from serving.routers import answer, feedback, health, model, reports, triage
 from serving.spool import Spool
 from ticket_assets import __version__
 from ticket_assets.core.language import detect_language
+from ticket_assets.ml.escalation import EscalationPolicy, EscalationRulesError
 from ticket_assets.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
         window_ms=settings.microbatch_window_ms,
         max_items=settings.microbatch_max_items,
         on_batch=metrics.batch_size.observe,
+        explain=settings.trust_signals_enabled,
     )
     await engine.start()
     llm_client = (
@@ -121,6 +123,9 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
         llm_client=llm_client,
         embedder_id=embedder.model_id,
         tickets=tickets,
+        escalation=EscalationPolicy.load(settings.escalation_rules_path)
+        if settings.trust_signals_enabled
+        else None,
     )
 
     await models.refresh()
@@ -343,6 +348,10 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
     try:
         check_schema(start_database(settings))
     except SchemaOutdatedError as exc:
+        raise SystemExit(f"ticketops API not started: {exc}") from None
+    try:
+        EscalationPolicy.load(settings.escalation_rules_path)
+    except EscalationRulesError as exc:
         raise SystemExit(f"ticketops API not started: {exc}") from None
     target = create_app(settings) if settings.api_workers == 1 else "serving.app:create_app"
     uvicorn.run(

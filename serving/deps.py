@@ -32,6 +32,7 @@ class ServingState:
     llm_client: httpx.AsyncClient | None = None  # shared so LLM calls reuse connections
     embedder_id: str = ""  # queries are embedded with this; the KB index must use the same
     tickets: Any | None = None  # serving.memory.TicketIndexStore: similar past tickets, duplicates
+    escalation: Any | None = None  # ticket_assets.ml.escalation.EscalationPolicy; None: no rules
 
 
 def get_state(request: Request) -> ServingState:

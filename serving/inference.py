@@ -56,14 +56,14 @@ class _Job:
 
 
 def _compute(
-    embedder: Embedder, serving_model: ServingModel, texts: list[str]
+    embedder: Embedder, serving_model: ServingModel, texts: list[str], explain: bool = True
 ) -> tuple[np.ndarray, list[TriagePrediction], float, float]:
     t0 = time.perf_counter()
     vectors = embedder.encode(texts)
     t1 = time.perf_counter()
     # Passing the embedder's id makes the model refuse vectors from a runtime it was not trained on.
-    predictions = list(
-        serving_model.model.predict(texts, embeddings=vectors, embedding_model_id=embedder.model_id)
+    predictions = serving_model.model.predict(
+        texts, embeddings=vectors, embedding_model_id=embedder.model_id, explain=explain
     )
     t2 = time.perf_counter()
     return vectors, predictions, (t1 - t0) * 1000, (t2 - t1) * 1000
@@ -80,7 +80,9 @@ class InferenceEngine:
         window_ms: float = 2.0,
         max_items: int = 32,
         on_batch: Callable[[int], None] | None = None,
+        explain: bool = True,
     ) -> None:
+        self._explain = explain
         self._embedder = embedder
         self._models = models
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inference")
@@ -160,7 +162,7 @@ class InferenceEngine:
         texts = [text for job in jobs for text in job.texts]
         loop = asyncio.get_running_loop()
         vectors, predictions, embed_ms, model_ms = await loop.run_in_executor(
-            self._executor, _compute, self._embedder, serving_model, texts
+            self._executor, _compute, self._embedder, serving_model, texts, self._explain
         )
         self._on_batch(len(texts))
         done = time.perf_counter()

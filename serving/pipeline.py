@@ -115,16 +115,25 @@ def prediction_tier(
     return tier_of(tier_table.get(target, {}).get(label), confidence)
 
 
-def triage_results(result: InferenceResult, threshold: float) -> list[TicketTriage]:
+def triage_results(
+    result: InferenceResult, threshold: float, tickets: Sequence[Ticket] = (), escalation: Any = None
+) -> list[TicketTriage]:
     model = result.model.model
     names = LabelMap((getattr(model, "metadata", {}) or {}).get("topic_display", {}))
     tier_table = model.tier_thresholds() if hasattr(model, "tier_thresholds") else None
     out = []
-    for prediction in result.predictions:
+    texts = [ticket.model_input() for ticket in tickets] or [""] * len(result.predictions)
+    for prediction, text in zip(result.predictions, texts, strict=True):
+        model_urgency = None if prediction.urgency is None else str(prediction.urgency)
+        raised = escalation.apply(text, model_urgency) if escalation is not None else None
+        oos = getattr(prediction, "out_of_scope", None)
+        reasons = [f"term: {term}" for term in getattr(prediction, "topic_terms", ())]
+        reasons += [f"escalation: {raised.rule}"] if raised is not None and raised.rule else []
+        reasons += ["out_of_scope"] if oos else []
         urgency_confidence = getattr(prediction, "urgency_confidence", None)
         topic_confidence = float(prediction.topic_confidence)
         topic = str(prediction.topic)
-        urgency = None if prediction.urgency is None else str(prediction.urgency)
+        urgency = model_urgency  # tiers judge the model's own prediction, not an escalation
         topic_tier = prediction_tier(tier_table, "topic", topic, topic_confidence, threshold)
         urgency_tier = (
             None
@@ -151,7 +160,13 @@ def triage_results(result: InferenceResult, threshold: float) -> list[TicketTria
                 topic_name=str(names.name(topic)),
                 topic_confidence=topic_confidence,
                 topic_probabilities=_probabilities(prediction.topic_probabilities) or {},
-                urgency=urgency,
+                urgency=raised.urgency if raised is not None else model_urgency,
+                model_urgency=model_urgency,
+                escalated=raised is not None and raised.escalated,
+                escalation_rule=raised.rule if raised is not None else None,
+                out_of_scope=oos,
+                out_of_scope_score=getattr(prediction, "out_of_scope_score", None),
+                reasons=reasons,
                 urgency_confidence=None if urgency_confidence is None else float(urgency_confidence),
                 urgency_probabilities=_probabilities(getattr(prediction, "urgency_probabilities", None)),
                 # Topic decides the queue a ticket goes to, so its confidence decides "ask a human".
@@ -162,7 +177,7 @@ def triage_results(result: InferenceResult, threshold: float) -> list[TicketTria
                 if urgency_confidence is None
                 else float(urgency_confidence) < threshold,
                 routing=routing,
-                needs_review=needs_review(tiers),
+                needs_review=needs_review(tiers, out_of_scope=bool(oos)),
             )
         )
     return out
@@ -200,7 +215,7 @@ def prediction_rows(
                 channel=ticket.channel,
                 topic=triage.topic,
                 topic_confidence=triage.topic_confidence,
-                urgency=triage.urgency,
+                urgency=triage.model_urgency,  # the model's own (escalation rules are not judged as the model)
                 urgency_confidence=triage.urgency_confidence,
                 probabilities={"topic": triage.topic_probabilities, "urgency": triage.urgency_probabilities},
                 low_confidence=triage.low_confidence,

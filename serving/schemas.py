@@ -262,22 +262,28 @@ class RoutingPrediction(BaseModel):
 
 TRIAGE_RESULT_EXAMPLE = {
     "request_id": "0b7d3c52-6f0a-4e59-9d5e-3f1c2a7b9e10",
-    "topic": "vpn_network",
-    "topic_name": "VPN / network",
-    "topic_confidence": 0.97,
-    "topic_probabilities": {"vpn_network": 0.97, "access_password": 0.03},
-    "urgency": "high",
-    "urgency_confidence": 0.61,
-    "urgency_probabilities": {"high": 0.61, "medium": 0.39},
+    "topic": "security_phishing",
+    "topic_name": "Security phishing",
+    "topic_confidence": 0.93,
+    "topic_probabilities": {"security_phishing": 0.93, "storage": 0.07},
+    "urgency": "critical",
+    "urgency_confidence": 0.48,
+    "urgency_probabilities": {"low": 0.05, "medium": 0.48, "high": 0.35, "critical": 0.12},
+    "model_urgency": "medium",
+    "escalated": True,
+    "escalation_rule": "ransomware",
+    "out_of_scope": False,
+    "out_of_scope_score": 0.62,
+    "reasons": ["term: encrypted", "term: files", "escalation: ransomware"],
     "low_confidence": False,
     "topic_tier": "auto",
     "urgency_tier": "review",
     "urgency_low_confidence": False,
     "routing": {
         "assignment_group": {
-            "label": "network",
-            "confidence": 0.93,
-            "probabilities": {"network": 0.93, "service_desk": 0.07},
+            "label": "security",
+            "confidence": 0.91,
+            "probabilities": {"security": 0.91, "service_desk": 0.09},
             "tier": "suggest",
             "low_confidence": False,
         }
@@ -296,9 +302,29 @@ class TicketTriage(BaseModel):
     topic_name: str = Field(description="The topic as the training data spelled it (what people see).")
     topic_confidence: float
     topic_probabilities: dict[str, float]
-    urgency: str | None
-    urgency_confidence: float | None
+    urgency: str | None = Field(
+        description="The urgency to act on: the model's, raised by an escalation rule."
+    )
+    urgency_confidence: float | None = Field(description="The model's confidence in `model_urgency`.")
     urgency_probabilities: dict[str, float] | None
+    model_urgency: str | None = Field(default=None, description="The urgency the model predicted.")
+    escalated: bool = Field(default=False, description="An escalation rule raised the urgency.")
+    escalation_rule: str | None = Field(
+        default=None,
+        description="The escalation rule that matched (e.g. `ransomware`), even when it did not raise.",
+    )
+    out_of_scope: bool | None = Field(
+        default=None,
+        description="Unlike the tickets the model was trained on: review it (null: the model has no detector).",
+    )
+    out_of_scope_score: float | None = Field(
+        default=None,
+        description="How unlike the training tickets (meaning and wording), over its calibrated threshold: > 1 is out of scope.",
+    )
+    reasons: list[str] = Field(
+        default_factory=list,
+        description="Why: `term: ...` (words behind the topic), `escalation: <rule>`, `out_of_scope`.",
+    )
     low_confidence: bool = Field(
         description="Topic confidence below the server's threshold: route to a human."
     )
@@ -345,8 +371,26 @@ class PassageOut(BaseModel):
 
 
 class DraftOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "text": "Hello,\n\nThank you for your request. We have logged it under the category: "
+                    "Hardware (urgency: low).\n\nNo article in our knowledge base covers this request. "
+                    "A Service Desk agent will follow up with you.",
+                    "mode": "no_answer",
+                    "citations": [],
+                    "model": None,
+                    "fallback_reason": "no_relevant_article",
+                }
+            ]
+        }
+    )
+
     text: str
-    mode: Literal["llm", "extractive"]
+    mode: Literal["llm", "extractive", "no_answer"] = Field(
+        description="`no_answer`: no knowledge-base passage is relevant enough; the draft says an agent will follow up."
+    )
     citations: list[str]
     model: str | None = None
     fallback_reason: str | None = None

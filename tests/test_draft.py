@@ -215,7 +215,8 @@ def test_no_llm_configured_gives_a_grounded_extractive_draft(tmp_path, vpn_passa
         draft.mode == "extractive" and draft.fallback_reason == "llm_not_configured" and draft.model is None
     )
     assert draft.text.startswith("Hello,")
-    assert "category: vpn_network (urgency: high)" in draft.text
+    assert "category: Vpn network (urgency: high)" in draft.text
+    assert "vpn_network" not in draft.text  # people read words, not machine keys
 
     steps = _step_lines(draft.text)
     assert 1 <= len(steps) <= 5
@@ -257,7 +258,7 @@ def test_french_ticket_gets_a_french_draft_from_french_passages(tmp_path, chunks
     )
     draft = _draft(ticket, "printer", "medium", passages, _settings(tmp_path, None), TOPICS)
     assert draft.text.startswith("Bonjour,")
-    assert "catégorie : printer (urgence : medium)" in draft.text
+    assert "catégorie : Printer (urgence : moyenne)" in draft.text
     assert draft.citations == ["kb-print-101"]
     assert "Sources :" in draft.text
 

@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=8000, ge=1, validation_alias=_env("MAX_TEXT_CHARS"))
     max_body_bytes: int = Field(default=2_000_000, ge=1024, validation_alias=_env("MAX_BODY_BYTES"))
     answer_top_k: int = Field(default=4, ge=1, le=20, validation_alias=_env("ANSWER_TOP_K"))
+    # Trust signals: out-of-scope scores and term reasons from the model, escalation rules. Off only
+    # to measure their cost (benchmarks/bench_api.py --trust both).
+    trust_signals_enabled: bool = Field(default=True, validation_alias=_env("TRUST_SIGNALS_ENABLED"))
+    # Escalation rules (YAML, see ticket_assets/ml/escalation_rules.yaml, the default).
+    escalation_rules_path: Path | None = Field(default=None, validation_alias=_env("ESCALATION_RULES_PATH"))
+    # /v1/answer abstains (draft.mode "no_answer") when the best passage scores below this; calibrated
+    # on tests/data/kb_questions.yaml (BENCHMARKS.md "Answer abstention").
+    answer_min_relevance: float = Field(
+        default=0.43, ge=-1.0, le=1.0, validation_alias=_env("ANSWER_MIN_RELEVANCE")
+    )
     # How often the API checks the `champion` alias and the KB snapshot for a new version.
     model_poll_s: float = Field(default=10.0, gt=0, validation_alias=_env("MODEL_POLL_S"))
     # One inference thread: torch/ONNX already use embed_threads cores; more would oversubscribe.

@@ -42,7 +42,7 @@ def retrieve(
     """Prefer passages in the KB topic the predicted label's tickets retrieve (only when the model
     is sure of the label; ``topic_map`` is learned at training) and the ticket's language; the
     index fills any remaining slots without those filters."""
-    topic = None if triage.low_confidence else triage.topic
+    topic = None if triage.low_confidence or triage.out_of_scope else triage.topic
     return list(kb.search(vector, k, topic=topic, language=language, topic_map=topic_map))
 
 
@@ -75,7 +75,7 @@ async def answer(
 
     timings = Timings()
     result = await infer(state, [ticket], timings)
-    triage = triage_results(result, settings.low_confidence_threshold)[0]
+    triage = triage_results(result, settings.low_confidence_threshold, [ticket], state.escalation)[0]
     await add_similar(state, [triage], result.embeddings[:1], timings)
     kb_version = None if kb.version is None else str(kb.version)
 
@@ -99,6 +99,7 @@ async def answer(
         [names.name(topic) for topic in result.model.topics],
         language=language,
         client=state.llm_client,
+        min_relevance=settings.answer_min_relevance,
     )
     timings.since("draft", t0)
 

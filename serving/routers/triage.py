@@ -54,7 +54,7 @@ async def triage(
 
     timings = Timings()
     result = await infer(state, tickets, timings)
-    triages = triage_results(result, settings.low_confidence_threshold)
+    triages = triage_results(result, settings.low_confidence_threshold, tickets, state.escalation)
     await add_similar(state, triages, result.embeddings, timings)
     call_id = uuid.uuid4()
     rows = prediction_rows(

@@ -80,6 +80,18 @@ def display_label(value: str | None) -> str | None:
     return label or None
 
 
+_MACHINE_KEY = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)+|[a-z][a-z0-9]*")
+
+
+def readable_label(name: str | None) -> str | None:
+    """What a person reads: a display name as it is, a machine key (``access_password``, which is
+    what a data set without display names gives) as words (``Access password``)."""
+    if name is None or not _MACHINE_KEY.fullmatch(name):
+        return name
+    words = name.replace("_", " ")
+    return words[0].upper() + words[1:]
+
+
 @dataclass(frozen=True)
 class LabelMap:
     """Keys <-> display names of one label set (e.g. a model's topics)."""

@@ -292,6 +292,9 @@ def ticket_classifier(
             round(metrics["urgency"]["most_urgent_recall"], 4)
         )
         metadata["urgency_per_class"] = dg.MetadataValue.md(per_class_table(metrics["urgency"]))
+    scope = candidate.outcome.model.metadata.get("out_of_scope")
+    if scope:  # the out-of-scope detector's calibration (thresholds on held-out in-domain tickets)
+        metadata["out_of_scope"] = dg.MetadataValue.json(scope)
     for name, png in candidate.evaluation.figures.items():
         metadata[name.removesuffix(".png")] = png_markdown(png, name)
     return dg.MaterializeResult(metadata=metadata)

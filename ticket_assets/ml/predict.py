@@ -25,6 +25,8 @@ from threadpoolctl import ThreadpoolController
 
 from ticket_assets.core.labels import LabelMap
 from ticket_assets.ml.features import TextFeatures
+from ticket_assets.ml.reasons import TermReasons
+from ticket_assets.ml.scope import OutOfScopeDetector
 from ticket_assets.settings import Settings
 
 try:  # the wrapper is only needed where MLflow is installed (training, registry, serving)
@@ -237,9 +239,15 @@ class TriagePrediction:
     urgency_probabilities: dict[str, float] | None = None
     # Routing targets: name -> {"label", "confidence", "probabilities"}
     routing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    out_of_scope: bool | None = None  # None: the model has no out-of-scope detector
+    out_of_scope_score: float | None = None
+    topic_terms: tuple[str, ...] = ()  # words that pushed the TF-IDF model towards the topic
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "out_of_scope": self.out_of_scope,
+            "out_of_scope_score": self.out_of_scope_score,
+            "topic_terms": list(self.topic_terms),
             "topic": self.topic,
             "topic_confidence": self.topic_confidence,
             "topic_probabilities": self.topic_probabilities,
@@ -256,10 +264,16 @@ class TriageModel:
     targets: dict[str, TargetModel]
     embedding_model_id: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    scope: OutOfScopeDetector | None = None
 
     @property
     def needs_embeddings(self) -> bool:
-        return any(model.needs_embeddings for model in self.targets.values())
+        return getattr(self, "scope", None) is not None or any(
+            model.needs_embeddings for model in self.targets.values()
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key != "_reasons"}
 
     def labels(self, target: str) -> list[str]:
         return list(self.targets[target].labels)
@@ -294,6 +308,11 @@ class TriageModel:
             return {name: np.zeros((0, len(model.labels))) for name, model in self.targets.items()}
         tfidf = self.vectorizer.transform(texts) if self._needs_tfidf else None
         embeddings = self._embeddings(texts, embeddings, embedding_model_id)
+        return self._probabilities(tfidf, embeddings)
+
+    def _probabilities(
+        self, tfidf: sp.csr_matrix | None, embeddings: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
         # Single-threaded BLAS: a request's matrices are small, and BLAS threads spinning for a core
         # another process holds turn the kNN scan's ~1.5 ms into ~8 ms (measured, 2 busy cores).
         with _blas_controller().limit(limits=1, user_api="blas"):
@@ -304,10 +323,24 @@ class TriageModel:
         texts: Sequence[str],
         embeddings: np.ndarray | None = None,
         embedding_model_id: str | None = None,
+        *,
+        explain: bool = True,
     ) -> list[TriagePrediction]:
         """Triage tickets. Pass ``embeddings`` (rows follow ``texts``) when the caller already has
-        them, e.g. the API embeds once for both triage and retrieval."""
-        probabilities = self.predict_proba(texts, embeddings, embedding_model_id)
+        them, e.g. the API embeds once for both triage and retrieval. ``explain=False`` skips the
+        out-of-scope score and the term reasons."""
+        texts = list(texts)
+        if not texts:
+            return []
+        tfidf = self.vectorizer.transform(texts) if self._needs_tfidf else None
+        embeddings = self._embeddings(texts, embeddings, embedding_model_id)
+        probabilities = self._probabilities(tfidf, embeddings)
+        scope = getattr(self, "scope", None) if explain else None
+        if scope is not None:
+            with _blas_controller().limit(limits=1, user_api="blas"):  # as for the kNN scan (below)
+                oos = scope.score(embeddings, texts)
+        else:
+            oos = [None] * len(texts)
         topic = _decode(self.targets["topic"].labels, probabilities["topic"])
         urgency = (
             _decode(self.targets["urgency"].labels, probabilities["urgency"])
@@ -317,8 +350,12 @@ class TriageModel:
         routing = {
             name: _decode(self.targets[name].labels, probabilities[name]) for name in self.routing_targets
         }
+        reasons = self._term_reasons() if explain else None
         return [
             TriagePrediction(
+                out_of_scope=None if score is None else bool(score > 1.0),
+                out_of_scope_score=None if score is None else float(score),
+                topic_terms=tuple(reasons.terms(tfidf[i], t_label)) if reasons is not None else (),
                 topic=t_label,
                 topic_confidence=t_conf,
                 topic_probabilities=t_probs,
@@ -330,10 +367,18 @@ class TriageModel:
                     for name, decoded in routing.items()
                 },
             )
-            for i, ((t_label, t_conf, t_probs), (u_label, u_conf, u_probs)) in enumerate(
-                zip(topic, urgency, strict=True)
+            for i, ((t_label, t_conf, t_probs), (u_label, u_conf, u_probs), score) in enumerate(
+                zip(topic, urgency, oos, strict=True)
             )
         ]
+
+    def _term_reasons(self) -> TermReasons | None:
+        svc = self.targets["topic"].svc
+        if svc is None:
+            return None
+        if getattr(self, "_reasons", None) is None:
+            self._reasons = TermReasons(self.vectorizer, svc)
+        return self._reasons
 
     @property
     def routing_targets(self) -> list[str]:

@@ -44,6 +44,7 @@ from threadpoolctl import threadpool_limits
 from ticket_assets.ml.dataset import routing_target_names, with_routing_columns
 from ticket_assets.ml.features import TextFeatures, most_urgent_label
 from ticket_assets.ml.predict import EmbeddingKNN, StackCalibrator, TargetModel, TriageModel, base_scores
+from ticket_assets.ml.scope import fit_out_of_scope
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,10 @@ class TrainConfig:
     keep_all_candidates: bool = False  # fit every candidate, not only the chosen one (benchmarks)
     n_jobs: int = 2  # threads over (fold, parameter) fits: liblinear, lbfgs and BLAS release the GIL
     blas_threads: int = 1
+    # Out-of-scope detection (ml/scope.py): k nearest training tickets, threshold at this quantile
+    # of held-out in-domain scores (0: no detector).
+    out_of_scope_k: int = 10
+    out_of_scope_quantile: float = 0.975
     seed: int = 42
 
     def as_params(self) -> dict[str, Any]:
@@ -191,17 +196,33 @@ def _train(
         reports[target] = report
         alternatives[target] = fitted
 
+    scope = None
+    if embeddings is not None and config.out_of_scope_quantile > 0:
+        # The topic kNN already holds the training vectors: share them rather than store a copy.
+        knn = targets["topic"].knn
+        reference = knn.reference_ if knn is not None else embeddings
+        scope = fit_out_of_scope(
+            reference,
+            train["text"].to_list(),
+            k=config.out_of_scope_k,
+            quantile=config.out_of_scope_quantile,
+            seed=config.seed,
+        )
     seconds = time.perf_counter() - started
     model = TriageModel(
+        scope=scope,
         vectorizer=vectorizer,
         targets=targets,
-        embedding_model_id=embedding_model_id if any(m.needs_embeddings for m in targets.values()) else None,
+        embedding_model_id=embedding_model_id
+        if scope is not None or any(m.needs_embeddings for m in targets.values())
+        else None,
         metadata={
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "n_train": train.height,
             "chosen": {t: r.chosen for t, r in reports.items()},
             "train_config": config.as_params(),
             "training_embedding_model_id": embedding_model_id,
+            "out_of_scope": scope.calibration if scope is not None else None,
         },
     )
     return TrainingOutcome(model=model, reports=reports, seconds=seconds, alternatives=alternatives)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import httpx
 
+from ticket_assets.core.labels import readable_label
 from ticket_assets.core.language import detect_language
 from ticket_assets.core.passage import Passage
 from ticket_assets.settings import Settings
@@ -34,7 +35,7 @@ LLM_TEMPERATURE = 0.2
 LLM_MAX_TOKENS = 700
 RETRY_BACKOFF_S = 0.3
 
-Mode = Literal["llm", "extractive"]
+Mode = Literal["llm", "extractive", "no_answer"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,13 @@ async def draft_answer(
     *,
     language: str | None = None,
     client: httpx.AsyncClient | None = None,
+    min_relevance: float | None = None,
 ) -> Draft:
-    """Draft a reply: LLM when configured and it answers well, else extractive (reason given)."""
+    """Draft a reply: LLM when configured and it answers well, else extractive (reason given).
+    When the best passage scores under ``min_relevance`` no article covers the ticket: a
+    ``no_answer`` draft, without citations, says so and that an agent will follow up."""
+    if passages and min_relevance is not None and max(p.score for p in passages) < min_relevance:
+        return no_answer_draft(ticket_text, topic, urgency, allowed_topics, language=language)
     reason = _precondition_failure(passages, settings)
     if reason is None:
         request = _build_request(ticket_text, topic, urgency, passages, settings, allowed_topics)
@@ -289,6 +295,9 @@ _TEXTS = {
         "nothing": "We could not find a knowledge-base article that matches your request. "
         "A Service Desk agent will get back to you.",
         "sources": "Sources:",
+        "no_answer": "No article in our knowledge base covers this request. "
+        "A Service Desk agent will follow up with you.",
+        "urgency_levels": {"low": "low", "medium": "medium", "high": "high", "critical": "critical"},
     },
     "fr": {
         "greeting": "Bonjour,",
@@ -302,6 +311,9 @@ _TEXTS = {
         "nothing": "Nous n'avons pas trouvé d'article de la base de connaissances correspondant à votre demande. "
         "Un agent du Service Desk reviendra vers vous.",
         "sources": "Sources :",
+        "no_answer": "Aucun article de notre base de connaissances ne couvre cette demande. "
+        "Un agent du Service Desk va revenir vers vous.",
+        "urgency_levels": {"low": "basse", "medium": "moyenne", "high": "haute", "critical": "critique"},
     },
 }
 
@@ -312,6 +324,31 @@ class _Unit:
     position: int
     text: str
     is_step: bool
+
+
+def _language(ticket_text: str, language: str | None) -> str:
+    language = language or detect_language(ticket_text)
+    return language if language in _TEXTS else "en"  # reply templates exist in English and French only
+
+
+def no_answer_draft(
+    ticket_text: str,
+    topic: str | None,
+    urgency: str | None,
+    allowed_topics: Sequence[str] | None,
+    *,
+    language: str | None = None,
+) -> Draft:
+    """No passage is relevant enough: say so, in the ticket's language, and promise an agent."""
+    texts = _TEXTS[_language(ticket_text, language)]
+    lines = [
+        texts["greeting"],
+        "",
+        _triage_line(texts, topic, urgency, allowed_topics),
+        "",
+        texts["no_answer"],
+    ]
+    return Draft(text="\n".join(lines).strip(), mode="no_answer", fallback_reason="no_relevant_article")
 
 
 def extractive_draft(
@@ -326,9 +363,7 @@ def extractive_draft(
     max_steps: int = MAX_STEPS,
 ) -> Draft:
     """A grounded draft built only from passage text: ranked steps, each cited, then the sources."""
-    language = language or detect_language(ticket_text)
-    if language not in _TEXTS:  # reply templates exist in English and French only
-        language = "en"
+    language = _language(ticket_text, language)
     usable = list(passages)
     other_language = False
     if language == "fr" and usable:
@@ -367,9 +402,9 @@ def _triage_line(
 ) -> str:
     line = texts["thanks"]
     if _allowed(topic, allowed):  # a label outside the model's own label set is never shown
-        line += " " + texts["category"].format(topic=topic)
+        line += " " + texts["category"].format(topic=readable_label(topic))
         if urgency:
-            line += texts["urgency"].format(urgency=urgency)
+            line += texts["urgency"].format(urgency=texts["urgency_levels"].get(urgency, urgency))
         line += "."
     return line
 

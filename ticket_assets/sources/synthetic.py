@@ -51,6 +51,7 @@ FRENCH_SHARE = 0.08
 DUPLICATE_SHARE = 0.03
 NEAR_DUPLICATE_SHARE = 0.02
 TYPO_SHARE = 0.12
+ESCALATION_SHARE = 0.01  # tickets replaced by content.ESCALATION_CASES (ransomware, outages ...)
 VIP_SHARE = 0.02  # on top of the Executive Office, whose requesters are all VIPs
 CUE_RATE = np.array([0.80, 0.75, 0.85, 0.95])  # P(urgency wording present | urgency)
 VIP_URGENCY_TILT = np.array([0.4, 0.8, 1.6, 2.2])
@@ -624,9 +625,44 @@ def generate_tickets(
             near_duplicate_of=_gather(ids, np.maximum(near_duplicate_of, 0), near_duplicate_of >= 0),
         ).struct.json_encode(),
     )
+    linked = np.zeros(n, dtype=bool)  # duplicates and their sources keep their shared text
+    for of in (duplicate_of, near_duplicate_of):
+        linked[of >= 0] = True
+        linked[of[of >= 0]] = True
+    frame = _with_escalation_cases(frame, seed, ~linked)
+    # After the escalation cases, which change topics: groups follow the final topic.
     groups = assignment_groups(frame["topic"].to_list(), frame["department"].to_list(), seed)
     frame = frame.with_columns(
         text_hash=text_hash_series(frame["title"], frame["body"]),
         labels=pl.Series([json.dumps({"assignment_group": g}) for g in groups], dtype=pl.String),
     )
     return conform(frame)
+
+
+def _with_escalation_cases(frame: pl.DataFrame, seed: int, eligible: np.ndarray) -> pl.DataFrame:
+    """Replace ``ESCALATION_SHARE`` of the tickets by escalation cases, labelled with the urgency the
+    escalation rules give them. A separate random stream: every other ticket stays as it was."""
+    rng = np.random.default_rng([seed, 0xE5C])
+    rows = np.flatnonzero((rng.random(frame.height) < ESCALATION_SHARE) & eligible)
+    if rows.size == 0:
+        return frame
+    cases = [content.ESCALATION_CASES[i] for i in rng.integers(len(content.ESCALATION_CASES), size=rows.size)]
+    columns = {
+        "escalation": [c[0] for c in cases],
+        "topic": [c[1] for c in cases],
+        "urgency": [c[2] for c in cases],
+    }
+    columns |= {
+        "language": [c[3] for c in cases],
+        "title": [c[4] for c in cases],
+        "body": [c[5] for c in cases],
+    }
+    out = frame.with_columns(
+        frame[name].clone().scatter(rows, pl.Series(values, dtype=pl.String))
+        for name, values in columns.items()
+        if name != "escalation"
+    )
+    extra = out["extra"].to_list()
+    for row, case in zip(rows.tolist(), cases, strict=True):
+        extra[row] = extra[row][:-1] + f',"escalation":"{case[0]}"}}'
+    return out.with_columns(extra=pl.Series(extra, dtype=pl.String))

@@ -675,3 +675,98 @@ CHANNEL_BY_URGENCY = [
     (0.35, 0.27, 0.18, 0.20),
     (0.25, 0.15, 0.40, 0.20),
 ]
+
+# --- escalation cases ------------------------------------------------------------------------
+
+# Tickets whose wording must escalate whatever the topic's usual urgency (ml/escalation_rules.yaml):
+# (rule, topic, urgency, language, title, body). The urgency is the rule's floor.
+ESCALATION_CASES: list[tuple[str, str, str, str, str, str]] = [
+    (
+        "ransomware",
+        "security_phishing",
+        "critical",
+        "en",
+        "Ransomware on the finance share",
+        "All files on the finance share are encrypted and every folder has a ransom note asking for bitcoin.",
+    ),
+    (
+        "ransomware",
+        "storage",
+        "critical",
+        "en",
+        "Files encrypted, cannot open anything",
+        "Since this morning my files were encrypted, they all end in .locked and a window says it is ransomware.",
+    ),
+    (
+        "ransomware",
+        "security_phishing",
+        "critical",
+        "fr",
+        "Rançongiciel sur le serveur",
+        "Tous les fichiers du serveur de fichiers sont chiffrés et un message demande une rançon.",
+    ),
+    (
+        "credentials_phished",
+        "security_phishing",
+        "high",
+        "en",
+        "Entered my password on a phishing page",
+        "I clicked a link in a phishing email and entered my password on the login page it opened.",
+    ),
+    (
+        "credentials_phished",
+        "access_password",
+        "high",
+        "en",
+        "Fake sign-in page",
+        "The email looked like it came from IT; it was a fake login page and I typed my password before I noticed.",
+    ),
+    (
+        "credentials_phished",
+        "security_phishing",
+        "high",
+        "fr",
+        "Mot de passe saisi sur un faux site",
+        "J'ai cliqué sur un lien d'un mail d'hameçonnage et j'ai saisi mon mot de passe sur la page.",
+    ),
+    (
+        "outage",
+        "vpn_network",
+        "high",
+        "en",
+        "Site-wide network outage",
+        "Nobody can connect: the whole office is down, no internet on any floor since 8:30.",
+    ),
+    (
+        "outage",
+        "email_calendar",
+        "high",
+        "en",
+        "Mail outage for everyone",
+        "Email is down for everyone in the company, all users cannot send or receive since the update.",
+    ),
+    (
+        "outage",
+        "vpn_network",
+        "high",
+        "fr",
+        "Panne générale du réseau",
+        "Panne générale : tout le bâtiment n'a plus d'accès au réseau, impossible de travailler.",
+    ),
+    (
+        "data_loss",
+        "storage",
+        "high",
+        "en",
+        "Project folder wiped",
+        "The project folder on the shared drive was emptied overnight; the files have been deleted and are gone.",
+    ),
+    (
+        "data_loss",
+        "storage",
+        "high",
+        "fr",
+        "Perte de données sur le partage",
+        "Perte de données : les fichiers du dossier commun ont été supprimés cette nuit.",
+    ),
+]

@@ -1,0 +1,120 @@
+"""Out-of-scope detection: how unlike the training tickets a new ticket is.
+
+A classifier's softmax stays confident far from its training data (another organisation's tickets
+score a mean confidence of ~0.8), so confidence cannot say "this is not the kind of ticket I know".
+Two signals, each with a threshold at a quantile of held-out in-domain scores:
+
+* meaning: one minus the mean cosine similarity of the ``k`` nearest training tickets in embedding
+  space (held-out = training tickets scored against the others, leave-one-out);
+* wording: the share of a ticket's words never seen in training (held-out = a tenth of the
+  training texts against a vocabulary built from the rest; the shipped vocabulary is that one).
+  Another organisation's export shares the meaning of IT tickets but not their words: the
+  embedding alone flagged 34 % of such tickets, with the wording signal 80 % (BENCHMARKS.md).
+
+``score`` is the larger of the two signals divided by its threshold: over 1 is out of scope. Each
+threshold sits at ``1 - (1 - quantile) / 2`` so the two together flag about ``1 - quantile`` of
+tickets like the training data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+DEFAULT_K = 10
+DEFAULT_QUANTILE = 0.975
+CALIBRATION_ROWS = 3000
+_WORD = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def unseen_share(texts: Sequence[str], vocabulary: frozenset[str]) -> np.ndarray:
+    """Per text, the share of its words not in ``vocabulary`` (1 for a text without words)."""
+    out = np.ones(len(texts))
+    for i, text in enumerate(texts):
+        words = _words(text)
+        if words:
+            out[i] = sum(word not in vocabulary for word in words) / len(words)
+    return out
+
+
+@dataclass
+class OutOfScopeDetector:
+    reference: np.ndarray  # (n, dim) float32, L2-normalised training embeddings
+    threshold: float
+    k: int = DEFAULT_K
+    calibration: dict[str, Any] = field(default_factory=dict)
+    vocabulary: frozenset[str] | None = None  # words seen in training (None: meaning signal only)
+    unseen_threshold: float = float("inf")
+
+    def score(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """The larger signal over its threshold, per ticket: over 1 is out of scope."""
+        score = self.scores(embeddings) / self.threshold
+        if self.vocabulary is not None:
+            score = np.maximum(score, unseen_share(texts, self.vocabulary) / self.unseen_threshold)
+        return score
+
+    def scores(self, embeddings: np.ndarray, *, exclude_self: bool = False) -> np.ndarray:
+        """One minus the mean cosine similarity of the ``k`` nearest reference vectors (0 = a
+        training ticket's twin, ~1 = unrelated). ``exclude_self`` drops each row's best match,
+        for rows that are themselves in the reference."""
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        k = min(self.k + int(exclude_self), len(self.reference))
+        out = np.empty(len(embeddings), dtype=np.float64)
+        for start in range(0, len(embeddings), 1024):
+            similarity = embeddings[start : start + 1024] @ self.reference.T
+            top = -np.partition(-similarity, k - 1, axis=1)[:, :k]
+            if exclude_self:
+                top = np.sort(top, axis=1)[:, :-1]  # drop the largest: the row itself
+            out[start : start + len(top)] = 1.0 - top.mean(axis=1)
+        return out
+
+    def flags(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores) > self.threshold
+
+
+def fit_out_of_scope(
+    embeddings: np.ndarray,
+    texts: Sequence[str] | None = None,
+    *,
+    k: int = DEFAULT_K,
+    quantile: float = DEFAULT_QUANTILE,
+    calibration_rows: int = CALIBRATION_ROWS,
+    seed: int = 0,
+) -> OutOfScopeDetector:
+    """A detector over ``embeddings`` (shared, not copied, when already float32 and contiguous)
+    and, given ``texts``, their words (see the module docstring for the calibration)."""
+    reference = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if len(reference) < 2:
+        raise ValueError("out-of-scope detection needs at least two training tickets")
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(reference), size=min(calibration_rows, len(reference)), replace=False)
+    detector = OutOfScopeDetector(reference=reference, threshold=float("inf"), k=min(k, len(reference) - 1))
+    each = 1 - (1 - quantile) / 2 if texts is not None else quantile
+    held_out = detector.scores(reference[rows], exclude_self=True)
+    detector.threshold = max(float(np.quantile(held_out, each)), 1e-6)
+    if texts is not None:
+        order = rng.permutation(len(texts))
+        n_held = max(1, min(calibration_rows, len(texts) // 10))
+        counts = Counter(word for i in order[n_held:] for word in set(_words(texts[i])))
+        detector.vocabulary = frozenset(word for word, n in counts.items() if n >= 2)
+        unseen = unseen_share([texts[i] for i in order[:n_held]], detector.vocabulary)
+        detector.unseen_threshold = max(float(np.quantile(unseen, each)), 1e-3)
+    detector.calibration = {
+        "quantile": quantile,
+        "k": detector.k,
+        "calibration_rows": len(rows),
+        "threshold": detector.threshold,
+        "unseen_threshold": detector.unseen_threshold if texts is not None else None,
+        "vocabulary": len(detector.vocabulary or ()),
+        "held_out_median": float(np.median(held_out)),
+    }
+    return detector
