@@ -10,13 +10,16 @@ from contextlib import asynccontextmanager, suppress
 import anyio.to_thread
 import httpx
 from fastapi import Depends, FastAPI
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from psycopg_pool import AsyncConnectionPool
 
 from serving.deps import ServingState, require_api_key
+from serving.docs import add_docs
 from serving.errors import validation_error_handler
+from serving.examples import apply_examples
 from serving.inference import InferenceEngine
 from serving.memory import TicketIndexStore
 from serving.metrics import ApiMetrics, MetricsMiddleware
@@ -214,7 +217,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
         lifespan=lifespan,
         max_body_size=settings.max_body_bytes,
+        docs_url=None,  # self-hosted below: no CDN
+        redoc_url=None,
     )
+    add_docs(app)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     if settings.cors_origins:
         app.add_middleware(
@@ -255,6 +261,13 @@ def openapi_with_limits(app: FastAPI, settings: Settings) -> dict:
         components["Ticket"]["properties"]["text"]["maxLength"] = settings.max_text_chars
         components["BatchTriageRequest"]["properties"]["tickets"]["maxItems"] = settings.max_batch_size
         feedback_schema(components, None if model is None else (model.topics, model.urgencies))
+        apply_examples(
+            schema,
+            [] if model is None else list(model.topics),
+            [] if model is None else list(model.urgencies),
+            None if model is None else jsonable_encoder(model.describe()),
+            settings.max_text_chars,
+        )
         app.openapi_schema = schema
         app.state.openapi_key = key
     return app.openapi_schema
