@@ -25,7 +25,7 @@ from serving.memory import TicketIndexStore
 from serving.metrics import ApiMetrics, MetricsMiddleware
 from serving.model_store import KnowledgeBaseStore, ModelStore, ServingModel, poll_forever
 from serving.prediction_log import PredictionLogWriter, from_record
-from serving.routers import answer, feedback, health, model, reports, triage
+from serving.routers import answer, console, feedback, health, model, predictions, reports, triage
 from serving.spool import Spool
 from ticket_assets import __version__
 from ticket_assets.core.language import detect_language
@@ -233,9 +233,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     protected = [Depends(require_api_key)]
-    for router in (triage.router, answer.router, feedback.router, model.router, reports.router):
+    for router in (
+        triage.router,
+        answer.router,
+        feedback.router,
+        predictions.router,
+        model.router,
+        reports.router,
+    ):
         app.include_router(router, dependencies=protected)
     app.include_router(health.router)
+    app.include_router(console.router)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     app.openapi = lambda: openapi_with_limits(app, settings)  # type: ignore[method-assign]
     return app

@@ -19,6 +19,19 @@ TICKET = {
     "channel": "email",
     "requester": "j.doe@example.com",
 }
+LIMIT_TOO_SMALL = {
+    "summary": "limit below 1",
+    "value": {
+        "detail": [
+            {
+                "type": "greater_than_equal",
+                "loc": ["query", "limit"],
+                "msg": "Input should be greater than or equal to 1",
+                "ctx": {"ge": 1},
+            }
+        ]
+    },
+}
 SECOND_TICKET = {"text": "My laptop battery swells and the case bends."}
 
 
@@ -172,6 +185,30 @@ def response_examples(
             }
         },
         ("/v1/model", "get", "200"): {"champion": {"summary": "The champion", "value": model_example}},
+        ("/v1/predictions/recent", "get", "200"): {
+            "queue": {
+                "summary": "Low confidence first",
+                "value": {
+                    "predictions": [
+                        {
+                            "request_id": REQUEST_ID,
+                            "created_at": "2026-12-01T10:01:58.402000Z",
+                            "endpoint": "answer",
+                            "text": TICKET["text"],
+                            "text_chars": len(TICKET["text"]),
+                            "channel": "email",
+                            "topic": topics[0],
+                            "topic_confidence": 0.41,
+                            "urgency": urgencies[-1] if urgencies else None,
+                            "urgency_confidence": 0.55 if urgencies else None,
+                            "low_confidence": True,
+                            "model_version": ref["version"],
+                            "reviewed": False,
+                        }
+                    ]
+                },
+            }
+        },
         ("/healthz", "get", "200"): {"ok": {"summary": "Alive", "value": {"status": "ok"}}},
         ("/readyz", "get", "200"): {
             "ready": {
@@ -252,10 +289,19 @@ def apply_examples(
             {"missing_text": ERROR_EXAMPLES[422]["missing_text"], "text_too_long": too_long},
         ),
         ("/v1/feedback", "post", {"unknown_topic": unknown_topic}),
+        ("/v1/predictions/recent", "get", {"limit_too_small": LIMIT_TOO_SMALL}),
     ):
         operation = spec["paths"].get(path, {}).get(method)
         if operation is not None and "422" in operation["responses"]:
             operation["responses"]["422"]["content"]["application/json"]["examples"] = deepcopy(examples)
+    operation = spec["paths"].get("/v1/predictions/recent", {}).get("get")
+    if operation is not None:
+        operation["responses"]["503"]["content"]["application/json"]["examples"] = {
+            "no_database": {
+                "summary": "Database unreachable",
+                "value": {"detail": "the database is unavailable"},
+            }
+        }
     for path, method, name in (
         ("/v1/feedback", "post", "unknown_request_id"),
         ("/reports/{path}", "get", "unknown_report"),

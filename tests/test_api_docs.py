@@ -161,7 +161,7 @@ def test_request_examples_succeed_and_answer_like_the_response_examples(
         expected = _examples(spec, "/v1/feedback", "post", str(response.status_code))
         assert _same_shape(next(iter(expected.values())), response.json()), (name, response.json())
 
-    for path in ("/v1/model", "/healthz", "/readyz"):
+    for path in ("/v1/model", "/v1/predictions/recent", "/healthz", "/readyz"):
         response = client.get(path)
         assert response.status_code == 200, path
         _assert_documented(spec, path, "get", response)
@@ -193,6 +193,7 @@ def test_error_examples_are_what_the_server_answers(
     )
     check("/reports/{path}", "get", client.get("/reports/drift/2026-01-01.html"), "unknown_report")
     check("/v1/model", "get", client.get("/v1/model", headers={"X-API-Key": "wrong"}), "no_key")
+    check("/v1/predictions/recent", "get", client.get("/v1/predictions/recent?limit=0"), "limit_too_small")
     not_utf8 = b'{"ticket": {"text": "\xff\xfe"}}'
     headers = {"Content-Type": "application/json"}
     check("/v1/triage", "post", client.post("/v1/triage", content=not_utf8, headers=headers), "not_utf8")
