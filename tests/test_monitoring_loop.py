@@ -60,8 +60,13 @@ class Loop:
 
     def tick_drift_sensor(self) -> list[dg.RunRequest]:
         sensor = self.defs.resolve_sensor_def("drift_retrain_sensor")
+        from ticket_assets.defs.resources import AlertsResource
+
         context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.sensor_cursor, definitions=self.defs
+            instance=self.instance,
+            cursor=self.sensor_cursor,
+            definitions=self.defs,
+            resources={"alerts": AlertsResource()},
         )
         result = sensor.evaluate_tick(context)
         self.sensor_cursor = result.cursor or self.sensor_cursor

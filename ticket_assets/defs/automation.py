@@ -83,7 +83,8 @@ def _drift_notice(metadata, champion: str | None, storage_id: int, alerts: Alert
         f"{value('window_size')} predictions; drifted: {value('drifted_signals')}).",
         severity="warning",
         source="drift",
-        dedup_key=f"drift-episode-{storage_id}",
+        # The window end keeps keys unique should the Dagster instance (its storage ids) be reset.
+        dedup_key=f"drift-episode-{storage_id}:{champion or ''}:{value('window_end')}",
         url=str(metadata["report"].value) if "report" in metadata else None,
     )
 
