@@ -55,10 +55,10 @@ def bench_database() -> tuple[str, str | None]:
     """(url, admin url to drop it afterwards) — a fresh database so the run starts empty."""
     import psycopg
 
-    from ticket_assets.services.postgres import database_url
+    from ticket_assets.services.postgres import start_database
     from ticket_assets.settings import Settings
 
-    base = os.environ.get("DATABASE_URL") or database_url(Settings())
+    base = os.environ.get("DATABASE_URL") or start_database(Settings())
     name = f"ticketops_bench_api_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')

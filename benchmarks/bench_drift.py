@@ -50,6 +50,7 @@ from ticket_assets.monitoring.drift import (  # noqa: E402
     compute_drift,
     prediction_frame,
 )
+from ticket_assets.settings import get_settings  # noqa: E402
 from ticket_assets.sources.synthetic import SCENARIOS, generate_tickets  # noqa: E402
 
 HISTORY_START = date(2025, 1, 6)
@@ -98,7 +99,7 @@ def model_text(frame: pl.DataFrame) -> list[str]:
 
 class EmbeddingCache:
     def __init__(self) -> None:
-        self.embedder = get_embedder()
+        self.embedder = get_embedder(get_settings())
         self.vectors: dict[str, np.ndarray] = {}
         self.seconds = 0.0
         self.encoded = 0

@@ -17,6 +17,8 @@ import time
 import uuid
 from pathlib import Path
 
+from ticket_assets.settings import get_settings
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -56,7 +58,7 @@ def run(url: str) -> None:
     from ticket_assets.sources.csv_import import ColumnMapping
     from ticket_assets.sources.store import ingest_csv
 
-    prepare_environment()
+    prepare_environment(get_settings())
     started = time.perf_counter()
     report = ingest_csv(url, DATASET, ColumnMapping(text_col="text", topic_col="topic", id_col="ticket_id"))
     ingest_seconds = time.perf_counter() - started

@@ -57,9 +57,9 @@ TAGS = [
 async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingState:
     from ticket_assets.ml.embed import get_embedder
     from ticket_assets.services.migrations import check_schema
-    from ticket_assets.services.postgres import database_url
+    from ticket_assets.services.postgres import start_database
 
-    url = await anyio.to_thread.run_sync(database_url, settings)
+    url = await anyio.to_thread.run_sync(start_database, settings)
     # The API never changes the schema: an old database is a deployment error (`ticketops migrate`).
     await anyio.to_thread.run_sync(check_schema, url)
 
@@ -337,11 +337,11 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
     import uvicorn
 
     from ticket_assets.services.migrations import SchemaOutdatedError, check_schema
-    from ticket_assets.services.postgres import database_url
+    from ticket_assets.services.postgres import start_database
 
     settings = settings or get_settings()
     try:
-        check_schema(database_url(settings))
+        check_schema(start_database(settings))
     except SchemaOutdatedError as exc:
         raise SystemExit(f"ticketops API not started: {exc}") from None
     target = create_app(settings) if settings.api_workers == 1 else "serving.app:create_app"

@@ -20,11 +20,15 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from serving.model_store import ModelStore, ServingModel
+
+if TYPE_CHECKING:
+    from ticket_assets.ml.embed import Embedder
+    from ticket_assets.ml.predict import TriagePrediction
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ class ModelNotReady(RuntimeError):
 @dataclass(frozen=True)
 class InferenceResult:
     model: ServingModel
-    predictions: list[Any]  # TriagePrediction per text, in input order
+    predictions: list[TriagePrediction]  # one per text, in input order
     embeddings: np.ndarray  # (n, dim), reused for retrieval
     queue_ms: float  # waiting for the pool / the batch window
     embed_ms: float  # the whole batch's encode time (shared by the requests in it)
@@ -52,8 +56,8 @@ class _Job:
 
 
 def _compute(
-    embedder: Any, serving_model: ServingModel, texts: list[str]
-) -> tuple[np.ndarray, list[Any], float, float]:
+    embedder: Embedder, serving_model: ServingModel, texts: list[str]
+) -> tuple[np.ndarray, list[TriagePrediction], float, float]:
     t0 = time.perf_counter()
     vectors = embedder.encode(texts)
     t1 = time.perf_counter()
@@ -68,7 +72,7 @@ def _compute(
 class InferenceEngine:
     def __init__(
         self,
-        embedder: Any,  # ticket_assets.ml.embed.Embedder: encode(texts) -> (n, dim), model_id
+        embedder: Embedder,
         models: ModelStore,
         *,
         threads: int = 1,

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -21,16 +21,15 @@ from ticket_assets.core.labels import LabelMap
 from ticket_assets.core.names import CHAMPION
 from ticket_assets.settings import Settings
 
+if TYPE_CHECKING:  # loaded lazily: importing them pulls in scikit-learn and MLflow
+    from ticket_assets.ml.predict import TriageModel
+    from ticket_assets.ml.registry import ModelVersionInfo
+    from ticket_assets.rag.index import KnowledgeBase
+
 log = logging.getLogger(__name__)
 
 
-def _read(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def _labels(model: Any, target: str) -> tuple[str, ...]:
+def _labels(model: TriageModel, target: str) -> tuple[str, ...]:
     """The label set of one target; () when the model has no such target (e.g. no urgency labels)."""
     try:
         return tuple(str(label) for label in model.labels(target))
@@ -42,8 +41,8 @@ def _labels(model: Any, target: str) -> tuple[str, ...]:
 class ServingModel:
     """A fully loaded model version and what the API reports about it."""
 
-    model: Any  # ticket_assets.ml.predict.TriageModel
-    info: Any  # the registry's version info
+    model: TriageModel
+    info: ModelVersionInfo
     name: str
     version: str
     topics: tuple[str, ...]
@@ -51,41 +50,37 @@ class ServingModel:
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
-    def from_registry(cls, model: Any, info: Any, name: str) -> ServingModel:
+    def from_registry(cls, model: TriageModel, info: ModelVersionInfo) -> ServingModel:
         return cls(
             model=model,
             info=info,
-            name=str(_read(info, "name", name)),
-            version=str(_read(info, "version")),
+            name=info.name,
+            version=info.version,
             topics=_labels(model, "topic"),
             urgencies=_labels(model, "urgency"),
         )
 
     def describe(self) -> dict[str, Any]:
         """What /v1/model reports; the registry keeps metrics and data versions as version tags."""
-        tags = {str(k): str(v) for k, v in (_read(self.info, "tags", {}) or {}).items()}
+        tags = dict(self.info.tags)
         return {
             "name": self.name,
             "version": self.version,
-            "aliases": list(_read(self.info, "aliases", []) or []),
-            "run_id": _read(self.info, "run_id"),
-            "created_at": _read(self.info, "created_at"),
+            "aliases": list(self.info.aliases),
+            "run_id": self.info.run_id,
+            "created_at": self.info.created_at,
             "data_version": _with_prefix(tags, "data."),
             "metrics": {key: _as_float(value) for key, value in _with_prefix(tags, "metric.").items()},
             "tags": tags,
-            "embedding_model": _read(self.model, "embedding_model_id"),
+            "embedding_model": self.model.embedding_model_id,
             "topics": list(self.topics),
             "topic_names": {
-                topic: LabelMap(_model_metadata(self.model).get("topic_display", {})).name(topic)
+                topic: LabelMap(self.model.metadata.get("topic_display", {})).name(topic)
                 for topic in self.topics
             },
             "urgencies": list(self.urgencies),
             "loaded_at": self.loaded_at,
         }
-
-
-def _model_metadata(model: Any) -> dict[str, Any]:
-    return getattr(model, "metadata", {}) or {}
 
 
 def _with_prefix(tags: Mapping[str, str], prefix: str) -> dict[str, str]:
@@ -115,7 +110,7 @@ def _registry_loader(settings: Settings) -> Callable[[str], ServingModel]:
 
     def load(version: str) -> ServingModel:
         model, info = registry.load_model_version(settings.model_name, version, settings=settings)
-        return ServingModel.from_registry(model, info, settings.model_name)
+        return ServingModel.from_registry(model, info)
 
     return load
 
@@ -201,12 +196,12 @@ class KnowledgeBaseStore:
     ) -> None:
         self._settings = settings
         self._on_change = on_change or (lambda version: None)
-        self._current: Any | None = None
+        self._current: KnowledgeBase | None = None
         self._lock = asyncio.Lock()
         self.last_error: str | None = None
 
     @property
-    def current(self) -> Any | None:
+    def current(self) -> KnowledgeBase | None:
         return self._current
 
     @property
@@ -233,7 +228,7 @@ class KnowledgeBaseStore:
                 self._on_change(str(self.version))
             return changed
 
-    def _open(self) -> Any:
+    def _open(self) -> KnowledgeBase:
         from ticket_assets.rag.index import KnowledgeBase
 
         return KnowledgeBase.open(self._settings)

@@ -26,6 +26,7 @@ from ticket_assets.monitoring import (
 )
 from ticket_assets.monitoring.domain_classifier import distinct_rows
 from ticket_assets.monitoring.drift import EMBEDDINGS_NAME
+from ticket_assets.settings import get_settings
 from ticket_assets.sources.synthetic import SCENARIOS, generate_tickets
 
 WINDOW = 200
@@ -71,7 +72,7 @@ def drift_world() -> DriftWorld:
     config = TrainConfig(cv_folds=3, tfidf_c_grid=(0.3, 1.0), candidates=("tfidf",))
     model = train_triage_model(train.select("text", "topic", "urgency"), None, None, config).model
 
-    embedder = get_embedder()
+    embedder = get_embedder(get_settings())
     reference_texts = held_out["text"].to_list()
     reference = prediction_frame(reference_texts, model.predict(reference_texts))
     ref_embeddings = embedder.encode(reference_texts)

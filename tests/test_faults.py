@@ -377,7 +377,7 @@ def test_two_concurrent_materialisations_promote_once(
     monkeypatch.setenv("DATABASE_URL", fresh_db)
     monkeypatch.setenv("TICKETOPS_TRAIN_QUICK", "1")
     monkeypatch.setenv("TICKETOPS_MODEL_NAME", f"race-{uuid.uuid4().hex[:6]}")
-    settings = prepare_environment()
+    settings = prepare_environment(get_settings())
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     config = {**quiet, "ops": {"raw__tickets": {"config": {"synthetic_tickets": 400, "seed": 3}}}}
     with dg.DagsterInstance.get() as instance:

@@ -14,6 +14,7 @@ import pytest
 
 from serving.schemas import model_text
 from ticket_assets.memory.incidents import WindowItem, detect_incidents
+from ticket_assets.settings import get_settings
 from ticket_assets.sources.outage_burst import generate_outage_burst
 from ticket_assets.sources.synthetic import generate_tickets
 
@@ -111,7 +112,7 @@ def test_thirty_stationary_days_raise_no_incident_in_any_window():
 
     tickets = generate_tickets(2000, seed=5, start=date(2026, 2, 1), days=30).sort("created_at")
     texts = [model_text(t, b) for t, b in zip(tickets["title"], tickets["body"], strict=True)]
-    vectors = get_embedder().encode(texts)
+    vectors = get_embedder(get_settings()).encode(texts)
     created = tickets["created_at"].to_list()
     stamps = np.array([c.timestamp() for c in created])
     items = [WindowItem(i, c, t) for i, c, t in zip(tickets["ticket_id"], created, texts, strict=True)]
@@ -144,7 +145,7 @@ def test_thirty_stationary_days_raise_no_incident_in_any_window():
     ]
     incidents = detect_incidents(
         window,
-        np.vstack([vectors[inside], get_embedder().encode(burst_texts)]),
+        np.vstack([vectors[inside], get_embedder(get_settings()).encode(burst_texts)]),
         vectors[before],
         timedelta(days=14),
         timedelta(hours=1),

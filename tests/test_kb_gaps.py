@@ -32,7 +32,7 @@ def test_a_topic_the_kb_does_not_cover_is_the_top_gap(instance, pg_url):
     from ticket_assets.sources.store import ingest_synthetic
 
     chunks = [c for a in load_articles(KB_DIR) if a.topic != "printer" for c in chunk_article(a)]
-    embedder = get_embedder()
+    embedder = get_embedder(get_settings())
     publish(
         build_snapshot(chunks, embed_chunks(chunks, embedder), embedder.model_id, get_settings()),
         get_settings(),

@@ -113,7 +113,7 @@ name, version = sys.argv[1], sys.argv[2]
 texts = json.loads(sys.stdin.read())
 mlflow.set_tracking_uri(get_settings().resolved_mlflow_uri)
 frame = mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(pd.DataFrame({"text": texts}))
-model, info = registry.load_model_version(name, version)
+model, info = registry.load_model_version(name, version, get_settings())
 unwrapped = [p.topic for p in model.predict(texts)]
 print(json.dumps({"pyfunc": frame.to_dict(orient="list"), "unwrapped": unwrapped, "version": info.version}))
 """
@@ -183,26 +183,78 @@ def test_gate_rejects_a_worse_model_and_the_champion_stays(registered: Registere
     assert registry.get_alias_version(name, registry.CHALLENGER, settings) == challenger.version
 
 
-def test_promote_then_rollback_restores_the_previous_champion(registered: Registered) -> None:
+def _use_in_cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ticket_assets.settings import reset_settings_cache
+
+    monkeypatch.setenv("TICKETOPS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("DATABASE_URL", settings.database_url.get_secret_value())
+    monkeypatch.setenv("TICKETOPS_MODEL_NAME", settings.model_name)
+    monkeypatch.setenv("TICKETOPS_MODEL_CACHE_DIR", str(settings.resolved_model_cache_dir))
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.data_dir / "dagster_home"))
+    monkeypatch.setenv("USER", "alice")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    reset_settings_cache()
+    monkeypatch.setattr("ticket_assets.settings._current", None)  # reset again when the test ends
+
+
+def _champion_metadata(settings: Settings) -> dict:
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(settings.data_dir / "dagster_home"))
+    event = instance.get_latest_materialization_event(dg.AssetKey("champion_model"))
+    return {key: value.value for key, value in event.asset_materialization.metadata.items()}
+
+
+def test_cli_promote_then_rollback_run_the_champion_asset(
+    registered: Registered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from ticket_assets.cli import app
+
     settings, url, name = registered.settings, registered.url, registered.settings.model_name
     champion = registry.get_alias_version(name, registry.CHAMPION, settings)
     challenger = registry.get_alias_version(name, registry.CHALLENGER, settings)
-    if champion is None:  # running this test on its own
+    if champion is None:
         registry.promote(registered.version, "test", "first champion", url=url, settings=settings)
         champion = registered.version
-    assert challenger and challenger != champion
+    if challenger in (None, champion):  # no other test registered a second version
+        data = trained().corpus
+        challenger = registry.log_training_run(
+            trained().outcome.model,
+            registered.metrics,
+            {},
+            {},
+            {"training_set_rows": data.frame.height},
+            settings=settings,
+            db_url=url,
+        ).version
+    _use_in_cli(settings, monkeypatch)
+    cli = CliRunner()
 
-    previous = registry.promote(challenger, "alice", "manual override", url=url, settings=settings)
-    assert previous == champion
+    promoted = cli.invoke(app, ["model", "promote", challenger, "--reason", "manual override"])
+    assert promoted.exit_code == 0, promoted.output
+    assert f"previous champion: {champion}" in promoted.output
     assert registry.get_alias_version(name, registry.CHAMPION, settings) == challenger
-    restored = registry.rollback("bob", "bad answers in production", url=url, settings=settings)
-    assert restored == champion
+    metadata = _champion_metadata(settings)
+    assert (metadata["champion_version"], metadata["previous_champion"]) == (challenger, champion)
+    assert metadata["action"] == "promote"
+
+    restored = cli.invoke(app, ["model", "rollback", "--reason", "bad answers in production"])
+    assert restored.exit_code == 0, restored.output
+    assert registry.get_alias_version(name, registry.CHAMPION, settings) == champion
+    metadata = _champion_metadata(settings)
+    assert (metadata["champion_version"], metadata["action"]) == (champion, "rollback")
+
+    unknown = cli.invoke(app, ["model", "promote", "999"])
+    assert unknown.exit_code == 1
+    assert unknown.output.strip() == f"{name} has no version 999"
     assert registry.get_alias_version(name, registry.CHAMPION, settings) == champion
 
     events = _events(url, name)
     assert events[-2:] == [
-        ("champion", int(champion), int(challenger), "alice"),
-        ("champion", int(challenger), int(champion), "bob"),
+        ("champion", int(champion), int(challenger), "cli:alice"),
+        ("champion", int(challenger), int(champion), "cli:alice"),
     ]
     listed = {v["version"]: v for v in registry.list_versions(name, settings)}
     assert registry.CHAMPION in listed[champion]["aliases"]
@@ -274,14 +326,21 @@ def test_pipeline_trains_from_the_training_mart_and_promotes_a_first_model(
                 copy.write_row(row)
     settings = ml_settings(tmp_path / "data", fresh_db, "ticket-triage-pipeline")
 
-    result = pipeline.run_training(settings, fresh_db, tiny_config(candidates=("tfidf", "stack")))
-
-    assert result.gate.passed and result.promoted and result.champion_before is None
-    assert (
-        registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
-        == result.registered.version
+    # The stages in the order the training assets run them.
+    config = tiny_config(candidates=("tfidf", "stack"))
+    data = pipeline.load_data(settings, fresh_db)
+    candidate = pipeline.train_and_evaluate(data, config)
+    registered = pipeline.register(candidate, data, settings, fresh_db, config)
+    decision, champion_before = pipeline.gate_against_champion(
+        candidate.evaluation.metrics, candidate.baseline, data, settings
     )
-    assert result.metrics["n_holdout"] == frame.filter(pl.col("split") == "test").height
+    assert decision.passed and champion_before is None
+    registry.promote(
+        registered.version, "training", "; ".join(decision.reasons), url=fresh_db, settings=settings
+    )
+
+    assert registry.get_alias_version(settings.model_name, registry.CHAMPION, settings) == registered.version
+    assert candidate.evaluation.metrics["n_holdout"] == frame.filter(pl.col("split") == "test").height
     with psycopg.connect(fresh_db) as conn:
         stored = conn.execute("select count(*) from features.ticket_embeddings").fetchone()[0]
         aliases = [row[0] for row in conn.execute("select alias from ops.model_alias_events order by id")]

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from tests.support.webhook import WebhookReceiver
 from ticket_assets.defs.keys import CHAMPION_MODEL, DRIFT_REPORT
 from ticket_assets.demo import PERIOD_A_START, macro_f1_on, period_b, send_feedback, send_traffic, wait_for
+from ticket_assets.settings import get_settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 PERIOD_A_DAYS = 60
@@ -105,7 +106,7 @@ def loop(tmp_path_factory, pg_server_url):
         for key in ("MLFLOW_TRACKING_URI", "QDRANT_URL", "LLM_BASE_URL", "TICKETOPS_API_KEYS"):
             mp.delenv(key, raising=False)
         reset_settings_cache()
-        settings = prepare_environment()
+        settings = prepare_environment(get_settings())
         ingest_synthetic(url, n=1300, seed=3, start=PERIOD_A_START, days=PERIOD_A_DAYS)
         with dg.instance_for_test() as instance:
             outcome = materialize(None, instance=instance, run_config=QUIET)

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from ticket_assets.ml.splits import stratified_hash_split
+from ticket_assets.settings import get_settings
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +89,7 @@ def real(tmp_path_factory, pg_server_url):
         for key in ("MLFLOW_TRACKING_URI", "QDRANT_URL", "LLM_BASE_URL", "TICKETOPS_API_KEYS"):
             mp.delenv(key, raising=False)
         reset_settings_cache()
-        settings = prepare_environment()
+        settings = prepare_environment(get_settings())
         report = ingest_csv(
             url,
             data_dir / "import.csv",

@@ -136,7 +136,7 @@ def test_ticket_index_asset_materialises_incrementally(instance, pg_url, platfor
     assert meta["full_build"].value is True and meta["points"].value == staged > 250
 
     index = TicketIndex.open(get_settings().ticket_index_dir)
-    hit = index.search(get_embedder().encode([text])[0], k=1)[0]
+    hit = index.search(get_embedder(get_settings()).encode([text])[0], k=1)[0]
     assert hit.similarity > 0.99 and hit.topic is not None and hit.created is not None
     assert hit.ticket_id == first_id or hit.similarity == pytest.approx(1.0, abs=1e-3)
 

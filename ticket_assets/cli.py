@@ -54,6 +54,7 @@ def _user_error(message: str) -> typer.Exit:
 def _environment(migrate_schema: bool = True, prepare_dbt: bool = False):
     """Services for one command; the dbt manifest only for commands that load the asset graph."""
     from ticket_assets.runner import prepare_environment
+    from ticket_assets.settings import get_settings
 
     # dagster-dbt's manifest preparer and the child services run `dbt`/`dagster` from PATH: this
     # environment's bin first, so an unactivated virtualenv works like an activated one.
@@ -61,7 +62,7 @@ def _environment(migrate_schema: bool = True, prepare_dbt: bool = False):
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     with console.status("Preparing services (PostgreSQL, schema, dbt manifest)…"):
-        return prepare_environment(migrate_schema=migrate_schema, prepare_dbt=prepare_dbt)
+        return prepare_environment(get_settings(), migrate_schema=migrate_schema, prepare_dbt=prepare_dbt)
 
 
 def _force_training(force: bool) -> None:
@@ -98,8 +99,9 @@ def _record_raw_materialization(report, **extra: object) -> None:
 
     from ticket_assets.defs.ingest import RAW_TICKETS
     from ticket_assets.runner import dagster_instance
+    from ticket_assets.settings import get_settings
 
-    instance = dagster_instance()
+    instance = dagster_instance(get_settings())
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
             asset_key=RAW_TICKETS,
@@ -171,14 +173,15 @@ def materialize(
 ) -> None:
     """Run the asset graph headless; exits non-zero when any step fails."""
     _force_training(force_train)
-    _environment(prepare_dbt=True)
+    settings = _environment(prepare_dbt=True)
     import dagster as dg
 
+    from ticket_assets.runner import dagster_instance
     from ticket_assets.runner import materialize as run
 
     try:
         with console.status(f"Materialising {select or 'the whole asset graph'}…"):
-            outcome = run(select)
+            outcome = run(select, instance=dagster_instance(settings))
     except (ValueError, dg.DagsterError) as exc:
         if select is None:
             raise
@@ -377,10 +380,13 @@ def up(
         _print_ingest_report(report)
 
     if materialize_first:
+        from ticket_assets.runner import dagster_instance
         from ticket_assets.runner import materialize as run
 
         with console.status("Materialising the whole asset graph (first run loads models and trains)…"):
-            outcome = run(None, tags={"ticketops/trigger": "ticketops up"})
+            outcome = run(
+                None, instance=dagster_instance(settings), tags={"ticketops/trigger": "ticketops up"}
+            )
         _print_outcome(outcome)
         if not outcome.success:
             console.print("[yellow]some steps failed; the UI shows why.[/]")
@@ -465,7 +471,7 @@ def model_list() -> None:
     from ticket_assets.ml import registry
 
     registry.configure_mlflow(settings)
-    versions = registry.list_versions(settings.model_name)
+    versions = registry.list_versions(settings.model_name, settings)
     table = Table(title=f"Model {settings.model_name}")
     for column in ("version", "aliases", "macro_f1", "most_urgent_recall", "created", "data version"):
         table.add_column(column)
@@ -494,17 +500,12 @@ def model_promote(
         str, typer.Option(help="Why (recorded in ops.model_alias_events).")
     ] = "manual promotion",
 ) -> None:
-    """Move the `champion` alias to VERSION (the API hot-reloads it)."""
-    settings = _environment()
-    from ticket_assets.ml import registry
-
-    registry.configure_mlflow(settings)
-    from ticket_assets.services.postgres import database_url
-
+    """Move the `champion` alias to VERSION (the API hot-reloads it) through the `champion_model` asset."""
+    settings = _environment(prepare_dbt=True)
     version = _known_version(version, settings)
-    previous = registry.promote(version, _actor(), reason, url=database_url(settings), settings=settings)
-    console.print(f"previous champion: {previous or 'none'}")
-    console.print(f"[green]champion → version {version}")
+    champion = _move_champion(settings, "promote", version=version, reason=reason)
+    console.print(f"previous champion: {champion['previous_champion']}")
+    console.print(f"[green]champion → version {champion['champion_version']}")
 
 
 @model_app.command("rollback")
@@ -513,18 +514,29 @@ def model_rollback(
         str, typer.Option(help="Why (recorded in ops.model_alias_events).")
     ] = "manual rollback",
 ) -> None:
-    """Move `champion` back to the previous champion."""
-    settings = _environment()
+    """Move `champion` back to the previous champion through the `champion_model` asset."""
+    settings = _environment(prepare_dbt=True)
     from ticket_assets.ml import registry
 
-    registry.configure_mlflow(settings)
-    from ticket_assets.services.postgres import database_url
+    current = registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
+    if current is None:
+        raise _user_error(f"{settings.model_name} has no champion to roll back")
+    champion = _move_champion(settings, "rollback", reason=reason)
+    console.print(f"[green]champion → version {champion['champion_version']}")
 
-    try:
-        version = registry.rollback(_actor(), reason, url=database_url(settings), settings=settings)
-    except registry.NoPreviousChampionError as exc:
-        raise _user_error(str(exc)) from None
-    console.print(f"[green]champion → version {version}")
+
+def _move_champion(settings, action: str, *, version: str | None = None, reason: str) -> dict:
+    """Run Dagster's promotion path (the `champion_model` asset); its metadata, or exit 1 with why."""
+    from ticket_assets.runner import dagster_instance, move_champion
+
+    outcome = move_champion(
+        dagster_instance(settings), action, version=version, reason=reason, actor=_actor()
+    )
+    champion = outcome.metadata.get("champion_model")
+    if not outcome.success or champion is None:
+        console.print(f"[red]{'; '.join(outcome.errors) or f'{action} failed (run {outcome.run_id})'}")
+        raise typer.Exit(1)
+    return champion
 
 
 def _first_line(exc: BaseException) -> str:

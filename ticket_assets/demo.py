@@ -194,6 +194,7 @@ def run_drift_demo(
         )
         outcome = materialize(
             None,
+            instance=instance,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             tags={"ticketops/trigger": "demo drift"},
         )

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from ticket_assets.services import postgres
 from ticket_assets.services.dbt import prepare_manifest
 from ticket_assets.services.migrations import migrate
-from ticket_assets.settings import Settings, get_settings, use_settings
+from ticket_assets.settings import Settings, use_settings
 
 DAGSTER_YAML = """\
 # Written by ticketops: a local instance on SQLite under DAGSTER_HOME.
@@ -33,15 +33,14 @@ run_queue:
 
 
 def prepare_environment(
-    settings: Settings | None = None, *, migrate_schema: bool = True, prepare_dbt: bool = True
+    settings: Settings, *, migrate_schema: bool = True, prepare_dbt: bool = True
 ) -> Settings:
     """Resolve every service once (database, data directory, Dagster home), migrate the schema
     (unless the caller only checks it, as the API does) and prepare the dbt manifest (for callers
     that load the asset graph). The resolved settings become this process's settings; child processes
     get them through :func:`ticket_assets.settings.child_env`."""
-    settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = postgres.database_url(settings)
+    url = postgres.start_database(settings)
     dagster_home = settings.resolved_dagster_home
     dagster_home.mkdir(parents=True, exist_ok=True)
     dagster_yaml = dagster_home / "dagster.yaml"
@@ -57,9 +56,8 @@ def prepare_environment(
     return settings
 
 
-def dagster_instance(settings: Settings | None = None) -> dg.DagsterInstance:
+def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     """The persistent Dagster instance under the settings' Dagster home (what the UI shows)."""
-    settings = settings or get_settings()
     return dg.DagsterInstance.from_config(str(settings.resolved_dagster_home))
 
 
@@ -70,19 +68,22 @@ class MaterializeOutcome:
     materialized: list[str] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
     checks: dict[str, bool] = field(default_factory=dict)
+    # Why steps failed: a dg.Failure's description, else the error message.
+    errors: list[str] = field(default_factory=list)
+    # Metadata of each materialisation by asset key.
+    metadata: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 def materialize(
     selection: str | None = None,
     *,
-    instance: dg.DagsterInstance | None = None,
+    instance: dg.DagsterInstance,
     run_config: dict | None = None,
     tags: dict[str, str] | None = None,
 ) -> MaterializeOutcome:
     """Materialise the selected assets (default: the whole graph) and report what happened."""
     from ticket_assets.definitions import defs
 
-    instance = instance or dagster_instance()
     job = defs.resolve_implicit_global_asset_job_def()
     asset_keys = None
     if selection:
@@ -101,10 +102,44 @@ def materialize(
     outcome = MaterializeOutcome(success=result.success, run_id=result.run_id)
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-            outcome.materialized.append(event.asset_key.to_user_string())
+            key = event.asset_key.to_user_string()
+            outcome.materialized.append(key)
+            materialization = event.step_materialization_data.materialization
+            outcome.metadata[key] = {name: value.value for name, value in materialization.metadata.items()}
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             outcome.failed_steps.append(event.step_key or "?")
+            failure = event.step_failure_data
+            if failure.user_failure_data is not None and failure.user_failure_data.description:
+                outcome.errors.append(failure.user_failure_data.description)
+            elif failure.error is not None:
+                outcome.errors.append(failure.error.message.strip())
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
             outcome.checks[evaluation.asset_check_key.to_user_string()] = evaluation.passed
     return outcome
+
+
+def move_champion(
+    instance: dg.DagsterInstance,
+    action: str,
+    *,
+    version: str | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+) -> MaterializeOutcome:
+    """Promote a version or roll back by materialising ``champion_model`` with that action, so the
+    alias moves on Dagster's one promotion path and the asset's metadata names the serving champion."""
+    from ticket_assets.defs.keys import CHAMPION_MODEL
+
+    config = {"action": action, "version": version, "reason": reason, "actor": actor}
+    run_config = {
+        # The caller reports a failure in one line; the run's event log keeps the details.
+        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+        "ops": {CHAMPION_MODEL.to_python_identifier(): {"config": config}},
+    }
+    return materialize(
+        f"key:{CHAMPION_MODEL.to_user_string()}",
+        instance=instance,
+        run_config=run_config,
+        tags={"ticketops/trigger": f"cli {action}"},
+    )

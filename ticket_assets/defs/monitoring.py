@@ -217,7 +217,7 @@ def live_quality_check(
     config: LiveQualityConfig, postgres: PostgresResource, mlflow: MlflowResource, alerts: AlertsResource
 ) -> dg.AssetCheckResult:
     mlflow.configure()
-    champion = registry.get_alias_version(mlflow.model_name, registry.CHAMPION)
+    champion = mlflow.alias_version(registry.CHAMPION)
     with postgres.connect() as conn:
         row = conn.execute(
             "select n_feedback, topic_macro_f1, n_critical, critical_recall from marts.live_quality"

@@ -23,7 +23,7 @@ class PostgresResource(dg.ConfigurableResource):
     """The platform database (``DATABASE_URL`` or the embedded server)."""
 
     def url(self) -> str:
-        return postgres.database_url(get_settings())
+        return postgres.start_database(get_settings())
 
     def connect(self, autocommit: bool = False) -> psycopg.Connection:
         return postgres.connect(self.url(), autocommit=autocommit)
@@ -56,6 +56,11 @@ class MlflowResource(dg.ConfigurableResource):
     @property
     def model_name(self) -> str:
         return get_settings().model_name
+
+    def alias_version(self, alias: str) -> str | None:
+        from ticket_assets.ml import registry
+
+        return registry.get_alias_version(self.model_name, alias, get_settings())
 
     def client(self):
         from ticket_assets.ml import registry
@@ -94,7 +99,7 @@ class AlertsResource(dg.ConfigurableResource):
         return send_alert(
             Alert(title=title, body=body, severity=severity, source=source, dedup_key=dedup_key, url=url),
             webhook,
-            postgres.database_url(settings),
+            postgres.start_database(settings),
         )
 
 

@@ -8,10 +8,12 @@ untouched, records why in the check's metadata and alerts on-call.
 """
 
 import json
+from typing import Literal
 
 import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 
+from ticket_assets.defs.config import config_class, to_plain
 from ticket_assets.defs.k8s import HEAVY_STEP_TAGS, TRAINING_RUN_TAGS
 from ticket_assets.defs.keys import CHAMPION_MODEL, KB_CHUNKS, TICKET_EMBEDDINGS, TRAINING_SET
 from ticket_assets.defs.metadata import markdown_table, png_markdown
@@ -24,7 +26,7 @@ from ticket_assets.defs.resources import (
 from ticket_assets.ml import pipeline, registry
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.ml.evaluate import majority_baseline_metrics
-from ticket_assets.ml.gate import GateConfig, evaluate_gate, score_on_holdout
+from ticket_assets.ml.gate import GateConfig, GateVerdict, evaluate_gate, score_on_holdout
 from ticket_assets.ml.train import TrainConfig
 from ticket_assets.rag.index import load_stored_chunks
 
@@ -40,11 +42,17 @@ class ClassifierConfig(dg.Config):
     force_train: bool = False
 
 
-class GateSettings(dg.Config):
-    max_macro_f1_drop: float = 0.01
-    max_most_urgent_recall_drop: float = 0.0
-    max_class_recall_drop: float = 0.05
-    min_gain_over_baseline: float = 0.10
+GateSettings = config_class(GateConfig, "GateSettings", "Promotion gate margins (see ticket_assets.ml.gate).")
+
+
+class ChampionConfig(dg.Config):
+    """``gate`` (default): promote the challenger whose gate verdict passed. ``promote``: make
+    ``version`` the champion by hand; ``rollback``: back to the champion it replaced."""
+
+    action: Literal["gate", "promote", "rollback"] = "gate"
+    version: str | None = None
+    reason: str | None = None
+    actor: str | None = None
 
 
 def train_config(config: ClassifierConfig, quick_by_default: bool = False) -> TrainConfig:
@@ -272,12 +280,7 @@ def promotion_gate(
         challenger, data.test, data.test_embeddings, data.embedding_model_id
     )
     baseline = majority_baseline_metrics(data.train, data.test)
-    gate_config = GateConfig(
-        max_macro_f1_drop=config.max_macro_f1_drop,
-        max_most_urgent_recall_drop=config.max_most_urgent_recall_drop,
-        max_class_recall_drop=config.max_class_recall_drop,
-        min_gain_over_baseline=config.min_gain_over_baseline,
-    )
+    gate_config = to_plain(config, GateConfig)
     champion_version = registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
     if champion_version == challenger_info.version:
         decision = evaluate_gate(challenger_metrics, None, baseline, gate_config)
@@ -286,11 +289,9 @@ def promotion_gate(
             challenger_metrics, baseline, data, settings, gate_config
         )
     summary = "; ".join(decision.reasons)
+    verdict = GateVerdict(decision.passed, challenger_info.version, champion_version, decision.reasons)
     mlflow.client().set_model_version_tag(
-        settings.model_name,
-        challenger_info.version,
-        GATE_TAG,
-        ("passed: " if decision.passed else "failed: ") + summary[:4000],
+        settings.model_name, challenger_info.version, GATE_TAG, verdict.to_json()
     )
     if not decision.passed:
         alerts.send(
@@ -327,11 +328,14 @@ def promotion_gate(
 )
 def champion_model(
     context: dg.AssetExecutionContext,
+    config: ChampionConfig,
     postgres: PostgresResource,
     platform: PlatformSettingsResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     settings = platform.get()
+    if config.action != "gate":
+        return _move_by_hand(context, config, postgres, settings)
     client = mlflow.client()
     own = trained_in_this_run(context.instance, context.run_id)
     challenger = (
@@ -339,16 +343,17 @@ def champion_model(
         if own
         else client.get_model_version_by_alias(settings.model_name, registry.CHALLENGER)
     )
-    gate_note = (challenger.tags or {}).get(GATE_TAG, "")
-    if not gate_note.startswith("passed"):
+    verdict = GateVerdict.from_json((challenger.tags or {}).get(GATE_TAG))
+    if verdict is None or not verdict.passed or verdict.challenger_version != str(challenger.version):
         raise dg.Failure(
-            f"challenger v{challenger.version} has no passing gate decision ({gate_note or 'none'})"
+            f"challenger v{challenger.version} has no passing gate decision "
+            f"({verdict.summary if verdict else 'none'})"
         )
     try:
         previous = registry.promote(
             challenger.version,
             actor=f"dagster:run:{context.run_id[:8]}",
-            reason=gate_note[:1000],
+            reason=("gate passed: " + verdict.summary)[:1000],
             url=postgres.url(),
             settings=settings,
             expected_champion=(challenger.tags or {}).get(registry.BASE_CHAMPION_TAG),
@@ -373,7 +378,42 @@ def champion_model(
             "champion_version": challenger.version,
             "previous_champion": previous or "none",
             "promoted": previous != challenger.version,
-            "gate": gate_note[:500],
+            "action": "gate",
+            "gate": verdict.summary[:500],
+            "model_uri": f"models:/{settings.model_name}@champion",
+        }
+    )
+
+
+def _move_by_hand(
+    context: dg.AssetExecutionContext, config: ChampionConfig, postgres: PostgresResource, settings
+) -> dg.MaterializeResult:
+    """``ticketops model promote`` / ``rollback``: the alias moves here so this asset's metadata is
+    always the serving champion."""
+    actor = config.actor or f"dagster:run:{context.run_id[:8]}"
+    reason = config.reason or f"manual {config.action}"
+    url = postgres.url()
+    try:
+        if config.action == "promote":
+            if not config.version:
+                raise dg.Failure(description="action promote needs a version")
+            version = config.version
+            registry.model_version_exists(settings.model_name, version, settings)
+            previous = registry.promote(version, actor, reason, url=url, settings=settings)
+        else:
+            previous = registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
+            version = registry.rollback(actor, reason, url=url, settings=settings)
+    except (registry.NoPreviousChampionError, registry.UnknownVersionError) as exc:
+        raise dg.Failure(description=str(exc)) from None
+    context.log.info(f"champion: v{previous or 'none'} → v{version} ({config.action} by {actor})")
+    return dg.MaterializeResult(
+        metadata={
+            "model_name": settings.model_name,
+            "champion_version": version,
+            "previous_champion": previous or "none",
+            "promoted": previous != version,
+            "action": config.action,
+            "reason": reason[:500],
             "model_uri": f"models:/{settings.model_name}@champion",
         }
     )

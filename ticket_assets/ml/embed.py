@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from ticket_assets.settings import Settings, forbid_model_hub, get_settings
+from ticket_assets.settings import Settings, forbid_model_hub
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -197,9 +197,8 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_onnx_model(settings: Settings | None = None, precision: str = "int8") -> Path:
+def ensure_onnx_model(settings: Settings, precision: str = "int8") -> Path:
     """Path of the cached ONNX model (``int8`` or ``fp32``), exporting it first if needed."""
-    settings = settings or get_settings()
     directory = onnx_cache_dir(settings)
     target = directory / f"model-{precision}.onnx"
     if target.exists():
@@ -335,9 +334,8 @@ def build_embedder(runtime: str, settings: Settings) -> Embedder:
     )
 
 
-def get_embedder(settings: Settings | None = None) -> Embedder:
+def get_embedder(settings: Settings) -> Embedder:
     """Process-wide cached embedder for ``settings.embed_runtime``: loading costs ~1 s, do it once."""
-    settings = settings or get_settings()
     key = (settings.embed_runtime, settings.embed_threads, settings.resolved_model_cache_dir)
     with _lock:
         if key not in _cache:

@@ -15,6 +15,7 @@ Rules, per target the challenger has (topic, urgency):
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -51,6 +52,50 @@ class GateDecision:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# MLflow caps a model version tag value at 5000 characters.
+_TAG_LIMIT = 5000
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """The gate's decision about one challenger, as stored on its model version (one JSON tag)."""
+
+    passed: bool
+    challenger_version: str
+    champion_version: str | None
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        return "; ".join(self.reasons)
+
+    def to_json(self) -> str:
+        reasons = list(self.reasons)
+        while True:
+            text = json.dumps({**asdict(self), "reasons": reasons}, sort_keys=True)
+            if len(text) <= _TAG_LIMIT or not reasons:
+                return text
+            reasons = reasons[:-1] if len(reasons) > 1 else [reasons[0][: _TAG_LIMIT // 2]]
+
+    @classmethod
+    def from_json(cls, text: str | None) -> GateVerdict | None:
+        """The stored verdict, or None when there is none or it is unreadable."""
+        if not text:
+            return None
+        try:
+            raw = json.loads(text)
+            return cls(
+                passed=raw["passed"] is True,
+                challenger_version=str(raw["challenger_version"]),
+                champion_version=None
+                if raw.get("champion_version") is None
+                else str(raw["champion_version"]),
+                reasons=[str(reason) for reason in raw.get("reasons", [])],
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
 
 
 def score_on_holdout(

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,10 @@ from ticket_assets.ml.registry import (
     get_alias_version,
     load_model_version,
     log_training_run,
-    promote,
 )
 from ticket_assets.ml.train import TrainConfig, TrainingOutcome, train_triage_model
-from ticket_assets.services.postgres import connect, database_url
-from ticket_assets.settings import Settings, get_settings
+from ticket_assets.services.postgres import connect
+from ticket_assets.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +44,6 @@ class TrainedCandidate:
     outcome: TrainingOutcome
     evaluation: Evaluation
     baseline: dict[str, Any]
-
-
-@dataclass
-class TrainingRunResult:
-    registered: RegisteredVersion
-    metrics: dict[str, Any]
-    baseline: dict[str, Any]
-    gate: GateDecision
-    champion_before: str | None
-    promoted: bool
-    training: dict[str, Any] = field(default_factory=dict)
 
 
 def load_data(settings: Settings, url: str, with_embeddings: bool = True) -> TrainingData:
@@ -203,36 +191,3 @@ def gate_against_champion(
         return GateDecision(False, [reason], {}), champion_version
     champion_metrics = score_on_holdout(champion, data.test, data.test_embeddings, data.embedding_model_id)
     return evaluate_gate(challenger_metrics, champion_metrics, baseline, gate_config), champion_version
-
-
-def run_training(
-    settings: Settings | None = None,
-    url: str | None = None,
-    config: TrainConfig | None = None,
-    gate_config: GateConfig | None = None,
-    promote_if_passed: bool = True,
-    actor: str = "training",
-) -> TrainingRunResult:
-    settings = settings or get_settings()
-    url = url or database_url(settings)
-    config = config or TrainConfig()
-    data = load_data(settings, url)
-    candidate = train_and_evaluate(data, config)
-    registered = register(candidate, data, settings, url, config)
-    decision, champion_before = gate_against_champion(
-        candidate.evaluation.metrics, candidate.baseline, data, settings, gate_config
-    )
-    promoted = False
-    if decision.passed and promote_if_passed:
-        promote(registered.version, actor, "; ".join(decision.reasons)[:1000], url=url, settings=settings)
-        promoted = True
-    log.info("gate %s: %s", "passed" if decision.passed else "failed", decision.reasons)
-    return TrainingRunResult(
-        registered=registered,
-        metrics=candidate.evaluation.metrics,
-        baseline=candidate.baseline,
-        gate=decision,
-        champion_before=champion_before,
-        promoted=promoted,
-        training=candidate.outcome.as_dict(),
-    )

@@ -330,7 +330,8 @@ class TriageModel:
             return embeddings
         from ticket_assets.ml.embed import get_embedder
 
-        embedder = get_embedder(_embedder_settings.get())
+        # Unset only where MLflow itself loads the pyfunc (its own process): the environment configures it.
+        embedder = get_embedder(_embedder_settings.get() or Settings())
         if embedder.model_id != self.embedding_model_id:
             raise EmbeddingMismatchError(
                 f"model was trained on {self.embedding_model_id!r} vectors but the configured "

