@@ -10,19 +10,22 @@ from contextlib import asynccontextmanager, suppress
 import anyio.to_thread
 import httpx
 from fastapi import Depends, FastAPI
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from psycopg_pool import AsyncConnectionPool
 
 from serving.deps import ServingState, require_api_key
+from serving.docs import add_docs
 from serving.errors import validation_error_handler
+from serving.examples import apply_examples
 from serving.inference import InferenceEngine
 from serving.memory import TicketIndexStore
 from serving.metrics import ApiMetrics, MetricsMiddleware
 from serving.model_store import KnowledgeBaseStore, ModelStore, ServingModel, poll_forever
 from serving.prediction_log import PredictionLogWriter, from_record
-from serving.routers import answer, feedback, health, model, reports, triage
+from serving.routers import answer, console, feedback, health, model, predictions, reports, triage
 from serving.spool import Spool
 from ticket_assets import __version__
 from ticket_assets.core.language import detect_language
@@ -219,7 +222,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
         lifespan=lifespan,
         max_body_size=settings.max_body_bytes,
+        docs_url=None,  # self-hosted below: no CDN
+        redoc_url=None,
     )
+    add_docs(app)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     if settings.cors_origins:
         app.add_middleware(
@@ -232,9 +238,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     protected = [Depends(require_api_key)]
-    for router in (triage.router, answer.router, feedback.router, model.router, reports.router):
+    for router in (
+        triage.router,
+        answer.router,
+        feedback.router,
+        predictions.router,
+        model.router,
+        reports.router,
+    ):
         app.include_router(router, dependencies=protected)
     app.include_router(health.router)
+    app.include_router(console.router)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     app.openapi = lambda: openapi_with_limits(app, settings)  # type: ignore[method-assign]
     return app
@@ -261,6 +275,13 @@ def openapi_with_limits(app: FastAPI, settings: Settings) -> dict:
         components["BatchTriageRequest"]["properties"]["tickets"]["maxItems"] = settings.max_batch_size
         feedback_schema(
             components, None if model is None else (model.topics, model.urgencies), model and model.routing
+        )
+        apply_examples(
+            schema,
+            [] if model is None else list(model.topics),
+            [] if model is None else list(model.urgencies),
+            None if model is None else jsonable_encoder(model.describe()),
+            settings.max_text_chars,
         )
         app.openapi_schema = schema
         app.state.openapi_key = key

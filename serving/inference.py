@@ -108,7 +108,7 @@ class InferenceEngine:
     async def run(self, texts: Sequence[str]) -> InferenceResult:
         job = _Job(list(texts), asyncio.get_running_loop().create_future(), time.perf_counter())
         if self._models.current is None:
-            raise ModelNotReady("no model version is loaded")
+            raise ModelNotReady("no model version is loaded yet")
         if self._queue is None:
             return (await self._run_batch([job]))[0]
         await self._queue.put(job)
@@ -158,7 +158,7 @@ class InferenceEngine:
     async def _run_batch(self, jobs: list[_Job]) -> list[InferenceResult]:
         serving_model = self._models.current  # one snapshot for the whole batch
         if serving_model is None:
-            raise ModelNotReady("no model version is loaded")
+            raise ModelNotReady("no model version is loaded yet")
         texts = [text for job in jobs for text in job.texts]
         loop = asyncio.get_running_loop()
         vectors, predictions, embed_ms, model_ms = await loop.run_in_executor(

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import dagster as dg
+import psycopg
 
 from ticket_assets.defs.automation import DRIFT_REPORT
+from ticket_assets.defs.resources import AlertsResource
 
 
 def _report(instance: dg.DagsterInstance, verdict: str, champion: str) -> None:
@@ -16,7 +18,7 @@ def _report(instance: dg.DagsterInstance, verdict: str, champion: str) -> None:
     )
 
 
-def test_a_new_champion_ends_the_episode_so_a_later_shift_retrains_again() -> None:
+def test_a_new_champion_ends_the_episode_so_a_later_shift_retrains_again(platform_env, pg_url) -> None:
     from ticket_assets.definitions import defs
 
     sensor = defs.resolve_sensor_def("drift_retrain_sensor")
@@ -26,7 +28,9 @@ def test_a_new_champion_ends_the_episode_so_a_later_shift_retrains_again() -> No
         def tick() -> list[dg.RunRequest]:
             nonlocal cursor
             result = sensor.evaluate_tick(
-                dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+                dg.build_sensor_context(
+                    instance=instance, cursor=cursor, definitions=defs, resources={"alerts": AlertsResource()}
+                )
             )
             cursor = result.cursor or cursor
             return list(result.run_requests or [])
@@ -45,3 +49,15 @@ def test_a_new_champion_ends_the_episode_so_a_later_shift_retrains_again() -> No
         assert second[0].tags["ticketops/drifted_champion"] == "2"
         _report(instance, "drift", "2")
         assert tick() == []
+    # On-call heard one drift notice per episode, not one per drifted window.
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("select dedup_key, title from ops.alerts where source = 'drift'").fetchall()
+    assert len(rows) == 2, rows
+    for key, run in zip(
+        sorted(k for k, _ in rows), sorted(r.run_key for r in (*first, *second)), strict=True
+    ):
+        assert key.startswith(f"{run}:")
+    assert {title.split(":")[0] for _, title in rows} == {
+        "Drift detected on champion v1",
+        "Drift detected on champion v2",
+    }

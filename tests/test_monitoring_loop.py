@@ -8,10 +8,7 @@ depend on each other explicitly, so the tests hold in any order and one at a tim
 
 from __future__ import annotations
 
-import json
-import threading
 from datetime import UTC, date, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +17,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support.webhook import WebhookReceiver
 from ticket_assets.defs.keys import CHAMPION_MODEL, DRIFT_REPORT
 from ticket_assets.demo import PERIOD_A_START, macro_f1_on, period_b, send_feedback, send_traffic, wait_for
 from ticket_assets.settings import get_settings
@@ -27,32 +25,6 @@ from ticket_assets.settings import get_settings
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 PERIOD_A_DAYS = 60
 B_START = PERIOD_A_START + timedelta(days=PERIOD_A_DAYS + 1)
-
-
-class WebhookReceiver:
-    """A Slack-compatible webhook endpoint on 127.0.0.1 that records what it receives."""
-
-    def __init__(self) -> None:
-        self.payloads: list[dict] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                length = int(self.headers.get("Content-Length", 0))
-                receiver.payloads.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 class Loop:
@@ -89,8 +61,13 @@ class Loop:
 
     def tick_drift_sensor(self) -> list[dg.RunRequest]:
         sensor = self.defs.resolve_sensor_def("drift_retrain_sensor")
+        from ticket_assets.defs.resources import AlertsResource
+
         context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.sensor_cursor, definitions=self.defs
+            instance=self.instance,
+            cursor=self.sensor_cursor,
+            definitions=self.defs,
+            resources={"alerts": AlertsResource()},
         )
         result = sensor.evaluate_tick(context)
         self.sensor_cursor = result.cursor or self.sensor_cursor
@@ -203,6 +180,7 @@ def drift_episode(loop: Loop, stationary: dict) -> dict:
         "second": second,
         "second_requests": second_requests,
         "retrain_success": result is not None and result.success,
+        "retrain_run_id": None if result is None else result.run_id,
         "champion_after": loop.champion(),
     }
 
@@ -263,6 +241,56 @@ def test_drift_episode_requests_exactly_one_retraining_that_promotes_a_better_mo
         ).fetchall()
     promoted = [actor for version, actor in moves if version == int(champion_after)]
     assert promoted and promoted[-1].startswith("dagster:run:")
+
+
+def _alerts(loop: Loop, source: str) -> list[dict]:
+    with psycopg.connect(loop.url, row_factory=psycopg.rows.dict_row) as conn:
+        return conn.execute("select * from ops.alerts where source = %s order by id", (source,)).fetchall()
+
+
+def _notify_run_status(loop: Loop, sensor_name: str, run_id: str, event_type: dg.DagsterEventType) -> None:
+    """Evaluate a run-status sensor as the daemon would, for the run's real status event."""
+    from ticket_assets.defs.resources import AlertsResource
+
+    run = loop.instance.get_run_by_id(run_id)
+    [record] = loop.instance.get_records_for_run(run_id, of_type=event_type).records
+    sensor = loop.defs.resolve_sensor_def(sensor_name)
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor_name,
+        dagster_event=record.event_log_entry.dagster_event,
+        dagster_instance=loop.instance,
+        dagster_run=run,
+        resources={"alerts": AlertsResource()},
+    )
+    sensor(context)
+
+
+def test_on_call_hears_drift_retraining_and_the_champion_change_once_each(
+    loop: Loop, drift_episode: dict
+) -> None:
+    # Two drifted windows, one episode: one drift notice, linking the report the API serves.
+    [drift] = _alerts(loop, "drift")
+    assert drift["delivered"] and drift["url"].startswith(loop.settings.public_api_url or "http://")
+    assert "/reports/" in drift["url"]
+    assert loop.client.get(drift["url"].split("/reports/", 1)[1].join(["/reports/", ""])).status_code == 200
+
+    # The promotion the retraining made: one notice naming both versions.
+    changes = [a for a in _alerts(loop, "registry") if f"v{drift_episode['champion_after']}" in a["title"]]
+    assert len(changes) == 1 and changes[0]["delivered"]
+    assert f"v{drift_episode['champion_before']} → v{drift_episode['champion_after']}" in changes[0]["title"]
+
+    # Retraining started / finished, from the run's own status events; a second tick stays quiet.
+    run_id = drift_episode["retrain_run_id"]
+    for _ in range(2):
+        _notify_run_status(loop, "retrain_started_notice", run_id, dg.DagsterEventType.RUN_START)
+        _notify_run_status(loop, "retrain_finished_notice", run_id, dg.DagsterEventType.RUN_SUCCESS)
+    notices = _alerts(loop, "retrain")
+    assert [n["title"] for n in notices] == ["Retraining started", "Retraining finished"]
+    assert all(n["delivered"] and n["url"].endswith(f"/runs/{run_id}") for n in notices)
+    assert all("drift" in n["body"] for n in notices)
+    texts = [payload["text"] for payload in loop.webhook.payloads]
+    assert sum("Retraining started" in text for text in texts) == 1
+    assert sum("Retraining finished" in text for text in texts) == 1
 
 
 def test_a_worse_retrained_model_fails_the_gate_keeps_the_champion_and_alerts(

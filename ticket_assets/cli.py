@@ -33,6 +33,22 @@ demo_app = typer.Typer(help="Guided end-to-end stories on the running platform."
 app.add_typer(demo_app, name="demo")
 
 console = Console()
+# One line on stderr for user errors (exit code 2); tracebacks are for bugs.
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _scenario_names() -> str:
+    from ticket_assets.sources.synthetic import SCENARIOS
+
+    return ", ".join(sorted(SCENARIOS))
+
+
+_SCENARIO_NAMES = _scenario_names()
+
+
+def _user_error(message: str) -> typer.Exit:
+    err_console.print(f"[red]error[/]: {message}")
+    return typer.Exit(2)
 
 
 def _environment(migrate_schema: bool = True, prepare_dbt: bool = False):
@@ -158,11 +174,18 @@ def materialize(
     """Run the asset graph headless; exits non-zero when any step fails."""
     _force_training(force_train)
     settings = _environment(prepare_dbt=True)
+    import dagster as dg
+
     from ticket_assets.runner import dagster_instance
     from ticket_assets.runner import materialize as run
 
-    with console.status(f"Materialising {select or 'the whole asset graph'}…"):
-        outcome = run(select, instance=dagster_instance(settings))
+    try:
+        with console.status(f"Materialising {select or 'the whole asset graph'}…"):
+            outcome = run(select, instance=dagster_instance(settings))
+    except (ValueError, dg.DagsterError) as exc:
+        if select is None:
+            raise
+        raise _user_error(f"invalid selection {select!r}: {_first_line(exc)}") from None
     _print_outcome(outcome)
     if not outcome.success:
         console.print(
@@ -175,7 +198,9 @@ def materialize(
 def ingest_synthetic(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of tickets.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same tickets).")] = 42,
-    scenario: Annotated[str | None, typer.Option("--scenario", help="Drift scenario name.")] = None,
+    scenario: Annotated[
+        str | None, typer.Option("--scenario", help=f"Drift scenario: one of {_SCENARIO_NAMES}.")
+    ] = None,
     start: Annotated[str | None, typer.Option("--start", help="First day, YYYY-MM-DD.")] = None,
     days: Annotated[int, typer.Option("--days", min=1, help="Days covered.")] = 90,
 ) -> None:
@@ -496,7 +521,9 @@ def model_promote(
     ] = "manual promotion",
 ) -> None:
     """Move the `champion` alias to VERSION (the API hot-reloads it) through the `champion_model` asset."""
-    champion = _move_champion("promote", version=version, reason=reason)
+    settings = _environment(prepare_dbt=True)
+    version = _known_version(version, settings)
+    champion = _move_champion(settings, "promote", version=version, reason=reason)
     console.print(f"previous champion: {champion['previous_champion']}")
     console.print(f"[green]champion → version {champion['champion_version']}")
 
@@ -508,13 +535,18 @@ def model_rollback(
     ] = "manual rollback",
 ) -> None:
     """Move `champion` back to the previous champion through the `champion_model` asset."""
-    champion = _move_champion("rollback", reason=reason)
+    settings = _environment(prepare_dbt=True)
+    from ticket_assets.ml import registry
+
+    current = registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
+    if current is None:
+        raise _user_error(f"{settings.model_name} has no champion to roll back")
+    champion = _move_champion(settings, "rollback", reason=reason)
     console.print(f"[green]champion → version {champion['champion_version']}")
 
 
-def _move_champion(action: str, *, version: str | None = None, reason: str) -> dict:
+def _move_champion(settings, action: str, *, version: str | None = None, reason: str) -> dict:
     """Run Dagster's promotion path (the `champion_model` asset); its metadata, or exit 1 with why."""
-    settings = _environment(prepare_dbt=True)
     from ticket_assets.runner import dagster_instance, move_champion
 
     outcome = move_champion(
@@ -527,6 +559,24 @@ def _move_champion(action: str, *, version: str | None = None, reason: str) -> d
     return champion
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _known_version(version: str, settings) -> str:
+    """VERSION as the registry names it, or a user error saying which versions exist."""
+    from ticket_assets.ml import registry
+
+    if not version.isdigit():
+        raise _user_error(f"model version must be a number, got {version!r}")
+    known = [v["version"] for v in registry.list_versions(settings.model_name, settings)]
+    if str(int(version)) not in known:
+        listed = ", ".join(sorted(known, key=int)) if known else "none registered yet"
+        raise _user_error(f"model {settings.model_name!r} has no version {version} (versions: {listed})")
+    return str(int(version))
+
+
 def _actor() -> str:
     return f"cli:{os.environ.get('USER', 'unknown')}"
 
@@ -534,14 +584,22 @@ def _actor() -> str:
 @app.command()
 def evaluate(
     path: Annotated[Path, typer.Argument(help="Labelled CSV (plain or .gz).")],
-    text_col: Annotated[str, typer.Option("--text-col")],
-    topic_col: Annotated[str, typer.Option("--topic-col")],
-    urgency_col: Annotated[str | None, typer.Option("--urgency-col")] = None,
+    text_col: Annotated[str, typer.Option("--text-col", help="Column with the ticket text/body.")],
+    topic_col: Annotated[str, typer.Option("--topic-col", help="Column with the true topic label.")],
+    urgency_col: Annotated[
+        str | None, typer.Option("--urgency-col", help="Column with the true priority (scored when given).")
+    ] = None,
     alias: Annotated[str, typer.Option(help="Alias or version to score.")] = "champion",
 ) -> None:
     """Score a labelled file with the champion: accuracy, macro-F1, per-class metrics and the confusion
     matrix (as the training asset reports them), then the whole result as JSON on stdout."""
+    if not path.exists():
+        raise _user_error(f"cannot evaluate {path}: file not found")
+    if not path.is_file():
+        raise _user_error(f"cannot evaluate {path}: not a file")
     settings = _environment()
+    from mlflow.exceptions import MlflowException
+
     from ticket_assets.ml import registry
     from ticket_assets.ml.evaluate import evaluate_file
 
@@ -558,9 +616,12 @@ def evaluate(
                 alias=alias,
                 progress=lambda step: _progress_callback(progress, step),
             )
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        err.print(f"[red]cannot evaluate {path}[/]: {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    except FileNotFoundError as exc:
+        raise _user_error(f"cannot evaluate {path}: file not found ({exc.filename or exc})") from None
+    except (KeyError, ValueError) as exc:
+        raise _user_error(f"cannot evaluate {path}: {_first_line(exc)}") from None
+    except MlflowException as exc:
+        raise _user_error(f"cannot evaluate with model {alias!r}: {_first_line(exc)}") from None
     _print_evaluation(metrics, err)
     print(json.dumps(metrics, indent=2, default=str))
 
@@ -609,7 +670,7 @@ def _print_evaluation(metrics: dict, err: Console) -> None:
 @demo_app.command("drift")
 def demo_drift(
     scenario: Annotated[
-        str, typer.Option(help="Drift scenario of the period-B traffic.")
+        str, typer.Option(help=f"Drift scenario of the period-B traffic: one of {_SCENARIO_NAMES}.")
     ] = "new_topic_surge",
     traffic: Annotated[int, typer.Option(min=200, help="Period-B tickets sent through the API.")] = 600,
     feedback_share: Annotated[

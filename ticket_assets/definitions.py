@@ -2,7 +2,18 @@
 
 import dagster as dg
 
-from ticket_assets.defs import automation, dbt, embeddings, ingest, kb, memory, monitoring, reports, training
+from ticket_assets.defs import (
+    automation,
+    dbt,
+    embeddings,
+    ingest,
+    kb,
+    memory,
+    monitoring,
+    reports,
+    serving,
+    training,
+)
 from ticket_assets.defs.k8s import k8s_executor_or_default
 from ticket_assets.defs.resources import build_resources
 from ticket_assets.settings import get_settings
@@ -26,6 +37,7 @@ defs = dg.Definitions(
         *training.training_assets,
         *monitoring.monitoring_assets,
         *memory.memory_assets,
+        *serving.serving_assets,
     ],
     asset_checks=[*training.training_checks, *monitoring.monitoring_checks],
     jobs=[training.retrain_job, *automation.jobs, *memory.memory_jobs],

@@ -141,6 +141,8 @@ class Settings(BaseSettings):
 
     # Dagster UI
     dagster_port: int = Field(default=3000, validation_alias=_env("DAGSTER_PORT"))
+    # Base URL alerts link Dagster runs under; unset -> http://127.0.0.1:dagster_port.
+    public_dagster_url: str | None = Field(default=None, validation_alias=_env("PUBLIC_DAGSTER_URL"))
 
     # Alerts (Slack-compatible webhook); unset -> alerts are only logged.
     alert_webhook_url: SecretStr | None = Field(
@@ -169,6 +171,7 @@ class Settings(BaseSettings):
         "llm_api_key",
         "alert_webhook_url",
         "public_api_url",
+        "public_dagster_url",
         mode="before",
     )
     @classmethod
@@ -201,6 +204,10 @@ class Settings(BaseSettings):
     @property
     def resolved_dagster_home(self) -> Path:
         return (self.dagster_home or self.data_dir / "dagster_home").expanduser().resolve()
+
+    @property
+    def dagster_url(self) -> str:
+        return (self.public_dagster_url or f"http://127.0.0.1:{self.dagster_port}").rstrip("/")
 
     @property
     def resolved_mlflow_uri(self) -> str:

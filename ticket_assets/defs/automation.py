@@ -32,7 +32,7 @@ def _drift_cursor(raw: str | None) -> dict:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests one retraining per drift episode, read from drift_report materialisations.",
 )
-def drift_retrain_sensor(context: dg.SensorEvaluationContext):
+def drift_retrain_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource):
     cursor = _drift_cursor(context.cursor)
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=DRIFT_REPORT, after_storage_id=cursor["storage_id"]),
@@ -50,6 +50,7 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext):
         if verdict == "drift" and not cursor["in_episode"]:
             # The first drifted window opens an episode; the next windows of the same episode ask nothing.
             cursor.update(in_episode=True, episode=record.storage_id, champion_version=champion)
+            _drift_notice(metadata, champion, record.storage_id, alerts)
             requests.append(
                 dg.RunRequest(
                     run_key=f"drift-episode-{record.storage_id}",
@@ -68,6 +69,24 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason("no new drift report")
     context.update_cursor(json.dumps(cursor))
     return requests or dg.SkipReason(f"{len(records)} new report(s), no new drift episode")
+
+
+def _drift_notice(metadata, champion: str | None, storage_id: int, alerts: AlertsResource) -> None:
+    """Once per episode (the run key's id): the windows after the first are the same problem."""
+
+    def value(key: str) -> str:
+        return str(metadata[key].value) if key in metadata else "?"
+
+    alerts.send(
+        f"Drift detected on champion v{champion or '?'}: retraining requested",
+        f"{value('reason')} (window {value('window_start')} to {value('window_end')}, "
+        f"{value('window_size')} predictions; drifted: {value('drifted_signals')}).",
+        severity="warning",
+        source="drift",
+        # The window end keeps keys unique should the Dagster instance (its storage ids) be reset.
+        dedup_key=f"drift-episode-{storage_id}:{champion or ''}:{value('window_end')}",
+        url=str(metadata["report"].value) if "report" in metadata else None,
+    )
 
 
 @dg.sensor(
@@ -117,6 +136,56 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResourc
         severity="critical",
         source="run_failure_sensor",
         dedup_key=f"run:{run.run_id}",
+        url=run_url(run.run_id),
+    )
+
+
+def run_url(run_id: str) -> str:
+    return f"{get_settings().dagster_url}/runs/{run_id}"
+
+
+def _why(run: dg.DagsterRun) -> str:
+    trigger = run.tags.get("ticketops/trigger", "manual")
+    detail = run.tags.get("ticketops/drift_episode") or run.tags.get("ticketops/new_labels")
+    return f"{trigger} ({detail})" if detail else trigger
+
+
+@dg.run_status_sensor(
+    name="retrain_started_notice",
+    run_status=dg.DagsterRunStatus.STARTED,
+    monitored_jobs=[retrain_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Tells on-call a retraining run started, with a link to the run.",
+)
+def retrain_started_notice(context: dg.RunStatusSensorContext, alerts: AlertsResource):
+    run = context.dagster_run
+    alerts.send(
+        "Retraining started",
+        f"Run {run.run_id} retrains the triage model; trigger: {_why(run)}.",
+        severity="info",
+        source="retrain",
+        dedup_key=f"retrain-started:{run.run_id}",
+        url=run_url(run.run_id),
+    )
+
+
+@dg.run_status_sensor(
+    name="retrain_finished_notice",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[retrain_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Tells on-call a retraining run finished (the gate and any champion change alert apart).",
+)
+def retrain_finished_notice(context: dg.RunStatusSensorContext, alerts: AlertsResource):
+    run = context.dagster_run
+    alerts.send(
+        "Retraining finished",
+        f"Run {run.run_id} finished; trigger: {_why(run)}. A champion change or a failed gate is announced "
+        "separately.",
+        severity="info",
+        source="retrain",
+        dedup_key=f"retrain-finished:{run.run_id}",
+        url=run_url(run.run_id),
     )
 
 
@@ -138,6 +207,12 @@ drift_schedule = dg.ScheduleDefinition(
     description="Computes the drift report regularly so the loop runs unattended (TICKETOPS_DRIFT_CRON).",
 )
 
-sensors = [drift_retrain_sensor, new_labels_retrain_sensor, run_failure_alert]
+sensors = [
+    drift_retrain_sensor,
+    new_labels_retrain_sensor,
+    run_failure_alert,
+    retrain_started_notice,
+    retrain_finished_notice,
+]
 schedules = [drift_schedule]
 jobs = [drift_job]

@@ -20,6 +20,7 @@ from ticket_assets.memory.ticket_index import index_rows, sync_index, vector_fet
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.ml.embedding_store import EMBEDDING_DIM, load_embeddings
 from ticket_assets.rag.index import KnowledgeBase
+from ticket_assets.settings import get_settings
 
 OWNERS = ["team:ml-platform"]
 STG_TICKETS = dg.AssetKey(["staging", "stg_tickets"])
@@ -156,12 +157,12 @@ def alert_incident(
     incident = context.op_config["incident_id"]
     with postgres.connect() as conn:
         row = conn.execute(
-            "select size, first_seen, top_terms, summary from ops.incidents where incident_id = %s",
+            "select size, first_seen, top_terms, summary, run_id from ops.incidents where incident_id = %s",
             (incident,),
         ).fetchone()
     if row is None:
         raise dg.Failure(f"incident {incident} not found in ops.incidents")
-    size, first_seen, terms, summary = row
+    size, first_seen, terms, summary, run_id = row
     examples = "; ".join(e["text"][:80] for e in summary.get("examples", []))
     alerts.send(
         f"Major incident {incident}: {size} similar tickets",
@@ -170,6 +171,8 @@ def alert_incident(
         severity="critical",
         source="major_incident_sensor",
         dedup_key=f"incident:{incident}",
+        # The run that detected it (its metadata lists the incident's tickets).
+        url=f"{get_settings().dagster_url}/runs/{run_id}" if run_id else None,
     )
 
 

@@ -92,11 +92,12 @@ class AlertsResource(dg.ConfigurableResource):
         severity: str = "warning",
         source: str = "dagster",
         dedup_key: str | None = None,
+        url: str | None = None,
     ) -> bool:
         settings = get_settings()
         webhook = settings.alert_webhook_url.get_secret_value() if settings.alert_webhook_url else None
         return send_alert(
-            Alert(title=title, body=body, severity=severity, source=source, dedup_key=dedup_key),
+            Alert(title=title, body=body, severity=severity, source=source, dedup_key=dedup_key, url=url),
             webhook,
             postgres.start_database(settings),
         )

@@ -27,6 +27,7 @@ from typing import Any
 
 import joblib
 
+from ticket_assets.alerts import Alert, send_alert
 from ticket_assets.core.names import CHALLENGER, CHAMPION
 from ticket_assets.ml.predict import TriageModel, TriagePyfunc, embedder_settings
 from ticket_assets.services.postgres import connect, database_url
@@ -404,28 +405,82 @@ def set_alias(
 
 
 def _move_alias(
-    name: str, alias: str, version: str | int, actor: str, reason: str, url: str, settings: Settings
+    name: str,
+    alias: str,
+    version: str | int,
+    actor: str,
+    reason: str,
+    url: str,
+    settings: Settings,
+    *,
+    rollback: bool = False,
 ) -> str | None:
-    """The move itself; callers hold ``alias_lock``."""
+    """The move itself; callers hold ``alias_lock``. A champion move notifies on-call."""
     client = configure_mlflow(settings)
-    client.get_model_version(name, str(version))  # fails loudly for a version that does not exist
+    mv = client.get_model_version(name, str(version))  # fails loudly for a version that does not exist
     previous = get_alias_version(name, alias, settings)
     client.set_registered_model_alias(name, alias, str(version))
-    record_alias_event(url, name, alias, previous, str(version), actor, reason)
+    event_id = record_alias_event(url, name, alias, previous, str(version), actor, reason)
     log.info("%s@%s: %s -> %s by %s (%s)", name, alias, previous, version, actor, reason)
+    if alias == CHAMPION:
+        notice = champion_notice(
+            name,
+            previous,
+            str(version),
+            actor,
+            reason,
+            event_id,
+            rollback=rollback,
+            run_id=mv.run_id,
+            tracking_uri=settings.resolved_mlflow_uri,
+        )
+        webhook = settings.alert_webhook_url.get_secret_value() if settings.alert_webhook_url else None
+        send_alert(notice, webhook, url)
     return previous
+
+
+def champion_notice(
+    name: str,
+    previous: str | None,
+    version: str,
+    actor: str,
+    reason: str,
+    event_id: int,
+    *,
+    rollback: bool,
+    run_id: str | None,
+    tracking_uri: str,
+) -> Alert:
+    was = f"v{previous}" if previous else "no champion"
+    what = "rolled back" if rollback else "changed"
+    return Alert(
+        title=f"Champion {what}: {name} {was} → v{version}",
+        body=f"By {actor}: {reason}. The API hot-reloads it."
+        + (f" Training run {run_id}." if run_id else ""),
+        severity="warning" if rollback else "info",
+        source="registry",
+        dedup_key=f"alias:{name}:{event_id}",
+        url=mlflow_version_url(tracking_uri, name, version),
+    )
+
+
+def mlflow_version_url(uri: str, name: str, version: str) -> str | None:
+    """The version's page in the MLflow UI, when the tracking store is a server (not a local file)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return f"{uri.rstrip('/')}/#/models/{name}/versions/{version}"
 
 
 def record_alias_event(
     url: str, name: str, alias: str, from_version: str | None, to_version: str, actor: str, reason: str
-) -> None:
+) -> int:
     statement = (
         "insert into ops.model_alias_events (model_name, alias, from_version, to_version, actor, reason) "
         "values (%s, %s, %s, %s, %s, %s)"
     )
     row = (name, alias, int(from_version) if from_version else None, int(to_version), actor, reason)
     with connect(url) as conn:
-        conn.execute(statement, row)
+        return int(conn.execute(statement + " returning id", row).fetchone()[0])
 
 
 def promote(
@@ -484,7 +539,7 @@ def rollback(
         previous = client.get_model_version(name, current).tags.get(PREVIOUS_CHAMPION_TAG)
         if not previous:
             raise NoPreviousChampionError(f"{name} version {current} replaced no earlier champion")
-        _move_alias(name, CHAMPION, previous, actor, reason, url, settings)
+        _move_alias(name, CHAMPION, previous, actor, reason, url, settings, rollback=True)
         return previous
 
 

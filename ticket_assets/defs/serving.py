@@ -1,0 +1,55 @@
+"""The API in the lineage: external assets the platform does not materialise but reads and feeds.
+
+The API consumes ``champion_model`` and ``kb_index`` (hot-reloaded) and writes ``ops.predictions``
+and ``ops.feedback``, which dbt's production marts read: with these specs the graph shows the whole
+flow, from raw tickets through training to serving and back into monitoring.
+"""
+
+import dagster as dg
+
+from ticket_assets.defs.keys import CHAMPION_MODEL
+
+SERVING_API = dg.AssetKey("ticketops_api")
+KB_INDEX = dg.AssetKey("kb_index")
+OWNERS = ["team:ml-platform"]
+
+serving_api = dg.AssetSpec(
+    key=SERVING_API,
+    deps=[CHAMPION_MODEL, KB_INDEX],
+    group_name="serving",
+    owners=OWNERS,
+    kinds={"fastapi"},
+    description=(
+        "The triage/answer API (`ticketops serve`): serves the `champion` model version and the published "
+        "knowledge-base index, reloading both when they change; /docs, /redoc and the agent console /console."
+    ),
+    metadata={"entrypoint": "serving.app:create_app", "routes": "/v1/triage, /v1/answer, /v1/feedback"},
+)
+
+predictions_log = dg.AssetSpec(
+    key=dg.AssetKey(["ops", "predictions"]),
+    deps=[SERVING_API],
+    group_name="serving",
+    owners=OWNERS,
+    kinds={"postgres"},
+    description=(
+        "One row per ticket the API triaged: request id, topic and urgency with confidences, model version, "
+        "latency (text redacted on deployments that ask for it). Written by the API, read by the monitoring marts."
+    ),
+    metadata={"table": "ops.predictions", "written_by": "serving.prediction_log.PredictionLogWriter"},
+)
+
+feedback_log = dg.AssetSpec(
+    key=dg.AssetKey(["ops", "feedback"]),
+    deps=[SERVING_API],
+    group_name="serving",
+    owners=OWNERS,
+    kinds={"postgres"},
+    description=(
+        "Agents' corrections and ratings for served predictions (POST /v1/feedback, the agent console), one "
+        "row per request id. The labels flow back into the training set."
+    ),
+    metadata={"table": "ops.feedback", "written_by": "serving.routers.feedback"},
+)
+
+serving_assets = [serving_api, predictions_log, feedback_log]
