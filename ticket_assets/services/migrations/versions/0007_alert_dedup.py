@@ -2,8 +2,8 @@
 
 from alembic import op
 
-revision = "0006_alert_dedup"
-down_revision = "0005_incidents"
+revision = "0007_alert_dedup"
+down_revision = "0006_routing_labels"
 branch_labels = None
 depends_on = None
 
