@@ -119,6 +119,23 @@ def loop(tmp_path_factory, pg_server_url):
     webhook.close()
 
 
+def test_the_materialised_classifier_reports_its_tier_table_and_serves_routing(loop: Loop) -> None:
+    """The default graph end to end: synthetic assignment_group -> dbt -> trained, tiered, served."""
+    event = loop.instance.get_latest_materialization_event(dg.AssetKey("ticket_classifier"))
+    metadata = event.asset_materialization.metadata
+    records = [record.data for record in metadata["tiers"].value.records]
+    assert {r["target"] for r in records} == {"topic", "urgency", "assignment_group"}
+    assert {r["tier"] for r in records} == {"auto", "suggest"}
+    assert 0.0 <= metadata["topic_auto_share"].value <= 1.0
+    assert "assignment_group_macro_f1" in metadata
+    [result] = loop.client.post(
+        "/v1/triage", json={"ticket": {"text": "The VPN client rejects my password since this morning"}}
+    ).json()["results"]
+    assert set(result["routing"]) == {"assignment_group"}
+    assert result["routing"]["assignment_group"]["tier"] in {"auto", "suggest", "review"}
+    assert result["topic_tier"] in {"auto", "suggest", "review"}
+
+
 # The story's phases are module fixtures, each naming the phase it follows, so any one test (run
 # alone or in any order) gets exactly the platform state it asserts on.
 
