@@ -42,7 +42,9 @@ def _probabilities(labels: list[str], top: float) -> dict[str, float]:
     return {label: (top if i == 0 else rest) for i, label in enumerate(labels)}
 
 
-def _triage(topics: list[str], urgencies: list[str], request_id: str) -> dict[str, Any]:
+def _triage(
+    topics: list[str], urgencies: list[str], request_id: str, routing: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     urgency = urgencies[-1] if urgencies else None
     return {
         "request_id": request_id,
@@ -53,7 +55,28 @@ def _triage(topics: list[str], urgencies: list[str], request_id: str) -> dict[st
         "urgency": urgency,
         "urgency_confidence": 0.71 if urgency else None,
         "urgency_probabilities": _probabilities(list(reversed(urgencies)), 0.71) if urgencies else None,
+        "model_urgency": urgency,
+        "escalated": False,
+        "escalation_rule": None,
+        "out_of_scope": False,
+        "out_of_scope_score": 0.41,
+        "reasons": ["term: vpn", "term: authentication"],
         "low_confidence": False,
+        "topic_tier": "auto",
+        "urgency_tier": "suggest" if urgency else None,
+        "urgency_low_confidence": False if urgency else None,
+        "routing": {
+            name: {
+                "label": labels[0],
+                "confidence": 0.9,
+                "probabilities": _probabilities(labels, 0.9),
+                "tier": "suggest",
+                "low_confidence": False,
+            }
+            for name, labels in (routing or {}).items()
+            if labels
+        },
+        "needs_review": False,
         "similar": None,
         "duplicate_of": None,
     }
@@ -105,10 +128,13 @@ def response_examples(
     """Named response examples per (path, method, status)."""
     topics = topics or ["hardware", "network"]
     ref = {"name": (model or {}).get("name", "ticket_triage"), "version": (model or {}).get("version", "3")}
-    triage = _triage(topics, urgencies, REQUEST_ID)
-    second = {**_triage(topics[1:] + topics[:1], urgencies, "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d")}
+    routing = (model or {}).get("routing") or {}
+    triage = _triage(topics, urgencies, REQUEST_ID, routing)
+    second = {**_triage(topics[1:] + topics[:1], urgencies, "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d", routing)}
     second["low_confidence"] = True
     second["topic_confidence"] = 0.41
+    second["topic_tier"] = "review"
+    second["needs_review"] = True
     passage = {
         "article_id": "kb-vpn-001",
         "title": "VPN: authentication failed",
@@ -127,7 +153,9 @@ def response_examples(
         "tags": {"data.rows": "12840", "metric.topic_macro_f1": "0.91"},
         "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
         "topics": topics,
+        "topic_names": {topic: topic.replace("_", " ").capitalize() for topic in topics},
         "urgencies": urgencies,
+        "routing": routing,
         "loaded_at": "2026-12-01T08:00:03.512000Z",
         "kb_version": "20261201T080000Z",
     }
