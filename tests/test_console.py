@@ -144,6 +144,7 @@ def test_agent_corrects_a_prediction_from_the_queue(page: Any, server: ServerThr
     other = next(t for t in topics if t != triaged["topic"])
 
     page.goto(f"{server.base_url}/console")
+    page.wait_for_selector("#key-panel:not([hidden])")  # no key yet: the page asks for one
     page.evaluate(f"sessionStorage.setItem('ticketops.apiKey', {API_KEYS[0]!r})")
     page.reload()
     page.wait_for_selector("#app:not([hidden])")
