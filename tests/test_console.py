@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from serving.app import create_app
-from tests.support.api import API_KEYS, ApiWorld, ServerThread, api_world, running_server, wait_for
+from tests.support.api import API_KEYS, ApiWorld, ServerThread, running_server, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
@@ -21,9 +21,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="session")
-def world(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> ApiWorld:
-    return api_world(pg_url, tmp_path_factory.mktemp("api-world"))
+@pytest.fixture(scope="module")
+def world(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiWorld]:
+    """A platform of its own: the review queue shows only what these tests sent."""
+    from tests.conftest import temporary_database
+    from tests.support.api import _build_world
+    from ticket_assets.services.migrations import migrate
+
+    with temporary_database(pg_server_url, "ticketops_console") as url:
+        migrate(url)
+        yield _build_world(url, tmp_path_factory.mktemp("console-world"))
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +144,12 @@ def test_agent_corrects_a_prediction_from_the_queue(page: Any, server: ServerThr
     other = next(t for t in topics if t != triaged["topic"])
 
     page.goto(f"{server.base_url}/console")
+    page.wait_for_selector("#key-panel:not([hidden])")  # no key yet: the page asks for one
     page.evaluate(f"sessionStorage.setItem('ticketops.apiKey', {API_KEYS[0]!r})")
     page.reload()
+    page.wait_for_selector("#app:not([hidden])")
     row = page.locator(f"#queue tr[data-request-id='{triaged['request_id']}']")
+    row.wait_for(timeout=15_000)
     row.locator("button").click()
     assert page.text_content("[data-field=request_id]") == triaged["request_id"]
     page.select_option("#true-topic", other)
