@@ -57,7 +57,7 @@ class WebhookReceiver:
 
 class Loop:
     def __init__(self, instance, url, settings, client, webhook) -> None:
-        from ticket_assets.definitions import defs
+        from ticket_assets.definitions import build_definitions
 
         self.instance, self.url, self.settings, self.client, self.webhook = (
             instance,
@@ -66,7 +66,7 @@ class Loop:
             client,
             webhook,
         )
-        self.defs = defs
+        self.defs = build_definitions(settings)
         self.sensor_cursor: str | None = None
 
     def predictions(self) -> int:
@@ -290,24 +290,16 @@ def test_a_worse_retrained_model_fails_the_gate_keeps_the_champion_and_alerts(
 
 
 def test_new_labels_sensor_requests_retraining_once_per_batch(loop: Loop, drift_episode: dict) -> None:
-    from ticket_assets.settings import get_settings, use_settings
+    from ticket_assets.definitions import build_definitions
 
-    sensor = loop.defs.resolve_sensor_def("new_labels_retrain_sensor")
-    resources = {"postgres": loop.defs.resources["postgres"], "platform": loop.defs.resources["platform"]}
-    previous = get_settings()
-    use_settings(previous.model_copy(update={"retrain_min_labels": 50}))
-    try:
-        first = sensor.evaluate_tick(
-            dg.build_sensor_context(instance=loop.instance, definitions=loop.defs, resources=resources)
-        )
-        assert len(first.run_requests) == 1  # the feedback of the drift episode is > 50 labels
-        again = sensor.evaluate_tick(
-            dg.build_sensor_context(
-                instance=loop.instance, cursor=first.cursor, definitions=loop.defs, resources=resources
-            )
-        )
-    finally:
-        use_settings(previous)
+    defs = build_definitions(loop.settings.model_copy(update={"retrain_min_labels": 50}))
+    sensor = defs.resolve_sensor_def("new_labels_retrain_sensor")
+    resources = {"postgres": defs.resources["postgres"], "platform": defs.resources["platform"]}
+    first = sensor.evaluate_tick(dg.build_sensor_context(instance=loop.instance, definitions=defs, resources=resources))
+    assert len(first.run_requests) == 1  # the feedback of the drift episode is > 50 labels
+    again = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=loop.instance, cursor=first.cursor, definitions=defs, resources=resources)
+    )
     assert not again.run_requests
     assert date.fromisoformat(first.cursor[:10]) >= date(2020, 1, 1)
 

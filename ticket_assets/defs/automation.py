@@ -14,7 +14,7 @@ import dagster as dg
 from ticket_assets.defs.keys import DRIFT_REPORT
 from ticket_assets.defs.resources import AlertsResource, PlatformSettingsResource, PostgresResource
 from ticket_assets.defs.training import retrain_job
-from ticket_assets.settings import get_settings
+from ticket_assets.settings import Settings
 
 DRIFT_VERDICT_KEY = "verdict"
 
@@ -128,15 +128,18 @@ drift_job = dg.define_asset_job(
     description="Refresh the production marts and compute the drift report for the latest window.",
 )
 
-drift_schedule = dg.ScheduleDefinition(
-    name="drift_report_schedule",
-    job=drift_job,
-    # Schedules are fixed when the code location loads, so the cron comes from the settings then.
-    cron_schedule=get_settings().drift_cron,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Computes the drift report regularly so the loop runs unattended (TICKETOPS_DRIFT_CRON).",
-)
+def schedules_for(settings: Settings) -> list[dg.ScheduleDefinition]:
+    # Schedules are fixed when the definitions are built, so the cron comes from the settings then.
+    return [
+        dg.ScheduleDefinition(
+            name="drift_report_schedule",
+            job=drift_job,
+            cron_schedule=settings.drift_cron,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            description="Computes the drift report regularly so the loop runs unattended (TICKETOPS_DRIFT_CRON).",
+        )
+    ]
+
 
 sensors = [drift_retrain_sensor, new_labels_retrain_sensor, run_failure_alert]
-schedules = [drift_schedule]
 jobs = [drift_job]
