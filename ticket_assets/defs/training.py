@@ -35,11 +35,10 @@ OWNERS = ["team:ml-platform"]
 GATE_TAG = "ticketops.gate"
 
 
-class ClassifierConfig(dg.Config):
-    quick: bool = False  # small grids and 2 CV folds (demos, tests); TICKETOPS_TRAIN_QUICK=1 sets it too
-    cv_folds: int = 3
-    # Train even when data, code and config equal the champion's; TICKETOPS_FORCE_TRAIN=1 sets it too.
-    force_train: bool = False
+# Train even when data, code and config equal the champion's; TICKETOPS_FORCE_TRAIN=1 sets it too.
+ClassifierConfig = config_class(
+    TrainConfig, "ClassifierConfig", "Training settings (see ticket_assets.ml.train).", force_train=(bool, False)
+)
 
 
 GateSettings = config_class(GateConfig, "GateSettings", "Promotion gate margins (see ticket_assets.ml.gate).")
@@ -55,10 +54,13 @@ class ChampionConfig(dg.Config):
     actor: str | None = None
 
 
-def train_config(config: ClassifierConfig, quick_by_default: bool = False) -> TrainConfig:
-    if config.quick or quick_by_default:
-        return TrainConfig(cv_folds=2, tfidf_c_grid=(0.3,), embedding_c_grid=(4.0,), max_features=50_000)
-    return TrainConfig(cv_folds=config.cv_folds)
+def train_config(config: ClassifierConfig, quick: bool = False) -> TrainConfig:
+    """The run's training config; ``quick`` (TICKETOPS_TRAIN_QUICK): small grids and 2 CV folds."""
+    if quick:
+        return to_plain(
+            config, TrainConfig, cv_folds=2, tfidf_c_grid=(0.3,), embedding_c_grid=(4.0,), max_features=50_000
+        )
+    return to_plain(config, TrainConfig)
 
 
 def metrics_table(metrics: dict) -> str:
