@@ -104,7 +104,7 @@ class PlatformSettingsResource(dg.ConfigurableResource):
     """Gives assets the shared settings object (data directory, thresholds, service URLs).
 
     ``values`` holds every non-secret setting; secrets are never resource config (the UI shows it):
-    :meth:`get` lets :class:`Settings` read them from the environment.
+    :meth:`get` builds :class:`Settings` from ``values``, which reads the secrets from the environment.
     """
 
     values: dict[str, Any]
@@ -116,7 +116,7 @@ class PlatformSettingsResource(dg.ConfigurableResource):
 class AlertsResource(dg.ConfigurableResource):
     """Alerts to on-call: Slack-compatible webhook from ``ALERT_WEBHOOK_URL`` plus the log and ``ops.alerts``."""
 
-    postgres: dg.ResourceDependency[PostgresResource]
+    postgres: PostgresResource
     webhook_url: str | None = None
 
     def send(
@@ -160,6 +160,10 @@ def _secret(settings: Settings, field: str) -> str | dg.EnvVar | None:
     return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
+# Secrets, and the tracking URI (a database URL that may carry a password): Settings reads them.
+_NOT_CONFIG = secret_fields() | {"mlflow_tracking_uri"}
+
+
 def resources_for(settings: Settings) -> dict[str, object]:
     """The resources for one environment, chosen here only.
 
@@ -176,7 +180,7 @@ def resources_for(settings: Settings) -> dict[str, object]:
     database = PostgresResource(database_url=_secret(settings, "database_url"), data_dir=data_dir)
     return {
         "postgres": database,
-        "platform": PlatformSettingsResource(values=settings.model_dump(mode="json", exclude=secret_fields())),
+        "platform": PlatformSettingsResource(values=settings.model_dump(mode="json", exclude=_NOT_CONFIG)),
         "alerts": AlertsResource(postgres=database, webhook_url=_secret(settings, "alert_webhook_url")),
         "mlflow": MlflowResource(tracking_uri=tracking_uri, model_name=settings.model_name, data_dir=data_dir),
         "dbt": PlatformDbtCliResource(
