@@ -5,9 +5,9 @@ Resource config is shown in the Dagster UI, so secrets are ``dg.EnvVar`` referen
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import psycopg
@@ -103,14 +103,15 @@ class MlflowResource(dg.ConfigurableResource):
 class PlatformSettingsResource(dg.ConfigurableResource):
     """Gives assets the shared settings object (data directory, thresholds, service URLs).
 
-    ``values`` holds every non-secret setting; secrets are never resource config (the UI shows it):
-    :meth:`get` builds :class:`Settings` from ``values``, which reads the secrets from the environment.
+    ``values`` holds every non-secret setting as JSON (unset ones as null, which Dagster's map
+    config cannot hold); secrets are never resource config (the UI shows it): :meth:`get` builds
+    :class:`Settings` from ``values``, which reads the secrets from the environment.
     """
 
-    values: dict[str, Any]
+    values: str
 
     def get(self) -> Settings:
-        return Settings(**self.values)
+        return Settings(**json.loads(self.values))
 
 
 class AlertsResource(dg.ConfigurableResource):
@@ -180,7 +181,7 @@ def resources_for(settings: Settings) -> dict[str, object]:
     database = PostgresResource(database_url=_secret(settings, "database_url"), data_dir=data_dir)
     return {
         "postgres": database,
-        "platform": PlatformSettingsResource(values=settings.model_dump(mode="json", exclude=_NOT_CONFIG)),
+        "platform": PlatformSettingsResource(values=settings.model_dump_json(exclude=_NOT_CONFIG)),
         "alerts": AlertsResource(postgres=database, webhook_url=_secret(settings, "alert_webhook_url")),
         "mlflow": MlflowResource(tracking_uri=tracking_uri, model_name=settings.model_name, data_dir=data_dir),
         "dbt": PlatformDbtCliResource(
