@@ -295,10 +295,14 @@ def test_new_labels_sensor_requests_retraining_once_per_batch(loop: Loop, drift_
     defs = build_definitions(loop.settings.model_copy(update={"retrain_min_labels": 50}))
     sensor = defs.resolve_sensor_def("new_labels_retrain_sensor")
     resources = {"postgres": defs.resources["postgres"], "platform": defs.resources["platform"]}
-    first = sensor.evaluate_tick(dg.build_sensor_context(instance=loop.instance, definitions=defs, resources=resources))
+    first = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=loop.instance, definitions=defs, resources=resources)
+    )
     assert len(first.run_requests) == 1  # the feedback of the drift episode is > 50 labels
     again = sensor.evaluate_tick(
-        dg.build_sensor_context(instance=loop.instance, cursor=first.cursor, definitions=defs, resources=resources)
+        dg.build_sensor_context(
+            instance=loop.instance, cursor=first.cursor, definitions=defs, resources=resources
+        )
     )
     assert not again.run_requests
     assert date.fromisoformat(first.cursor[:10]) >= date(2020, 1, 1)

@@ -39,8 +39,10 @@ class RealPlatform:
     def drift_report(self) -> dict:
         from ticket_assets.definitions import build_definitions
 
-        result = build_definitions(self.settings).resolve_job_def("drift_monitoring").execute_in_process(
-            instance=self.instance, run_config=QUIET
+        result = (
+            build_definitions(self.settings)
+            .resolve_job_def("drift_monitoring")
+            .execute_in_process(instance=self.instance, run_config=QUIET)
         )
         assert result.success
         event = self.instance.get_latest_materialization_event(dg.AssetKey("drift_report"))

@@ -87,7 +87,9 @@ def test_resources_name_secrets_from_the_environment_and_take_code_settings_lite
     resources = resources_for(Settings())
     postgres, alerts, platform = resources["postgres"], resources["alerts"], resources["platform"]
     # Config shown in the UI refers to the variables; the values are resolved when the run starts.
-    assert isinstance(postgres.database_url, dg.EnvVar) and postgres.database_url.env_var_name == "DATABASE_URL"
+    assert (
+        isinstance(postgres.database_url, dg.EnvVar) and postgres.database_url.env_var_name == "DATABASE_URL"
+    )
     assert isinstance(alerts.webhook_url, dg.EnvVar)
     assert "s3cret" not in platform.values and "hooks.example" not in platform.values
     with dg.build_resources({"postgres": postgres, "platform": platform}) as built:
@@ -96,7 +98,10 @@ def test_resources_name_secrets_from_the_environment_and_take_code_settings_lite
 
     # Settings built in code (tests, the CLI after resolving services) are taken as given.
     given = Settings().model_copy(
-        update={"database_url": SecretStr("postgresql://postgres@127.0.0.1:5432/other"), "retrain_min_labels": 5}
+        update={
+            "database_url": SecretStr("postgresql://postgres@127.0.0.1:5432/other"),
+            "retrain_min_labels": 5,
+        }
     )
     resources = resources_for(given)
     assert resources["postgres"].database_url == "postgresql://postgres@127.0.0.1:5432/other"

@@ -216,11 +216,7 @@ class Settings(BaseSettings):
 
 def secret_fields() -> set[str]:
     """Settings holding secrets (``SecretStr``): never copied into Dagster resource config."""
-    return {
-        name
-        for name, field in Settings.model_fields.items()
-        if "SecretStr" in str(field.annotation)
-    }
+    return {name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)}
 
 
 def env_source(settings: Settings, field: str) -> str | None:

@@ -128,6 +128,7 @@ drift_job = dg.define_asset_job(
     description="Refresh the production marts and compute the drift report for the latest window.",
 )
 
+
 def schedules_for(settings: Settings) -> list[dg.ScheduleDefinition]:
     # Schedules are fixed when the definitions are built, so the cron comes from the settings then.
     return [

@@ -11,7 +11,9 @@ from pydantic import create_model
 _SCALARS = (bool, int, float, str)
 
 
-def config_class(source: type, name: str, doc: str | None = None, **extra: tuple[type, object]) -> type[dg.Config]:
+def config_class(
+    source: type, name: str, doc: str | None = None, **extra: tuple[type, object]
+) -> type[dg.Config]:
     """A ``dg.Config`` with the scalar fields of the dataclass ``source`` and their defaults, plus
     ``extra`` run-only fields (``name=(type, default)``) that are not part of ``source``.
 

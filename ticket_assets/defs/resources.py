@@ -41,7 +41,9 @@ class PostgresResource(dg.ConfigurableResource):
     def url(self) -> str:
         url = self._url or self.database_url
         if url is None:
-            raise postgres.DatabaseNotConfiguredError("the embedded database is started when the resource is set up")
+            raise postgres.DatabaseNotConfiguredError(
+                "the embedded database is started when the resource is set up"
+            )
         return url
 
     def connect(self, autocommit: bool = False) -> psycopg.Connection:
@@ -176,14 +178,18 @@ def resources_for(settings: Settings) -> dict[str, object]:
     """
     data_dir = str(settings.data_dir)
     tracking_uri = (
-        _secret(settings, "mlflow_tracking_uri") if settings.mlflow_tracking_uri else settings.resolved_mlflow_uri
+        _secret(settings, "mlflow_tracking_uri")
+        if settings.mlflow_tracking_uri
+        else settings.resolved_mlflow_uri
     )
     database = PostgresResource(database_url=_secret(settings, "database_url"), data_dir=data_dir)
     return {
         "postgres": database,
         "platform": PlatformSettingsResource(values=settings.model_dump_json(exclude=_NOT_CONFIG)),
         "alerts": AlertsResource(postgres=database, webhook_url=_secret(settings, "alert_webhook_url")),
-        "mlflow": MlflowResource(tracking_uri=tracking_uri, model_name=settings.model_name, data_dir=data_dir),
+        "mlflow": MlflowResource(
+            tracking_uri=tracking_uri, model_name=settings.model_name, data_dir=data_dir
+        ),
         "dbt": PlatformDbtCliResource(
             project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=DBT_EXECUTABLE
         ),

@@ -37,7 +37,10 @@ GATE_TAG = "ticketops.gate"
 
 # Train even when data, code and config equal the champion's; TICKETOPS_FORCE_TRAIN=1 sets it too.
 ClassifierConfig = config_class(
-    TrainConfig, "ClassifierConfig", "Training settings (see ticket_assets.ml.train).", force_train=(bool, False)
+    TrainConfig,
+    "ClassifierConfig",
+    "Training settings (see ticket_assets.ml.train).",
+    force_train=(bool, False),
 )
 
 
