@@ -53,16 +53,16 @@ def main() -> None:
 def run(url: str) -> None:
     import dagster as dg
 
-    from ticket_assets.definitions import defs
+    from ticket_assets.definitions import build_definitions
     from ticket_assets.runner import prepare_environment
     from ticket_assets.sources.csv_import import ColumnMapping
     from ticket_assets.sources.store import ingest_csv
 
-    prepare_environment(get_settings())
+    settings = prepare_environment(get_settings())
     started = time.perf_counter()
     report = ingest_csv(url, DATASET, ColumnMapping(text_col="text", topic_col="topic", id_col="ticket_id"))
     ingest_seconds = time.perf_counter() - started
-    job = defs.resolve_implicit_global_asset_job_def()
+    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with dg.instance_for_test() as instance:
         started = time.perf_counter()

@@ -7,7 +7,6 @@ import dagster as dg
 import psycopg
 
 from ticket_assets.defs.automation import DRIFT_REPORT
-from ticket_assets.defs.resources import AlertsResource
 
 
 def _report(instance: dg.DagsterInstance, verdict: str, champion: str) -> None:
@@ -29,7 +28,10 @@ def test_a_new_champion_ends_the_episode_so_a_later_shift_retrains_again(platfor
             nonlocal cursor
             result = sensor.evaluate_tick(
                 dg.build_sensor_context(
-                    instance=instance, cursor=cursor, definitions=defs, resources={"alerts": AlertsResource()}
+                    instance=instance,
+                    cursor=cursor,
+                    definitions=defs,
+                    resources={"alerts": defs.resources["alerts"]},
                 )
             )
             cursor = result.cursor or cursor

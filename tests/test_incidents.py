@@ -51,7 +51,7 @@ def test_forty_vpn_tickets_in_twenty_minutes_raise_exactly_one_incident_and_one_
         prediction = _log_prediction(conn, "VPN down. I cannot connect to the VPN at all.", BURST_START)
         conn.commit()
 
-    resources = {"postgres": PostgresResource()}
+    resources = {"postgres": PostgresResource(database_url=pg_url)}
     context = dg.build_sensor_context(instance=instance, resources=resources)
     assert isinstance(major_incident_sensor(context), dg.SkipReason)  # nothing detected yet
 
@@ -96,7 +96,7 @@ def test_forty_vpn_tickets_in_twenty_minutes_raise_exactly_one_incident_and_one_
     result = incident_alert_job.execute_in_process(
         run_config=requests[0].run_config,
         instance=instance,
-        resources={**resources, "alerts": AlertsResource()},
+        resources={**resources, "alerts": AlertsResource(postgres=resources["postgres"])},
     )
     assert result.success
     with psycopg.connect(pg_url) as conn:

@@ -29,7 +29,7 @@ B_START = PERIOD_A_START + timedelta(days=PERIOD_A_DAYS + 1)
 
 class Loop:
     def __init__(self, instance, url, settings, client, webhook) -> None:
-        from ticket_assets.definitions import defs
+        from ticket_assets.definitions import build_definitions
 
         self.instance, self.url, self.settings, self.client, self.webhook = (
             instance,
@@ -38,7 +38,7 @@ class Loop:
             client,
             webhook,
         )
-        self.defs = defs
+        self.defs = build_definitions(settings)
         self.sensor_cursor: str | None = None
 
     def predictions(self) -> int:
@@ -61,13 +61,11 @@ class Loop:
 
     def tick_drift_sensor(self) -> list[dg.RunRequest]:
         sensor = self.defs.resolve_sensor_def("drift_retrain_sensor")
-        from ticket_assets.defs.resources import AlertsResource
-
         context = dg.build_sensor_context(
             instance=self.instance,
             cursor=self.sensor_cursor,
             definitions=self.defs,
-            resources={"alerts": AlertsResource()},
+            resources={"alerts": self.defs.resources["alerts"]},
         )
         result = sensor.evaluate_tick(context)
         self.sensor_cursor = result.cursor or self.sensor_cursor
@@ -267,7 +265,6 @@ def _alerts(loop: Loop, source: str) -> list[dict]:
 
 def _notify_run_status(loop: Loop, sensor_name: str, run_id: str, event_type: dg.DagsterEventType) -> None:
     """Evaluate a run-status sensor as the daemon would, for the run's real status event."""
-    from ticket_assets.defs.resources import AlertsResource
 
     run = loop.instance.get_run_by_id(run_id)
     [record] = loop.instance.get_records_for_run(run_id, of_type=event_type).records
@@ -277,7 +274,7 @@ def _notify_run_status(loop: Loop, sensor_name: str, run_id: str, event_type: dg
         dagster_event=record.event_log_entry.dagster_event,
         dagster_instance=loop.instance,
         dagster_run=run,
-        resources={"alerts": AlertsResource()},
+        resources={"alerts": loop.defs.resources["alerts"]},
     )
     sensor(context)
 
@@ -335,24 +332,20 @@ def test_a_worse_retrained_model_fails_the_gate_keeps_the_champion_and_alerts(
 
 
 def test_new_labels_sensor_requests_retraining_once_per_batch(loop: Loop, drift_episode: dict) -> None:
-    from ticket_assets.settings import get_settings, use_settings
+    from ticket_assets.definitions import build_definitions
 
-    sensor = loop.defs.resolve_sensor_def("new_labels_retrain_sensor")
-    resources = {"postgres": loop.defs.resources["postgres"], "platform": loop.defs.resources["platform"]}
-    previous = get_settings()
-    use_settings(previous.model_copy(update={"retrain_min_labels": 50}))
-    try:
-        first = sensor.evaluate_tick(
-            dg.build_sensor_context(instance=loop.instance, definitions=loop.defs, resources=resources)
+    defs = build_definitions(loop.settings.model_copy(update={"retrain_min_labels": 50}))
+    sensor = defs.resolve_sensor_def("new_labels_retrain_sensor")
+    resources = {"postgres": defs.resources["postgres"], "platform": defs.resources["platform"]}
+    first = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=loop.instance, definitions=defs, resources=resources)
+    )
+    assert len(first.run_requests) == 1  # the feedback of the drift episode is > 50 labels
+    again = sensor.evaluate_tick(
+        dg.build_sensor_context(
+            instance=loop.instance, cursor=first.cursor, definitions=defs, resources=resources
         )
-        assert len(first.run_requests) == 1  # the feedback of the drift episode is > 50 labels
-        again = sensor.evaluate_tick(
-            dg.build_sensor_context(
-                instance=loop.instance, cursor=first.cursor, definitions=loop.defs, resources=resources
-            )
-        )
-    finally:
-        use_settings(previous)
+    )
     assert not again.run_requests
     assert date.fromisoformat(first.cursor[:10]) >= date(2020, 1, 1)
 

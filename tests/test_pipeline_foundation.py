@@ -20,15 +20,16 @@ def run_config(n: int) -> dict:
     return {**QUIET, "ops": {"raw__tickets": {"config": {"synthetic_tickets": n, "seed": 7}}}}
 
 
-def test_ingest_to_marts_materialises_with_passing_dbt_checks(instance, fresh_db, monkeypatch):
+def test_ingest_to_marts_materialises_with_passing_dbt_checks(instance, fresh_db):
+    from pydantic import SecretStr
+
     from ticket_assets.runner import materialize
-    from ticket_assets.settings import reset_settings_cache
+    from ticket_assets.settings import get_settings
     from ticket_assets.sources.store import ingest_synthetic
 
-    monkeypatch.setenv("DATABASE_URL", fresh_db)
-    reset_settings_cache()
-
-    outcome = materialize(FOUNDATION, instance=instance, run_config=run_config(400))
+    # The run uses the settings it is given, not the environment's database (platform_env's pg_url).
+    settings = get_settings().model_copy(update={"database_url": SecretStr(fresh_db)})
+    outcome = materialize(FOUNDATION, instance=instance, run_config=run_config(400), settings=settings)
     assert outcome.success, outcome.failed_steps
     assert {
         "raw/tickets",
@@ -54,7 +55,7 @@ def test_ingest_to_marts_materialises_with_passing_dbt_checks(instance, fresh_db
 
     # New tickets arrive: the incremental models pick them up, the existing ones are untouched.
     ingest_synthetic(fresh_db, n=40, seed=8)
-    outcome = materialize("group:dbt", instance=instance, run_config=QUIET)
+    outcome = materialize("group:dbt", instance=instance, run_config=QUIET, settings=settings)
     assert outcome.success
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("select count(*) from staging.stg_tickets").fetchone()[0] == 440

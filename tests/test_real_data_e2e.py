@@ -37,10 +37,12 @@ class RealPlatform:
         self.imported, self.unseen, self.data_dir = imported, unseen, data_dir
 
     def drift_report(self) -> dict:
-        from ticket_assets.definitions import defs
+        from ticket_assets.definitions import build_definitions
 
-        result = defs.resolve_job_def("drift_monitoring").execute_in_process(
-            instance=self.instance, run_config=QUIET
+        result = (
+            build_definitions(self.settings)
+            .resolve_job_def("drift_monitoring")
+            .execute_in_process(instance=self.instance, run_config=QUIET)
         )
         assert result.success
         event = self.instance.get_latest_materialization_event(dg.AssetKey("drift_report"))

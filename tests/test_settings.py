@@ -72,3 +72,38 @@ def test_scoped_environment_puts_every_variable_back(monkeypatch: pytest.MonkeyP
     assert os.environ["TICKETOPS_TEST_KEPT"] == "before"
     assert "TICKETOPS_TEST_NEW" not in os.environ
     assert "TICKETOPS_TEST_EXPORTED" not in os.environ
+
+
+def test_resources_name_secrets_from_the_environment_and_take_code_settings_literally(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dagster as dg
+
+    from ticket_assets.defs.resources import resources_for
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:s3cret@db.internal/ticketops")
+    monkeypatch.setenv("TICKETOPS_ALERT_WEBHOOK_URL", "https://hooks.example/T0")
+    monkeypatch.setenv("TICKETOPS_RETRAIN_MIN_LABELS", "77")
+    resources = resources_for(Settings())
+    postgres, alerts, platform = resources["postgres"], resources["alerts"], resources["platform"]
+    # Config shown in the UI refers to the variables; the values are resolved when the run starts.
+    assert (
+        isinstance(postgres.database_url, dg.EnvVar) and postgres.database_url.env_var_name == "DATABASE_URL"
+    )
+    assert isinstance(alerts.webhook_url, dg.EnvVar)
+    assert "s3cret" not in platform.values and "hooks.example" not in platform.values
+    with dg.build_resources({"postgres": postgres, "platform": platform}) as built:
+        assert built.postgres.url() == "postgresql://app:s3cret@db.internal/ticketops"
+        assert built.platform.get().retrain_min_labels == 77
+
+    # Settings built in code (tests, the CLI after resolving services) are taken as given.
+    given = Settings().model_copy(
+        update={
+            "database_url": SecretStr("postgresql://postgres@127.0.0.1:5432/other"),
+            "retrain_min_labels": 5,
+        }
+    )
+    resources = resources_for(given)
+    assert resources["postgres"].database_url == "postgresql://postgres@127.0.0.1:5432/other"
+    with dg.build_resources({"platform": resources["platform"]}) as built:
+        assert built.platform.get().retrain_min_labels == 5

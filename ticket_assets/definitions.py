@@ -1,4 +1,8 @@
-"""The TicketOps code location: one ``Definitions`` object for the whole lineage."""
+"""The TicketOps code location: one ``Definitions`` object for the whole lineage.
+
+:func:`build_definitions` makes it for given settings (tests and the CLI pass their own);
+``defs`` is the code location's, built from the process's settings when Dagster loads it.
+"""
 
 import dagster as dg
 
@@ -15,8 +19,8 @@ from ticket_assets.defs import (
     training,
 )
 from ticket_assets.defs.k8s import k8s_executor_or_default
-from ticket_assets.defs.resources import build_resources
-from ticket_assets.settings import get_settings
+from ticket_assets.defs.resources import resources_for
+from ticket_assets.settings import Settings, get_settings
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "ticketops_automation",
@@ -26,23 +30,28 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     description="Evaluates declarative automation: marts follow raw tickets, derived assets follow marts.",
 )
 
-defs = dg.Definitions(
-    assets=[
-        ingest.raw_tickets,
-        dbt.ticket_dbt_models,
-        reports.ticket_profile,
-        embeddings.ticket_embeddings,
-        kb.kb_chunks,
-        kb.kb_index,
-        *training.training_assets,
-        *monitoring.monitoring_assets,
-        *memory.memory_assets,
-        *serving.serving_assets,
-    ],
-    asset_checks=[*training.training_checks, *monitoring.monitoring_checks],
-    jobs=[training.retrain_job, *automation.jobs, *memory.memory_jobs],
-    schedules=automation.schedules,
-    sensors=[automation_sensor, *automation.sensors, *memory.memory_sensors],
-    resources=build_resources(),
-    executor=k8s_executor_or_default(get_settings()),
-)
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[
+            ingest.raw_tickets,
+            dbt.ticket_dbt_models,
+            reports.ticket_profile,
+            embeddings.ticket_embeddings,
+            kb.kb_chunks,
+            kb.kb_index,
+            *training.training_assets,
+            *monitoring.monitoring_assets,
+            *memory.memory_assets,
+            *serving.serving_assets,
+        ],
+        asset_checks=[*training.training_checks, *monitoring.monitoring_checks],
+        jobs=[training.retrain_job, *automation.jobs, *memory.memory_jobs],
+        schedules=automation.schedules_for(settings),
+        sensors=[automation_sensor, *automation.sensors, *memory.memory_sensors],
+        resources=resources_for(settings),
+        executor=k8s_executor_or_default(settings),
+    )
+
+
+defs = build_definitions(get_settings())

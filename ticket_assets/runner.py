@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from ticket_assets.services import postgres
 from ticket_assets.services.dbt import prepare_manifest
 from ticket_assets.services.migrations import migrate
-from ticket_assets.settings import Settings, use_settings
+from ticket_assets.settings import Settings, get_settings, use_settings
 
 DAGSTER_YAML = """\
 # Written by ticketops: a local instance on SQLite under DAGSTER_HOME.
@@ -80,9 +80,13 @@ def materialize(
     instance: dg.DagsterInstance,
     run_config: dict | None = None,
     tags: dict[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> MaterializeOutcome:
-    """Materialise the selected assets (default: the whole graph) and report what happened."""
-    from ticket_assets.definitions import defs
+    """Materialise the selected assets (default: the whole graph) with the resources for ``settings``
+    (default: the process's settings) and report what happened."""
+    from ticket_assets.definitions import build_definitions
+
+    defs = build_definitions(settings or get_settings())
 
     job = defs.resolve_implicit_global_asset_job_def()
     asset_keys = None

@@ -240,6 +240,25 @@ class Settings(BaseSettings):
         return self.data_dir / "ticket_index"
 
 
+def secret_fields() -> set[str]:
+    """Settings holding secrets (``SecretStr``): never copied into Dagster resource config."""
+    return {name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)}
+
+
+def env_source(settings: Settings, field: str) -> str | None:
+    """The environment variable that holds ``settings.<field>``'s value, if one does (else the value
+    was given in code): lets the Dagster layer refer to a secret by name instead of copying it."""
+    value = getattr(settings, field)
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    alias = Settings.model_fields[field].validation_alias
+    names = alias.choices if isinstance(alias, AliasChoices) else []
+    for name in names:
+        if os.environ.get(str(name)) == value:
+            return str(name)
+    return None
+
+
 _current: Settings | None = None
 
 

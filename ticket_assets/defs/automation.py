@@ -14,7 +14,7 @@ import dagster as dg
 from ticket_assets.defs.keys import DRIFT_REPORT
 from ticket_assets.defs.resources import AlertsResource, PlatformSettingsResource, PostgresResource
 from ticket_assets.defs.training import retrain_job
-from ticket_assets.settings import get_settings
+from ticket_assets.settings import Settings
 
 DRIFT_VERDICT_KEY = "verdict"
 
@@ -136,12 +136,8 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResourc
         severity="critical",
         source="run_failure_sensor",
         dedup_key=f"run:{run.run_id}",
-        url=run_url(run.run_id),
+        url=alerts.run_url(run.run_id),
     )
-
-
-def run_url(run_id: str) -> str:
-    return f"{get_settings().dagster_url}/runs/{run_id}"
 
 
 def _why(run: dg.DagsterRun) -> str:
@@ -165,7 +161,7 @@ def retrain_started_notice(context: dg.RunStatusSensorContext, alerts: AlertsRes
         severity="info",
         source="retrain",
         dedup_key=f"retrain-started:{run.run_id}",
-        url=run_url(run.run_id),
+        url=alerts.run_url(run.run_id),
     )
 
 
@@ -185,7 +181,7 @@ def retrain_finished_notice(context: dg.RunStatusSensorContext, alerts: AlertsRe
         severity="info",
         source="retrain",
         dedup_key=f"retrain-finished:{run.run_id}",
-        url=run_url(run.run_id),
+        url=alerts.run_url(run.run_id),
     )
 
 
@@ -198,14 +194,19 @@ drift_job = dg.define_asset_job(
     description="Refresh the production marts and compute the drift report for the latest window.",
 )
 
-drift_schedule = dg.ScheduleDefinition(
-    name="drift_report_schedule",
-    job=drift_job,
-    # Schedules are fixed when the code location loads, so the cron comes from the settings then.
-    cron_schedule=get_settings().drift_cron,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Computes the drift report regularly so the loop runs unattended (TICKETOPS_DRIFT_CRON).",
-)
+
+def schedules_for(settings: Settings) -> list[dg.ScheduleDefinition]:
+    # Schedules are fixed when the definitions are built, so the cron comes from the settings then.
+    return [
+        dg.ScheduleDefinition(
+            name="drift_report_schedule",
+            job=drift_job,
+            cron_schedule=settings.drift_cron,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            description="Computes the drift report regularly so the loop runs unattended (TICKETOPS_DRIFT_CRON).",
+        )
+    ]
+
 
 sensors = [
     drift_retrain_sensor,
@@ -214,5 +215,4 @@ sensors = [
     retrain_started_notice,
     retrain_finished_notice,
 ]
-schedules = [drift_schedule]
 jobs = [drift_job]

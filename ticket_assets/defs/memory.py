@@ -20,7 +20,6 @@ from ticket_assets.memory.ticket_index import index_rows, sync_index, vector_fet
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.ml.embedding_store import EMBEDDING_DIM, load_embeddings
 from ticket_assets.rag.index import KnowledgeBase
-from ticket_assets.settings import get_settings
 
 OWNERS = ["team:ml-platform"]
 STG_TICKETS = dg.AssetKey(["staging", "stg_tickets"])
@@ -172,7 +171,7 @@ def alert_incident(
         source="major_incident_sensor",
         dedup_key=f"incident:{incident}",
         # The run that detected it (its metadata lists the incident's tickets).
-        url=f"{get_settings().dagster_url}/runs/{run_id}" if run_id else None,
+        url=alerts.run_url(run_id) if run_id else None,
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from ticket_assets.defs.config import config_class, to_plain
 from ticket_assets.defs.keys import CHAMPION_MODEL, DRIFT_REPORT
 from ticket_assets.defs.metadata import markdown_table
 from ticket_assets.defs.resources import (
@@ -35,10 +36,12 @@ OWNERS = ["team:ml-platform"]
 KEEP_REPORTS = 50
 
 
-class DriftReportConfig(dg.Config):
-    min_window: int = 200
-    max_window: int = 2000
-    reference_sample_size: int = 1000
+DriftReportConfig = config_class(
+    DriftConfig,
+    "DriftReportConfig",
+    "Drift verdict settings (see ticket_assets.monitoring.drift) and the largest window evaluated.",
+    max_window=(int, 2000),
+)
 
 
 def _previous_window_end(context: dg.AssetExecutionContext, champion_version: str) -> str | None:
@@ -115,9 +118,7 @@ def drift_report(
             metadata={"verdict": "insufficient_data", "reason": "no champion model yet"}
         )
     previous_end = _previous_window_end(context, champion_version)
-    drift_config = DriftConfig(
-        min_window=config.min_window, reference_sample_size=config.reference_sample_size
-    )
+    drift_config = to_plain(config, DriftConfig)
 
     with postgres.connect() as conn:
         current = load_window(conn, champion_version, previous_end, config.max_window)

@@ -1,29 +1,50 @@
-"""Dagster resources, all chosen from the environment in one place (:func:`build_resources`).
+"""Dagster resources with explicit fields, chosen per environment in one place (:func:`resources_for`).
 
-Connection strings and keys are resolved at run time from :mod:`ticket_assets.settings` rather
-than stored as resource config, because resource config is shown in the Dagster UI.
+Resource config is shown in the Dagster UI, so secrets are ``dg.EnvVar`` references, never values.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import dagster as dg
 import psycopg
 from dagster_dbt import DbtCliResource
+from pydantic import PrivateAttr, SecretStr
 
 from ticket_assets.alerts import Alert, send_alert
 from ticket_assets.core.paths import DBT_PROJECT_DIR
 from ticket_assets.services import postgres
 from ticket_assets.services.dbt import DBT_EXECUTABLE
-from ticket_assets.settings import Settings, get_settings, scoped_environment
+from ticket_assets.settings import Settings, env_source, scoped_environment, secret_fields
 
 
 class PostgresResource(dg.ConfigurableResource):
-    """The platform database (``DATABASE_URL`` or the embedded server)."""
+    """The platform database: ``database_url`` when set, else the embedded server under ``data_dir``.
+
+    The embedded server is started in :meth:`setup_for_execution` (before any step or sensor uses
+    the resource); :meth:`url` only returns the address chosen there.
+    """
+
+    database_url: str | None = None
+    data_dir: str = ".ticketops"
+    _url: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.database_url is None:
+            self._url = postgres.start_database(Settings(data_dir=Path(self.data_dir), database_url=None))
+        else:
+            self._url = self.database_url
 
     def url(self) -> str:
-        return postgres.start_database(get_settings())
+        url = self._url or self.database_url
+        if url is None:
+            raise postgres.DatabaseNotConfiguredError(
+                "the embedded database is started when the resource is set up"
+            )
+        return url
 
     def connect(self, autocommit: bool = False) -> psycopg.Connection:
         return postgres.connect(self.url(), autocommit=autocommit)
@@ -39,7 +60,7 @@ class PostgresResource(dg.ConfigurableResource):
 
 
 class MlflowResource(dg.ConfigurableResource):
-    """Tracking, registry and alias operations through a plain ``MlflowClient``.
+    """Tracking, registry and alias operations through a plain ``MlflowClient`` on ``tracking_uri``.
 
     Division of labour with dagster-mlflow: its ``end_mlflow_on_run_finished`` hook (attached to the
     training job) calls :meth:`end_run` so a failed step never leaves an MLflow run dangling; everything
@@ -47,25 +68,32 @@ class MlflowResource(dg.ConfigurableResource):
     own resource is the legacy function-style resource.
     """
 
+    tracking_uri: str
+    model_name: str
+    # Artifacts of the default SQLite store live under data_dir/mlflow/artifacts.
+    data_dir: str = ".ticketops"
+
+    def _store(self) -> Settings:
+        # The registry functions take the settings fields they read; no environment is consulted.
+        return Settings.model_construct(
+            data_dir=Path(self.data_dir), mlflow_tracking_uri=self.tracking_uri, model_name=self.model_name
+        )
+
     def configure(self) -> str:
         from ticket_assets.ml import registry
 
-        registry.configure_mlflow(get_settings())
-        return get_settings().resolved_mlflow_uri
-
-    @property
-    def model_name(self) -> str:
-        return get_settings().model_name
+        registry.configure_mlflow(self._store())
+        return self.tracking_uri
 
     def alias_version(self, alias: str) -> str | None:
         from ticket_assets.ml import registry
 
-        return registry.get_alias_version(self.model_name, alias, get_settings())
+        return registry.get_alias_version(self.model_name, alias, self._store())
 
     def client(self):
         from ticket_assets.ml import registry
 
-        return registry.configure_mlflow(get_settings())
+        return registry.configure_mlflow(self._store())
 
     def end_run(self, status: str = "FINISHED") -> None:
         import mlflow
@@ -75,14 +103,28 @@ class MlflowResource(dg.ConfigurableResource):
 
 
 class PlatformSettingsResource(dg.ConfigurableResource):
-    """Gives assets the shared settings object (data directory, thresholds, service URLs)."""
+    """Gives assets the shared settings object (data directory, thresholds, service URLs).
+
+    ``values`` holds every non-secret setting as JSON (unset ones as null, which Dagster's map
+    config cannot hold); secrets are never resource config (the UI shows it): :meth:`get` builds
+    :class:`Settings` from ``values``, which reads the secrets from the environment.
+    """
+
+    values: str
 
     def get(self) -> Settings:
-        return get_settings()
+        return Settings(**json.loads(self.values))
 
 
 class AlertsResource(dg.ConfigurableResource):
     """Alerts to on-call: Slack-compatible webhook from ``ALERT_WEBHOOK_URL`` plus the log and ``ops.alerts``."""
+
+    postgres: PostgresResource
+    webhook_url: str | None = None
+    dagster_url: str = "http://127.0.0.1:3000"  # the base of run links in notices
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.dagster_url.rstrip('/')}/runs/{run_id}"
 
     def send(
         self,
@@ -94,12 +136,10 @@ class AlertsResource(dg.ConfigurableResource):
         dedup_key: str | None = None,
         url: str | None = None,
     ) -> bool:
-        settings = get_settings()
-        webhook = settings.alert_webhook_url.get_secret_value() if settings.alert_webhook_url else None
         return send_alert(
             Alert(title=title, body=body, severity=severity, source=source, dedup_key=dedup_key, url=url),
-            webhook,
-            postgres.start_database(settings),
+            self.webhook_url,
+            self.postgres.url(),
         )
 
 
@@ -116,12 +156,49 @@ class PlatformDbtCliResource(DbtCliResource):
             return self.cli(args, **kwargs)
 
 
-def build_resources() -> dict[str, object]:
+def _secret(settings: Settings, field: str) -> str | dg.EnvVar | None:
+    """A secret as resource config: a reference to the environment variable it was read from, so
+    the value never appears in the UI; the literal only for settings built in code (tests)."""
+    value = getattr(settings, field)
+    if value is None:
+        return None
+    name = env_source(settings, field)
+    if name is not None:
+        return dg.EnvVar(name)
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+# Secrets, and the tracking URI (a database URL that may carry a password): Settings reads them.
+_NOT_CONFIG = secret_fields() | {"mlflow_tracking_uri"}
+
+
+def resources_for(settings: Settings) -> dict[str, object]:
+    """The resources for one environment, chosen here only.
+
+    - embedded local (no ``DATABASE_URL``): Postgres starts the embedded server at setup, MLflow uses
+      the SQLite store under the data directory;
+    - servers and Kubernetes: ``DATABASE_URL`` / ``MLFLOW_TRACKING_URI`` from the environment
+      (``dg.EnvVar``, resolved at run time in the run or step process);
+    - tests: the ``Settings`` object the test built, taken literally.
+    """
+    data_dir = str(settings.data_dir)
+    tracking_uri = (
+        _secret(settings, "mlflow_tracking_uri")
+        if settings.mlflow_tracking_uri
+        else settings.resolved_mlflow_uri
+    )
+    database = PostgresResource(database_url=_secret(settings, "database_url"), data_dir=data_dir)
     return {
-        "postgres": PostgresResource(),
-        "platform": PlatformSettingsResource(),
-        "alerts": AlertsResource(),
-        "mlflow": MlflowResource(),
+        "postgres": database,
+        "platform": PlatformSettingsResource(values=settings.model_dump_json(exclude=_NOT_CONFIG)),
+        "alerts": AlertsResource(
+            postgres=database,
+            webhook_url=_secret(settings, "alert_webhook_url"),
+            dagster_url=settings.dagster_url,
+        ),
+        "mlflow": MlflowResource(
+            tracking_uri=tracking_uri, model_name=settings.model_name, data_dir=data_dir
+        ),
         "dbt": PlatformDbtCliResource(
             project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=DBT_EXECUTABLE
         ),

@@ -36,11 +36,13 @@ OWNERS = ["team:ml-platform"]
 GATE_TAG = "ticketops.gate"
 
 
-class ClassifierConfig(dg.Config):
-    quick: bool = False  # small grids and 2 CV folds (demos, tests); TICKETOPS_TRAIN_QUICK=1 sets it too
-    cv_folds: int = 3
-    # Train even when data, code and config equal the champion's; TICKETOPS_FORCE_TRAIN=1 sets it too.
-    force_train: bool = False
+# Train even when data, code and config equal the champion's; TICKETOPS_FORCE_TRAIN=1 sets it too.
+ClassifierConfig = config_class(
+    TrainConfig,
+    "ClassifierConfig",
+    "Training settings (see ticket_assets.ml.train).",
+    force_train=(bool, False),
+)
 
 
 GateSettings = config_class(GateConfig, "GateSettings", "Promotion gate margins (see ticket_assets.ml.gate).")
@@ -56,21 +58,22 @@ class ChampionConfig(dg.Config):
     actor: str | None = None
 
 
-def train_config(config: ClassifierConfig, settings: Settings | None = None) -> TrainConfig:
-    tiers = (
-        {
-            "tier_auto_precision": settings.tier_auto_precision,
-            "tier_suggest_precision": settings.tier_suggest_precision,
-            "tier_min_examples": settings.tier_min_examples,
+def train_config(config: ClassifierConfig, settings: Settings) -> TrainConfig:
+    """The run's training config: the tier targets from the settings; quick (TICKETOPS_TRAIN_QUICK):
+    small grids and 2 CV folds."""
+    overrides: dict = {
+        "tier_auto_precision": settings.tier_auto_precision,
+        "tier_suggest_precision": settings.tier_suggest_precision,
+        "tier_min_examples": settings.tier_min_examples,
+    }
+    if settings.train_quick:
+        overrides |= {
+            "cv_folds": 2,
+            "tfidf_c_grid": (0.3,),
+            "embedding_c_grid": (4.0,),
+            "max_features": 50_000,
         }
-        if settings is not None
-        else {}
-    )
-    if config.quick or (settings is not None and settings.train_quick):
-        return TrainConfig(
-            cv_folds=2, tfidf_c_grid=(0.3,), embedding_c_grid=(4.0,), max_features=50_000, **tiers
-        )
-    return TrainConfig(cv_folds=config.cv_folds, **tiers)
+    return to_plain(config, TrainConfig, **overrides)
 
 
 def tier_table(rows: list[dict]) -> dg.TableMetadataValue:
