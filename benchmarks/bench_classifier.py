@@ -31,6 +31,8 @@ from sklearn.svm import LinearSVC
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.report import write_section  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from ticket_assets.ml.evaluate import classification_metrics  # noqa: E402
@@ -200,19 +202,6 @@ def markdown(results: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's marked section of BENCHMARKS.md (other sections are left alone)."""
-    start_mark, end_mark = "<!-- classifier:start -->", "<!-- classifier:end -->"
-    block = f"{start_mark}\n{section.rstrip()}\n{end_mark}\n"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if start_mark in text and end_mark in text:
-        before, rest = text.split(start_mark, 1)
-        text = before + block + rest.split(end_mark, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=int, default=None, help="use a random sample of N tickets")
@@ -230,7 +219,7 @@ def main() -> None:
     section = markdown(results, command)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, "classifier", section)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from sklearn.svm import LinearSVC
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.report import write_section  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks.bench_classifier import DATASET, cached_embeddings  # noqa: E402
@@ -260,14 +262,7 @@ def main() -> None:
     section = markdown(results, command)
     print(section)
     if args.write:
-        text = args.write.read_text()
-        start, end = "<!-- real-data:start -->", "<!-- real-data:end -->"
-        block = f"{start}\n{section.rstrip()}\n{end}\n"
-        if start in text:
-            text = text.split(start, 1)[0] + block + text.split(end, 1)[1].lstrip("\n")
-        else:
-            text = text.rstrip("\n") + "\n\n" + block
-        args.write.write_text(text)
+        write_section(args.write, "real-data", section)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ import polars as pl
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.report import write_section  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks.bench_classifier import DATASET, cached_embeddings  # noqa: E402
@@ -230,14 +232,7 @@ def main() -> None:
     section = markdown(result, command)
     print(section)
     if args.write:
-        text = args.write.read_text()
-        start, end = "<!-- tiers:start -->", "<!-- tiers:end -->"
-        block = f"{start}\n{section.rstrip()}\n{end}\n"
-        if start in text:
-            text = text.split(start, 1)[0] + block + text.split(end, 1)[1].lstrip("\n")
-        else:
-            text = text.rstrip("\n") + "\n\n" + block
-        args.write.write_text(text)
+        write_section(args.write, "tiers", section)
 
 
 if __name__ == "__main__":
