@@ -153,7 +153,6 @@ def response_examples(
         "tags": {"data.rows": "12840", "metric.topic_macro_f1": "0.91"},
         "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
         "topics": topics,
-        "topic_names": {topic: topic.replace("_", " ").capitalize() for topic in topics},
         "urgencies": urgencies,
         "routing": routing,
         "loaded_at": "2026-12-01T08:00:03.512000Z",

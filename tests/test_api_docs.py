@@ -60,6 +60,15 @@ def _assert_documented(spec: dict[str, Any], path: str, method: str, response: A
         assert response.headers["content-type"].startswith("text/plain"), response.headers
 
 
+def _diff(example: Any, real: Any, where: str = "") -> list[str]:
+    """Where an example and a real response differ in shape (for the failure message)."""
+    if isinstance(example, dict) and isinstance(real, dict):
+        if example.keys() != real.keys():
+            return [f"{where or '.'}: keys {sorted(example.keys() ^ real.keys())}"]
+        return [d for k in example for d in _diff(example[k], real[k], f"{where}.{k}")]
+    return [] if _same_shape(example, real) else [f"{where}: {example!r} vs {real!r}"]
+
+
 def _same_shape(example: Any, real: Any) -> bool:
     """Same JSON types and the same keys all the way down (values may differ)."""
     if isinstance(example, dict) and isinstance(real, dict):
@@ -166,7 +175,7 @@ def test_request_examples_succeed_and_answer_like_the_response_examples(
         assert response.status_code == 200, path
         _assert_documented(spec, path, "get", response)
         [expected] = _examples(spec, path, "get", "200").values()
-        assert _same_shape(expected, response.json()), (path, response.json())
+        assert _same_shape(expected, response.json()), (path, _diff(expected, response.json()))
 
 
 def test_error_examples_are_what_the_server_answers(

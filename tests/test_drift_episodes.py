@@ -26,14 +26,13 @@ def test_a_new_champion_ends_the_episode_so_a_later_shift_retrains_again(platfor
 
         def tick() -> list[dg.RunRequest]:
             nonlocal cursor
-            result = sensor.evaluate_tick(
-                dg.build_sensor_context(
-                    instance=instance,
-                    cursor=cursor,
-                    definitions=defs,
-                    resources={"alerts": defs.resources["alerts"]},
-                )
-            )
+            with dg.build_sensor_context(
+                instance=instance,
+                cursor=cursor,
+                definitions=defs,
+                resources={"alerts": defs.resources["alerts"]},
+            ) as context:  # the alerts resource's database is set up for the tick
+                result = sensor.evaluate_tick(context)
             cursor = result.cursor or cursor
             return list(result.run_requests or [])
 

@@ -61,13 +61,13 @@ class Loop:
 
     def tick_drift_sensor(self) -> list[dg.RunRequest]:
         sensor = self.defs.resolve_sensor_def("drift_retrain_sensor")
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=self.instance,
             cursor=self.sensor_cursor,
             definitions=self.defs,
             resources={"alerts": self.defs.resources["alerts"]},
-        )
-        result = sensor.evaluate_tick(context)
+        ) as context:  # the alerts resource's database is set up for the tick
+            result = sensor.evaluate_tick(context)
         self.sensor_cursor = result.cursor or self.sensor_cursor
         return list(result.run_requests or [])
 
@@ -269,14 +269,14 @@ def _notify_run_status(loop: Loop, sensor_name: str, run_id: str, event_type: dg
     run = loop.instance.get_run_by_id(run_id)
     [record] = loop.instance.get_records_for_run(run_id, of_type=event_type).records
     sensor = loop.defs.resolve_sensor_def(sensor_name)
-    context = dg.build_run_status_sensor_context(
+    with dg.build_run_status_sensor_context(
         sensor_name=sensor_name,
         dagster_event=record.event_log_entry.dagster_event,
         dagster_instance=loop.instance,
         dagster_run=run,
         resources={"alerts": loop.defs.resources["alerts"]},
-    )
-    sensor(context)
+    ) as context:
+        sensor(context)
 
 
 def test_on_call_hears_drift_retraining_and_the_champion_change_once_each(
