@@ -18,8 +18,10 @@ def _report(instance: dg.DagsterInstance, verdict: str, champion: str) -> None:
 
 
 def test_a_new_champion_ends_the_episode_so_a_later_shift_retrains_again(platform_env, pg_url) -> None:
-    from ticket_assets.definitions import defs
+    from ticket_assets.definitions import build_definitions
+    from ticket_assets.settings import get_settings
 
+    defs = build_definitions(get_settings())  # this test's database, not the one at first import
     sensor = defs.resolve_sensor_def("drift_retrain_sensor")
     with dg.instance_for_test() as instance:
         cursor = None
