@@ -248,8 +248,8 @@ def test_cli_promote_then_rollback_run_the_champion_asset(
     assert (metadata["champion_version"], metadata["action"]) == (champion, "rollback")
 
     unknown = cli.invoke(app, ["model", "promote", "999"])
-    assert unknown.exit_code == 1
-    assert unknown.output.strip() == f"{name} has no version 999"
+    assert unknown.exit_code == 2  # a user error: one line, exit code 2
+    assert unknown.output.strip() == f"error: model '{name}' has no version 999 (versions: 1, 2)"
     assert registry.get_alias_version(name, registry.CHAMPION, settings) == champion
 
     events = _events(url, name)

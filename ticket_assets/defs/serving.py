@@ -1,8 +1,10 @@
 """The API in the lineage: external assets the platform does not materialise but reads and feeds.
 
 The API consumes ``champion_model`` and ``kb_index`` (hot-reloaded) and writes ``ops.predictions``
-and ``ops.feedback``, which dbt's production marts read: with these specs the graph shows the whole
-flow, from raw tickets through training to serving and back into monitoring.
+and ``ops.feedback``, which dbt's production marts read. The logs are not declared downstream of the
+API: feedback labels flow back into the training set, so that edge would close a cycle (training set
+→ model → API → feedback → training set), which an asset graph cannot hold. Their descriptions and
+``written_by`` metadata name the API instead.
 """
 
 import dagster as dg
@@ -28,7 +30,6 @@ serving_api = dg.AssetSpec(
 
 predictions_log = dg.AssetSpec(
     key=dg.AssetKey(["ops", "predictions"]),
-    deps=[SERVING_API],
     group_name="serving",
     owners=OWNERS,
     kinds={"postgres"},
@@ -36,12 +37,14 @@ predictions_log = dg.AssetSpec(
         "One row per ticket the API triaged: request id, topic and urgency with confidences, model version, "
         "latency (text redacted on deployments that ask for it). Written by the API, read by the monitoring marts."
     ),
-    metadata={"table": "ops.predictions", "written_by": "serving.prediction_log.PredictionLogWriter"},
+    metadata={
+        "table": "ops.predictions",
+        "written_by": "ticketops_api (serving.prediction_log.PredictionLogWriter)",
+    },
 )
 
 feedback_log = dg.AssetSpec(
     key=dg.AssetKey(["ops", "feedback"]),
-    deps=[SERVING_API],
     group_name="serving",
     owners=OWNERS,
     kinds={"postgres"},
@@ -49,7 +52,7 @@ feedback_log = dg.AssetSpec(
         "Agents' corrections and ratings for served predictions (POST /v1/feedback, the agent console), one "
         "row per request id. The labels flow back into the training set."
     ),
-    metadata={"table": "ops.feedback", "written_by": "serving.routers.feedback"},
+    metadata={"table": "ops.feedback", "written_by": "ticketops_api (serving.routers.feedback)"},
 )
 
 serving_assets = [serving_api, predictions_log, feedback_log]
