@@ -28,6 +28,7 @@ from serving.prediction_log import PredictionLogWriter, from_record
 from serving.routers import answer, console, feedback, health, model, predictions, reports, triage
 from serving.spool import Spool
 from ticket_assets import __version__
+from ticket_assets.core.labels import LabelNames, LabelNamesError
 from ticket_assets.core.language import detect_language
 from ticket_assets.ml.escalation import EscalationPolicy, EscalationRulesError
 from ticket_assets.settings import Settings, get_settings
@@ -129,6 +130,7 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
         escalation=EscalationPolicy.load(settings.escalation_rules_path)
         if settings.trust_signals_enabled
         else None,
+        label_names=LabelNames.load(settings.label_names_path),
     )
 
     await models.refresh()
@@ -280,7 +282,7 @@ def openapi_with_limits(app: FastAPI, settings: Settings) -> dict:
             schema,
             [] if model is None else list(model.topics),
             [] if model is None else list(model.urgencies),
-            None if model is None else jsonable_encoder(model.describe()),
+            None if model is None else jsonable_encoder(model.describe(state.label_names)),
             settings.max_text_chars,
         )
         app.openapi_schema = schema
@@ -372,7 +374,8 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
         raise SystemExit(f"ticketops API not started: {exc}") from None
     try:
         EscalationPolicy.load(settings.escalation_rules_path)
-    except EscalationRulesError as exc:
+        LabelNames.load(settings.label_names_path)
+    except (EscalationRulesError, LabelNamesError) as exc:
         raise SystemExit(f"ticketops API not started: {exc}") from None
     target = create_app(settings) if settings.api_workers == 1 else "serving.app:create_app"
     uvicorn.run(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import httpx
@@ -16,6 +16,7 @@ from serving.metrics import ApiMetrics
 from serving.model_store import KnowledgeBaseStore, ModelStore, ServingModel
 from serving.prediction_log import PredictionLogWriter
 from serving.spool import Spool
+from ticket_assets.core.labels import LabelNames
 from ticket_assets.settings import Settings
 
 
@@ -33,6 +34,7 @@ class ServingState:
     embedder_id: str = ""  # queries are embedded with this; the KB index must use the same
     tickets: Any | None = None  # serving.memory.TicketIndexStore: similar past tickets, duplicates
     escalation: Any | None = None  # ticket_assets.ml.escalation.EscalationPolicy; None: no rules
+    label_names: LabelNames = field(default_factory=LabelNames)  # what people read for label keys
 
 
 def get_state(request: Request) -> ServingState:

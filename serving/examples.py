@@ -10,6 +10,7 @@ from copy import deepcopy
 from typing import Any
 
 from serving.errors import ERROR_EXAMPLES
+from ticket_assets.core.labels import readable_label
 
 REQUEST_ID = "0b7d3c52-6f0a-4e59-9d5e-3f1c2a7b9e10"
 CALL_ID = "5f0e1c9a-2b7d-4f3e-8a61-0c9d8e7f6a5b"
@@ -43,13 +44,19 @@ def _probabilities(labels: list[str], top: float) -> dict[str, float]:
 
 
 def _triage(
-    topics: list[str], urgencies: list[str], request_id: str, routing: dict[str, list[str]] | None = None
+    topics: list[str],
+    urgencies: list[str],
+    request_id: str,
+    routing: dict[str, list[str]] | None = None,
+    model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     urgency = urgencies[-1] if urgencies else None
+    topic_names = (model or {}).get("topic_names") or {}
+    routing_names = (model or {}).get("routing_names") or {}
     return {
         "request_id": request_id,
         "topic": topics[0],
-        "topic_name": topics[0].replace("_", " ").title(),
+        "topic_name": topic_names.get(topics[0], readable_label(topics[0])),
         "topic_confidence": 0.86,
         "topic_probabilities": _probabilities(topics, 0.86),
         "urgency": urgency,
@@ -68,6 +75,7 @@ def _triage(
         "routing": {
             name: {
                 "label": labels[0],
+                "label_name": routing_names.get(name, {}).get(labels[0], readable_label(labels[0])),
                 "confidence": 0.9,
                 "probabilities": _probabilities(labels, 0.9),
                 "tier": "suggest",
@@ -129,8 +137,10 @@ def response_examples(
     topics = topics or ["hardware", "network"]
     ref = {"name": (model or {}).get("name", "ticket_triage"), "version": (model or {}).get("version", "3")}
     routing = (model or {}).get("routing") or {}
-    triage = _triage(topics, urgencies, REQUEST_ID, routing)
-    second = {**_triage(topics[1:] + topics[:1], urgencies, "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d", routing)}
+    triage = _triage(topics, urgencies, REQUEST_ID, routing, model)
+    second = {
+        **_triage(topics[1:] + topics[:1], urgencies, "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d", routing, model)
+    }
     second["low_confidence"] = True
     second["topic_confidence"] = 0.41
     second["topic_tier"] = "review"

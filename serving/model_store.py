@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from ticket_assets.core.labels import LabelMap
+from ticket_assets.core.labels import LabelNames
 from ticket_assets.core.names import CHAMPION
 from ticket_assets.settings import Settings
 
@@ -62,9 +62,11 @@ class ServingModel:
             routing={name: _labels(model, name) for name in getattr(model, "routing_targets", [])},
         )
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, label_names: LabelNames | None = None) -> dict[str, Any]:
         """What /v1/model reports; the registry keeps metrics and data versions as version tags."""
         tags = dict(self.info.tags)
+        names = label_names or LabelNames()
+        display = self.model.metadata.get("topic_display", {})
         return {
             "name": self.name,
             "version": self.version,
@@ -76,12 +78,10 @@ class ServingModel:
             "tags": tags,
             "embedding_model": self.model.embedding_model_id,
             "topics": list(self.topics),
-            "topic_names": {
-                topic: LabelMap(self.model.metadata.get("topic_display", {})).name(topic)
-                for topic in self.topics
-            },
+            "topic_names": names.names_of("topic", self.topics, display),
             "urgencies": list(self.urgencies),
             "routing": {name: list(labels) for name, labels in self.routing.items()},
+            "routing_names": {name: names.names_of(name, labels) for name, labels in self.routing.items()},
             "loaded_at": self.loaded_at,
         }
 

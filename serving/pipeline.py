@@ -18,7 +18,7 @@ from serving.inference import InferenceResult, ModelNotReady
 from serving.prediction_log import LogRow, PredictionRow, text_fields, to_record
 from serving.schemas import ModelRef, RoutingPrediction, Ticket, TicketTriage
 from serving.spool import SpoolError
-from ticket_assets.core.labels import LabelMap
+from ticket_assets.core.labels import LabelNames
 from ticket_assets.ml.tiers import REVIEW, SUGGEST, needs_review, tier_of
 
 
@@ -116,10 +116,15 @@ def prediction_tier(
 
 
 def triage_results(
-    result: InferenceResult, threshold: float, tickets: Sequence[Ticket] = (), escalation: Any = None
+    result: InferenceResult,
+    threshold: float,
+    tickets: Sequence[Ticket] = (),
+    escalation: Any = None,
+    label_names: LabelNames | None = None,
 ) -> list[TicketTriage]:
     model = result.model.model
-    names = LabelMap((getattr(model, "metadata", {}) or {}).get("topic_display", {}))
+    display = (getattr(model, "metadata", {}) or {}).get("topic_display", {})
+    names = label_names or LabelNames()
     tier_table = model.tier_thresholds() if hasattr(model, "tier_thresholds") else None
     out = []
     texts = [ticket.model_input() for ticket in tickets] or [""] * len(result.predictions)
@@ -143,6 +148,7 @@ def triage_results(
         routing = {
             name: RoutingPrediction(
                 label=str(routed["label"]),
+                label_name=str(names.name(name, str(routed["label"]))),
                 confidence=float(routed["confidence"]),
                 probabilities=_probabilities(routed["probabilities"]) or {},
                 tier=prediction_tier(
@@ -157,7 +163,7 @@ def triage_results(
             TicketTriage(
                 request_id=uuid.uuid4(),
                 topic=topic,
-                topic_name=str(names.name(topic)),
+                topic_name=str(names.name("topic", topic, display)),
                 topic_confidence=topic_confidence,
                 topic_probabilities=_probabilities(prediction.topic_probabilities) or {},
                 urgency=raised.urgency if raised is not None else model_urgency,
@@ -224,6 +230,18 @@ def prediction_rows(
                 answer_mode=answer_mode,
                 kb_version=kb_version,
                 latency_ms=latency_ms,
+                needs_review=triage.needs_review,
+                out_of_scope=triage.out_of_scope,
+                out_of_scope_score=triage.out_of_scope_score,
+                escalated=triage.escalated,
+                escalation_rule=triage.escalation_rule,
+                served_urgency=triage.urgency,
+                topic_tier=triage.topic_tier,
+                urgency_tier=triage.urgency_tier,
+                routing={
+                    name: {"label": routed.label, "confidence": routed.confidence, "tier": routed.tier}
+                    for name, routed in triage.routing.items()
+                },
             )
         )
     return rows

@@ -61,6 +61,16 @@ class PredictionRow:
     answer_mode: str | None
     kb_version: str | None
     latency_ms: float
+    # Trust signals as served (defaults: rows spooled before they were logged replay as nulls).
+    needs_review: bool | None = None
+    out_of_scope: bool | None = None
+    out_of_scope_score: float | None = None
+    escalated: bool | None = None
+    escalation_rule: str | None = None
+    served_urgency: str | None = None  # after the escalation rules; ``urgency`` is the model's
+    topic_tier: str | None = None
+    urgency_tier: str | None = None
+    routing: dict[str, Any] | None = None  # {target: {label, confidence, tier}}
 
 
 COLUMNS = tuple(field.name for field in fields(PredictionRow))
@@ -136,6 +146,7 @@ def text_fields(text: str, redact: bool) -> tuple[str | None, str, int]:
 def _as_params(row: PredictionRow) -> tuple[Any, ...]:
     values = list(astuple(row))
     values[COLUMNS.index("probabilities")] = Jsonb(row.probabilities)
+    values[COLUMNS.index("routing")] = None if row.routing is None else Jsonb(row.routing)
     return tuple(values)
 
 

@@ -254,6 +254,7 @@ class RoutingPrediction(BaseModel):
     """One routing target's prediction (assignment group, queue, service...)."""
 
     label: str
+    label_name: str = Field(description="The label as people read it (display name).")
     confidence: float
     probabilities: dict[str, float]
     tier: Tier = Field(description=TIER_DESCRIPTION.format(target="routing"))
@@ -263,7 +264,7 @@ class RoutingPrediction(BaseModel):
 TRIAGE_RESULT_EXAMPLE = {
     "request_id": "0b7d3c52-6f0a-4e59-9d5e-3f1c2a7b9e10",
     "topic": "security_phishing",
-    "topic_name": "Security phishing",
+    "topic_name": "Security / phishing",
     "topic_confidence": 0.93,
     "topic_probabilities": {"security_phishing": 0.93, "storage": 0.07},
     "urgency": "critical",
@@ -281,9 +282,10 @@ TRIAGE_RESULT_EXAMPLE = {
     "urgency_low_confidence": False,
     "routing": {
         "assignment_group": {
-            "label": "security",
+            "label": "security_ops",
+            "label_name": "Security operations",
             "confidence": 0.91,
-            "probabilities": {"security": 0.91, "service_desk": 0.09},
+            "probabilities": {"security_ops": 0.91, "service_desk": 0.09},
             "tier": "suggest",
             "low_confidence": False,
         }
@@ -299,7 +301,10 @@ class TicketTriage(BaseModel):
 
     request_id: UUID = Field(description="Identifies this ticket's prediction; send it back with feedback.")
     topic: str = Field(description="The topic's key (machines, feedback, routing rules).")
-    topic_name: str = Field(description="The topic as the training data spelled it (what people see).")
+    topic_name: str = Field(
+        description="The topic as people read it: the shipped display name, else the training data's "
+        "spelling, else the key in words (`TICKETOPS_LABEL_NAMES_PATH`)."
+    )
     topic_confidence: float
     topic_probabilities: dict[str, float]
     urgency: str | None = Field(
@@ -433,9 +438,13 @@ class ModelResponse(BaseModel):
     tags: dict[str, str] = Field(description="Every tag on the registered version.")
     embedding_model: str | None
     topics: list[str]
+    topic_names: dict[str, str] = Field(default_factory=dict, description="Display name of each topic key.")
     urgencies: list[str]
     routing: dict[str, list[str]] = Field(
         default_factory=dict, description="Routing targets besides topic and urgency, with their labels."
+    )
+    routing_names: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Display name of each routing label, by target."
     )
     loaded_at: datetime
     kb_version: str | None

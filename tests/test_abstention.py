@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from ticket_assets.core.labels import LabelNames, LabelNamesError
 from ticket_assets.core.language import detect_language
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.rag.draft import draft_answer, extractive_draft
@@ -100,10 +101,30 @@ def test_covered_question_is_answered_with_citations(kb, embedder, settings) -> 
 
 
 def test_drafts_show_readable_labels_in_the_ticket_language(kb, embedder) -> None:
+    names = LabelNames.load()
     question = "j'ai oublié mon mot de passe, comment le changer moi-même"
+    topic = names.name("topic", "access_password", language="fr")
     draft = extractive_draft(
-        question, "access_password", "high", _passages(kb, embedder, question), ["access_password"]
+        question,
+        topic,
+        names.name("urgency", "high", language="fr"),
+        _passages(kb, embedder, question),
+        [topic],
     )
-    assert "catégorie : Access password (urgence : haute)" in draft.text
-    english = extractive_draft("printer jam", "HR Support", "critical", [], ["HR Support"])
+    assert "catégorie : Accès / mot de passe (urgence : haute)" in draft.text
+    # In English the export's own spelling wins over the shipped name; a key without either is put in words.
+    spelled = names.name("topic", "hr_support", {"hr_support": "HR Support"})
+    english = extractive_draft("printer jam", spelled, names.name("urgency", "critical"), [], [spelled])
     assert "category: HR Support (urgency: critical)" in english.text
+    assert names.name("topic", "storage", {"storage": "storage"}) == "Storage"  # a bare key is no spelling
+    assert names.name("assignment_group", "new_queue") == "New queue"
+    assert names.name("topic", "hardware", {"hardware": "Hardware"}, language="fr") == "Matériel"
+
+
+def test_label_names_file_errors_are_one_line(tmp_path) -> None:
+    bad = tmp_path / "names.yaml"
+    bad.write_text("topic: [not, a, mapping]\n", encoding="utf-8")
+    with pytest.raises(LabelNamesError, match=r"^label names .*names.yaml: expected target"):
+        LabelNames.load(bad)
+    with pytest.raises(LabelNamesError, match="No such file"):
+        LabelNames.load(tmp_path / "missing.yaml")

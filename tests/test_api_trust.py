@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
-from tests.support.api import API_KEYS, ApiWorld, api_world
+from tests.support.api import API_KEYS, ApiWorld, api_world, count_predictions, wait_for
+from ticket_assets.core.labels import LabelNames
 
 
 @pytest.fixture(scope="session")
@@ -129,3 +131,96 @@ def test_openapi_examples_show_the_trust_fields_and_are_valid(client) -> None:
     [draft] = schemas["DraftOut"]["examples"]
     assert DraftOut.model_validate(draft).mode == "no_answer"
     assert "no_answer" in schemas["DraftOut"]["properties"]["mode"]["enum"]
+
+
+def _logged(world: ApiWorld, request_ids: list[str]) -> dict[str, dict]:
+    url = world.settings.database_url.get_secret_value()
+    assert wait_for(lambda: count_predictions(url, request_ids) == len(request_ids))
+    with psycopg.connect(url, row_factory=psycopg.rows.dict_row) as conn:
+        rows = conn.execute(
+            "select request_id::text as request_id, urgency, needs_review, out_of_scope, out_of_scope_score,"
+            " escalated, escalation_rule, served_urgency, topic_tier, urgency_tier, routing"
+            " from ops.predictions where request_id = any(%s::uuid[])",
+            (request_ids,),
+        ).fetchall()
+    return {row["request_id"]: row for row in rows}
+
+
+def test_prediction_log_stores_the_trust_signals_as_served(client, world) -> None:
+    served = [
+        _triage(
+            client, "All files on the finance share are encrypted and there is a ransom note.", "Ransomware"
+        ),
+        _triage(
+            client, "Preheat the oven to 180 degrees, whisk the eggs with the sugar and fold in the flour."
+        ),
+        *(_triage(client, text) for text in world.holdout_texts[20:26]),
+    ]
+    logged = _logged(world, [r["request_id"] for r in served])
+    for result in served:
+        row = logged[result["request_id"]]
+        assert row["needs_review"] is result["needs_review"]
+        assert row["out_of_scope"] is result["out_of_scope"]
+        assert row["out_of_scope_score"] == pytest.approx(result["out_of_scope_score"])
+        assert row["escalated"] is result["escalated"] and row["escalation_rule"] == result["escalation_rule"]
+        assert (row["urgency"], row["served_urgency"]) == (result["model_urgency"], result["urgency"])
+        assert (row["topic_tier"], row["urgency_tier"]) == (result["topic_tier"], result["urgency_tier"])
+        assert row["routing"] == {
+            name: {"label": r["label"], "confidence": pytest.approx(r["confidence"]), "tier": r["tier"]}
+            for name, r in result["routing"].items()
+        }
+        assert row["routing"]  # the test model has a routing target (assignment_group)
+    assert logged[served[0]["request_id"]]["escalation_rule"] == "ransomware"
+    assert logged[served[1]["request_id"]]["out_of_scope"] is True
+    assert logged[served[1]["request_id"]]["needs_review"] is True
+
+
+def test_review_queue_puts_what_the_api_said_needs_review_first(client, world) -> None:
+    served = [_triage(client, text) for text in world.holdout_texts[26:40]]
+    served.append(_triage(client, "Preheat the oven to 180 degrees and fold in the flour."))  # out of scope
+    by_id = {r["request_id"]: r for r in served}
+    _logged(world, list(by_id))
+    queue = client.get("/v1/predictions/recent", params={"limit": 500}).json()["predictions"]
+    mine = [p for p in queue if p["request_id"] in by_id]
+    assert len(mine) == len(by_id)
+    for p in mine:  # the stored verdict, not a re-derivation from the confidence
+        assert p["needs_review"] is by_id[p["request_id"]]["needs_review"]
+        assert p["topic_name"] == by_id[p["request_id"]]["topic_name"]
+    unreviewed = [p["needs_review"] for p in queue if not p["reviewed"]]
+    assert unreviewed == sorted(unreviewed, reverse=True)  # every needs_review row before the others
+    assert any(p["needs_review"] for p in mine) and not all(p["needs_review"] for p in mine)
+
+
+def _raw_keys(world_client: TestClient) -> set[str]:
+    described = world_client.get("/v1/model").json()
+    keys = {*described["topics"], *(label for labels in described["routing"].values() for label in labels)}
+    return {key for key in keys if "_" in key}
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("I forgot my password and my account is locked after too many attempts.", "category: "),
+        ("The coffee machine in the kitchen is leaking.", "category: "),
+        ("J'ai oublié mon mot de passe et mon compte est verrouillé.", "catégorie : "),
+        ("Le VPN se déconnecte sans arrêt quand je suis en télétravail.", "catégorie : "),
+        ("La machine à café de l'étage fuit.", "catégorie : "),
+    ],
+)
+def test_drafts_and_names_show_no_raw_label_keys(client, text, category) -> None:
+    raw = _raw_keys(client)
+    assert raw  # the synthetic model's topics (access_password ...) and routing labels are keys
+    response = client.post("/v1/answer", json={"ticket": {"text": text}})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    draft, triage = body["draft"]["text"], body["triage"]
+    assert not [key for key in raw if key in draft], draft
+    assert "_" not in triage["topic_name"] and triage["topic_name"] != triage["topic"]
+    assert all("_" not in r["label_name"] for r in triage["routing"].values())
+    assert category in draft  # the triage line names the topic, in the ticket's language
+    names = client.get("/v1/model").json()
+    assert all("_" not in name for name in names["topic_names"].values())
+    assert all("_" not in n for by_label in names["routing_names"].values() for n in by_label.values())
+    if category == "catégorie : ":
+        french = LabelNames.load().name("topic", triage["topic"], language="fr")
+        assert f"catégorie : {french}" in draft

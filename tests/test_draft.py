@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_llm import FakeLLM, chat_reply, serve_fake_llm
+from ticket_assets.core.labels import LabelNames
 from ticket_assets.core.language import detect_language
 from ticket_assets.core.passage import Passage
 from ticket_assets.rag.draft import Draft, draft_answer, filter_citations
@@ -256,9 +257,15 @@ def test_french_ticket_gets_a_french_draft_from_french_passages(tmp_path, chunks
         ("kb-print-101", _section(chunks_by_article, "kb-print-101", "Mes documents")),
         ("kb-print-004", 0),
     )
-    draft = _draft(ticket, "printer", "medium", passages, _settings(tmp_path, None), TOPICS)
+    names = LabelNames.load()
+    topic, urgency = (
+        names.name("topic", "printer", language="fr"),
+        names.name("urgency", "medium", language="fr"),
+    )
+    allowed = [names.name("topic", t, language="fr") for t in TOPICS]
+    draft = _draft(ticket, topic, urgency, passages, _settings(tmp_path, None), allowed)
     assert draft.text.startswith("Bonjour,")
-    assert "catégorie : Printer (urgence : moyenne)" in draft.text
+    assert "catégorie : Imprimante (urgence : moyenne)" in draft.text
     assert draft.citations == ["kb-print-101"]
     assert "Sources :" in draft.text
 

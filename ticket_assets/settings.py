@@ -86,10 +86,16 @@ class Settings(BaseSettings):
     trust_signals_enabled: bool = Field(default=True, validation_alias=_env("TRUST_SIGNALS_ENABLED"))
     # Escalation rules (YAML, see ticket_assets/ml/escalation_rules.yaml, the default).
     escalation_rules_path: Path | None = Field(default=None, validation_alias=_env("ESCALATION_RULES_PATH"))
-    # /v1/answer abstains (draft.mode "no_answer") when the best passage scores below this; calibrated
-    # on tests/data/kb_questions.yaml (BENCHMARKS.md "Answer abstention").
+    # Display names of label keys for drafts and the API (YAML, ticket_assets/core/label_names.yaml).
+    label_names_path: Path | None = Field(default=None, validation_alias=_env("LABEL_NAMES_PATH"))
+    # /v1/answer abstains (draft.mode "no_answer") when the relevance, (1 - w) * best passage cosine
+    # + w * lexical coverage (ticket_assets/rag/relevance.py, w = ANSWER_LEXICAL_WEIGHT), is below
+    # the floor; both calibrated on tests/data/kb_questions.yaml (BENCHMARKS.md "Answer abstention").
     answer_min_relevance: float = Field(
         default=0.43, ge=-1.0, le=1.0, validation_alias=_env("ANSWER_MIN_RELEVANCE")
+    )
+    answer_lexical_weight: float = Field(
+        default=0.3, ge=0.0, le=1.0, validation_alias=_env("ANSWER_LEXICAL_WEIGHT")
     )
     # How often the API checks the `champion` alias and the KB snapshot for a new version.
     model_poll_s: float = Field(default=10.0, gt=0, validation_alias=_env("MODEL_POLL_S"))

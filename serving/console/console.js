@@ -146,16 +146,19 @@ async function loadQueue() {
     body.replaceChildren();
     for (const p of data.predictions) {
       const row = el("tr", undefined, { "data-request-id": p.request_id });
-      if (p.low_confidence) row.classList.add("low");
+      // The API's own verdict as logged: a target's tier, or out of scope.
+      if (p.needs_review) row.classList.add("low");
       if (p.reviewed) row.classList.add("reviewed");
       const snippet = p.text === null ? `(${p.text_chars} characters, redacted)` : p.text.slice(0, 140);
-      row.append(el("td", new Date(p.created_at).toLocaleString()), el("td", p.topic), el("td", pct(p.topic_confidence)),
-        el("td", p.urgency || "–"), el("td", snippet));
+      row.append(el("td", new Date(p.created_at).toLocaleString()), el("td", p.topic_name || p.topic), el("td", pct(p.topic_confidence)),
+        el("td", p.served_urgency || p.urgency || "–"), el("td", p.needs_review ? "needs review" : (p.topic_tier || "–")), el("td", snippet));
       const cell = el("td");
       const review = el("button", p.reviewed ? "Review again" : "Review", { type: "button" });
       review.addEventListener("click", () => {
-        renderPrediction({ request_id: p.request_id, topic: p.topic, topic_confidence: p.topic_confidence, urgency: p.urgency,
-          urgency_confidence: p.urgency_confidence, low_confidence: p.low_confidence, model_version: p.model_version });
+        renderPrediction({ request_id: p.request_id, topic_name: p.topic_name, topic: p.topic, topic_confidence: p.topic_confidence,
+          urgency: p.served_urgency || p.urgency, model_urgency: p.urgency, urgency_confidence: p.urgency_confidence,
+          low_confidence: p.low_confidence, needs_review: p.needs_review, out_of_scope: p.out_of_scope,
+          escalation_rule: p.escalation_rule, topic_tier: p.topic_tier, routing: p.routing, model_version: p.model_version });
         $("draft-text").textContent = "";
         $("citations").textContent = "–";
         $("passages").replaceChildren();
@@ -168,14 +171,14 @@ async function loadQueue() {
     }
   } catch (error) {
     const row = el("tr");
-    row.append(el("td", `Queue unavailable: ${error.message}`, { colspan: "6" }));
+    row.append(el("td", `Queue unavailable: ${error.message}`, { colspan: "7" }));
     body.replaceChildren(row);
   }
 }
 
 function fillLabels() {
   const topics = $("true-topic"), urgencies = $("true-urgency");
-  topics.replaceChildren(...model.topics.map((t) => el("option", t, { value: t })));
+  topics.replaceChildren(...model.topics.map((t) => el("option", (model.topic_names && model.topic_names[t]) || t, { value: t })));
   urgencies.replaceChildren(el("option", "–", { value: "" }), ...model.urgencies.map((u) => el("option", u, { value: u })));
 }
 

@@ -23,10 +23,10 @@ from serving.pipeline import (
     triage_results,
 )
 from serving.schemas import AnswerRequest, AnswerResponse, DraftOut, PassageOut, TicketTriage
-from ticket_assets.core.labels import LabelMap
 from ticket_assets.core.language import detect_language
 from ticket_assets.core.passage import Passage
 from ticket_assets.rag.draft import draft_answer
+from ticket_assets.rag.relevance import hybrid_relevance
 
 router = APIRouter(prefix="/v1", tags=["answer"])
 
@@ -75,7 +75,9 @@ async def answer(
 
     timings = Timings()
     result = await infer(state, [ticket], timings)
-    triage = triage_results(result, settings.low_confidence_threshold, [ticket], state.escalation)[0]
+    triage = triage_results(
+        result, settings.low_confidence_threshold, [ticket], state.escalation, state.label_names
+    )[0]
     await add_similar(state, [triage], result.embeddings[:1], timings)
     kb_version = None if kb.version is None else str(kb.version)
 
@@ -86,20 +88,25 @@ async def answer(
     found = await anyio.to_thread.run_sync(
         retrieve, kb, result.embeddings[0], k, triage, language, metadata.get("kb_topic_map")
     )
+    relevance = None
+    if found:  # dense score blended with how much of the ticket's wording one article holds
+        coverage = kb.coverage(ticket.model_input()) if settings.answer_lexical_weight > 0 else 0.0
+        relevance = hybrid_relevance(max(p.score for p in found), coverage, settings.answer_lexical_weight)
     t0 = timings.since("retrieve", t0)
 
-    # People read the draft: labels in the export's own spelling (the model's display names).
-    names = LabelMap(metadata.get("topic_display", {}))
+    # People read the draft: display names in the ticket's language, never keys.
+    names, display = state.label_names, metadata.get("topic_display", {})
     draft = await draft_answer(
         ticket.model_input(),
-        names.name(triage.topic),
-        triage.urgency,
+        names.name("topic", triage.topic, display, language),
+        names.name("urgency", triage.urgency, language=language),
         found,
         settings,
-        [names.name(topic) for topic in result.model.topics],
+        [str(names.name("topic", topic, display, language)) for topic in result.model.topics],
         language=language,
         client=state.llm_client,
         min_relevance=settings.answer_min_relevance,
+        relevance=relevance,
     )
     timings.since("draft", t0)
 

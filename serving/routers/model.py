@@ -19,5 +19,5 @@ router = APIRouter(prefix="/v1", tags=["model"])
     responses=error_responses(status.HTTP_401_UNAUTHORIZED, status.HTTP_503_SERVICE_UNAVAILABLE),
 )
 async def current_model(model: ModelDep, state: StateDep) -> ModelResponse:
-    described = model.describe()
+    described = model.describe(state.label_names)
     return ModelResponse(**described, kb_version=state.kb.version)

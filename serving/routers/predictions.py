@@ -14,20 +14,31 @@ from pydantic import BaseModel, Field
 
 from serving.deps import StateDep
 from serving.errors import error_responses
+from serving.schemas import Tier
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
-# Not yet reviewed first; among them low confidence first, then the least sure, then the newest.
+# Not yet reviewed first; among them those the API said need a person (its stored `needs_review`:
+# a target's tier, out of scope; rows logged before it was stored fall back on low confidence),
+# then the least sure, then the newest.
 RECENT_SQL = """
 select p.request_id, p.created_at, p.endpoint, p.text, p.text_chars, p.channel, p.topic,
        p.topic_confidence, p.urgency, p.urgency_confidence, p.low_confidence, p.model_version,
-       f.request_id is not null as reviewed
+       coalesce(p.needs_review, p.low_confidence) as needs_review, p.out_of_scope, p.escalated,
+       p.escalation_rule, coalesce(p.served_urgency, p.urgency) as served_urgency, p.topic_tier,
+       p.urgency_tier, p.routing, f.request_id is not null as reviewed
 from ops.predictions p
 left join ops.feedback f on f.request_id = p.request_id
 where p.created_at > now() - make_interval(hours => %(hours)s)
-order by reviewed, p.low_confidence desc, p.topic_confidence, p.created_at desc
+order by reviewed, needs_review desc, p.topic_confidence, p.created_at desc
 limit %(limit)s
 """
+
+
+class RoutedLabel(BaseModel):
+    label: str
+    confidence: float
+    tier: Tier
 
 
 class RecentPrediction(BaseModel):
@@ -38,11 +49,25 @@ class RecentPrediction(BaseModel):
     text_chars: int
     channel: str | None
     topic: str
+    topic_name: str = Field(description="The topic as people read it (the served model's display names).")
     topic_confidence: float
-    urgency: str | None
+    urgency: str | None = Field(description="The model's urgency (before escalation rules).")
     urgency_confidence: float | None
     low_confidence: bool
     model_version: str
+    needs_review: bool = Field(
+        description="A person decides (as served: a target's tier or out of scope; low confidence for "
+        "rows logged before the API stored it)."
+    )
+    out_of_scope: bool | None = Field(description="Served as out of scope (null: not recorded).")
+    escalated: bool | None = Field(description="An escalation rule raised the urgency (null: not recorded).")
+    escalation_rule: str | None
+    served_urgency: str | None = Field(description="The urgency the API returned (after escalation).")
+    topic_tier: Tier | None
+    urgency_tier: Tier | None
+    routing: dict[str, RoutedLabel] | None = Field(
+        description="Routing targets as served: label, confidence and tier per target."
+    )
     reviewed: bool = Field(description="Feedback has been given for it.")
 
 
@@ -55,8 +80,8 @@ class RecentPredictions(BaseModel):
     response_model=RecentPredictions,
     summary="Recent predictions to review, those needing a human first",
     description=(
-        "Predictions of the last `hours`: not yet reviewed first, then low confidence, then the "
-        "least confident. The agent console's queue."
+        "Predictions of the last `hours`: not yet reviewed first, then those that need a person "
+        "(`needs_review` as served), then the least confident. The agent console's queue."
     ),
     responses=error_responses(
         status.HTTP_401_UNAUTHORIZED,
@@ -76,4 +101,11 @@ async def recent(
             rows = await cur.fetchall()
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the database is unavailable") from None
-    return RecentPredictions(predictions=[RecentPrediction(**row) for row in rows])
+    model = state.models.current
+    display = {} if model is None else (model.model.metadata or {}).get("topic_display", {})
+    return RecentPredictions(
+        predictions=[
+            RecentPrediction(**row, topic_name=str(state.label_names.name("topic", row["topic"], display)))
+            for row in rows
+        ]
+    )

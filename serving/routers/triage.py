@@ -54,7 +54,9 @@ async def triage(
 
     timings = Timings()
     result = await infer(state, tickets, timings)
-    triages = triage_results(result, settings.low_confidence_threshold, tickets, state.escalation)
+    triages = triage_results(
+        result, settings.low_confidence_threshold, tickets, state.escalation, state.label_names
+    )
     await add_similar(state, triages, result.embeddings, timings)
     call_id = uuid.uuid4()
     rows = prediction_rows(

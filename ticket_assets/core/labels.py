@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 URGENCY_LEVELS: list[str] = ["low", "medium", "high", "critical"]  # most urgent last
 
@@ -129,6 +130,72 @@ class LabelMap:
 
     def as_dict(self) -> dict[str, str]:
         return dict(self.display)
+
+
+DEFAULT_LABEL_NAMES_PATH = Path(__file__).with_name("label_names.yaml")
+
+
+class LabelNamesError(ValueError):
+    """The display-name file cannot be read or has the wrong shape (one line, names the file)."""
+
+
+@dataclass(frozen=True)
+class LabelNames:
+    """What people read for a label key of a target (``topic``, ``urgency``, a routing target), in a
+    language: the one mechanism behind drafts, the API's ``*_name`` fields and the console.
+
+    Order: a name of the shipped file (``label_names.yaml``) in the ticket's language, except that in
+    English the export's own spelling (``display``, e.g. a model's ``topic_display``) wins when it
+    is not a bare key; then that spelling; then the file's English name; then the key in words.
+    """
+
+    names: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> LabelNames:
+        import yaml  # only here: the rest of the label contract is standard library
+
+        source = Path(path) if path is not None else DEFAULT_LABEL_NAMES_PATH
+        try:
+            data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise LabelNamesError(f"label names {source}: {exc}") from None
+        ok = isinstance(data, dict) and all(
+            isinstance(keys, dict)
+            and all(isinstance(by_lang, dict) and all(isinstance(v, str) for v in by_lang.values())
+                    for by_lang in keys.values())
+            for keys in data.values()
+        )  # fmt: skip
+        if not ok:
+            raise LabelNamesError(f"label names {source}: expected target -> label key -> {{language: name}}")
+        return cls({str(t): {str(k): dict(v) for k, v in keys.items()} for t, keys in data.items()})
+
+    def name(
+        self,
+        target: str,
+        key: str | None,
+        display: Mapping[str, str] | None = None,
+        language: str | None = None,
+    ) -> str | None:
+        if key is None:
+            return None
+        shipped = self.names.get(target, {}).get(key, {})
+        spelled = (display or {}).get(key)
+        if spelled is not None and _MACHINE_KEY.fullmatch(spelled):
+            spelled = None  # a data set without display names spells its labels as keys
+        language = language or "en"
+        if language != "en" and shipped.get(language):
+            return shipped[language]
+        return spelled or shipped.get("en") or readable_label(key)
+
+    def names_of(
+        self,
+        target: str,
+        keys: Iterable[str],
+        display: Mapping[str, str] | None = None,
+        language: str | None = None,
+    ) -> dict[str, str]:
+        return {key: str(self.name(target, key, display, language)) for key in keys}
 
 
 @dataclass(frozen=True)

@@ -69,11 +69,17 @@ async def draft_answer(
     language: str | None = None,
     client: httpx.AsyncClient | None = None,
     min_relevance: float | None = None,
+    relevance: float | None = None,
 ) -> Draft:
     """Draft a reply: LLM when configured and it answers well, else extractive (reason given).
-    When the best passage scores under ``min_relevance`` no article covers the ticket: a
-    ``no_answer`` draft, without citations, says so and that an agent will follow up."""
-    if passages and min_relevance is not None and max(p.score for p in passages) < min_relevance:
+    ``topic``, ``urgency`` and ``allowed_topics`` are what the customer reads: display names in the
+    ticket's language (``LabelNames``), not keys.
+    When ``relevance`` (``rag.relevance.hybrid_relevance``; the best passage's score when not given)
+    is under ``min_relevance`` no article covers the ticket: a ``no_answer`` draft, without
+    citations, says so and that an agent will follow up."""
+    if relevance is None and passages:
+        relevance = max(p.score for p in passages)
+    if passages and min_relevance is not None and relevance is not None and relevance < min_relevance:
         return no_answer_draft(ticket_text, topic, urgency, allowed_topics, language=language)
     reason = _precondition_failure(passages, settings)
     if reason is None:
@@ -297,7 +303,6 @@ _TEXTS = {
         "sources": "Sources:",
         "no_answer": "No article in our knowledge base covers this request. "
         "A Service Desk agent will follow up with you.",
-        "urgency_levels": {"low": "low", "medium": "medium", "high": "high", "critical": "critical"},
     },
     "fr": {
         "greeting": "Bonjour,",
@@ -313,7 +318,6 @@ _TEXTS = {
         "sources": "Sources :",
         "no_answer": "Aucun article de notre base de connaissances ne couvre cette demande. "
         "Un agent du Service Desk va revenir vers vous.",
-        "urgency_levels": {"low": "basse", "medium": "moyenne", "high": "haute", "critical": "critique"},
     },
 }
 
@@ -400,11 +404,13 @@ def _allowed(topic: str | None, allowed_topics: Sequence[str] | None) -> bool:
 def _triage_line(
     texts: dict[str, str], topic: str | None, urgency: str | None, allowed: Sequence[str] | None
 ) -> str:
+    # ``topic`` and ``urgency`` come as display names in the ticket's language (``LabelNames``);
+    # a bare topic key is still put in words rather than shown as it is.
     line = texts["thanks"]
     if _allowed(topic, allowed):  # a label outside the model's own label set is never shown
         line += " " + texts["category"].format(topic=readable_label(topic))
         if urgency:
-            line += texts["urgency"].format(urgency=texts["urgency_levels"].get(urgency, urgency))
+            line += texts["urgency"].format(urgency=urgency)
         line += "."
     return line
 
