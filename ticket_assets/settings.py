@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     # + w * lexical coverage (ticket_assets/rag/relevance.py, w = ANSWER_LEXICAL_WEIGHT), is below
     # the floor; both calibrated on tests/data/kb_questions.yaml (BENCHMARKS.md "Answer abstention").
     answer_min_relevance: float = Field(
-        default=0.43, ge=-1.0, le=1.0, validation_alias=_env("ANSWER_MIN_RELEVANCE")
+        default=0.475, ge=-1.0, le=1.0, validation_alias=_env("ANSWER_MIN_RELEVANCE")
     )
     answer_lexical_weight: float = Field(
         default=0.3, ge=0.0, le=1.0, validation_alias=_env("ANSWER_LEXICAL_WEIGHT")

@@ -44,6 +44,7 @@ from qdrant_client import QdrantClient, models
 from ticket_assets.core.files import write_json_atomically
 from ticket_assets.core.passage import Passage
 from ticket_assets.rag.kb import Chunk, kb_topic_for
+from ticket_assets.rag.relevance import LexicalIndex
 from ticket_assets.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -317,6 +318,7 @@ class _Loaded:
     model_id: str
     n_chunks: int
     topics: frozenset[str]
+    lexical: LexicalIndex  # the articles' words, for the abstention relevance
 
 
 class KnowledgeBase:
@@ -354,6 +356,10 @@ class KnowledgeBase:
     @property
     def n_chunks(self) -> int:
         return self._loaded.n_chunks
+
+    def coverage(self, text: str) -> float:
+        """How much of ``text``'s wording the best-covering article holds (``rag.relevance``)."""
+        return self._loaded.lexical.coverage(text)
 
     # Hot swap -------------------------------------------------------------------------------------
     def refresh_if_changed(self) -> bool:
@@ -497,6 +503,7 @@ def _load_snapshot(snapshot: SnapshotInfo) -> _Loaded:
         model_id=snapshot.model_id,
         n_chunks=frame.height,
         topics=frozenset(t for t in frame["topic"].unique().to_list() if t),
+        lexical=LexicalIndex.build(frame.select("article_id", "title", "heading", "text", "tags").to_dicts()),
     )
 
 
@@ -505,7 +512,7 @@ def _load_server(client: QdrantClient) -> _Loaded:
     if target is None:
         raise KnowledgeBaseUnavailable(f"the Qdrant alias {ALIAS!r} does not exist yet")
     info = client.get_collection(target)
-    topics = _distinct_topics(client, target)
+    topics, lexical = _payload_summary(client, target)
     return _Loaded(
         client=client,
         # Searches go through the alias, which Qdrant swaps atomically; ``version`` is what it named
@@ -516,14 +523,19 @@ def _load_server(client: QdrantClient) -> _Loaded:
         model_id=str((info.config.metadata or {}).get("model_id", "")),
         n_chunks=int(info.points_count or 0),
         topics=topics,
+        lexical=lexical,
     )
 
 
-def _distinct_topics(client: QdrantClient, collection: str) -> frozenset[str]:
-    topics: set[str] = set()
+def _payload_summary(client: QdrantClient, collection: str) -> tuple[frozenset[str], LexicalIndex]:
+    """The distinct topics and the articles' words, read once per version from the payloads."""
+    payloads: list[dict] = []
     offset = None
+    fields = ["topic", "article_id", "title", "heading", "text", "tags"]
     while True:
-        points, offset = client.scroll(collection, limit=512, offset=offset, with_payload=["topic"])
-        topics.update(p.payload["topic"] for p in points if p.payload and p.payload.get("topic"))
+        points, offset = client.scroll(collection, limit=512, offset=offset, with_payload=fields)
+        payloads.extend(p.payload for p in points if p.payload and p.payload.get("article_id"))
         if offset is None:
-            return frozenset(topics)
+            break
+    topics = frozenset(p["topic"] for p in payloads if p.get("topic"))
+    return topics, LexicalIndex.build(payloads)
