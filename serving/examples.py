@@ -67,7 +67,7 @@ def _triage(
         "escalation_rule": None,
         "out_of_scope": False,
         "out_of_scope_score": 0.41,
-        "reasons": ["term: vpn", "term: authentication"],
+        "reasons": ["term: vpn", "term: authentication", "nearest: syn-11-base-812"],
         "low_confidence": False,
         "topic_tier": "auto",
         "urgency_tier": "suggest" if urgency else None,
@@ -163,8 +163,12 @@ def response_examples(
         "tags": {"data.rows": "12840", "metric.topic_macro_f1": "0.91"},
         "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
         "topics": topics,
+        "topic_names": {t: readable_label(t) for t in topics},
         "urgencies": urgencies,
         "routing": routing,
+        "routing_names": {
+            name: {label: readable_label(label) for label in labels} for name, labels in routing.items()
+        },
         "loaded_at": "2026-12-01T08:00:03.512000Z",
         "kb_version": "20261201T080000Z",
     }
@@ -224,7 +228,7 @@ def response_examples(
         ("/v1/model", "get", "200"): {"champion": {"summary": "The champion", "value": model_example}},
         ("/v1/predictions/recent", "get", "200"): {
             "queue": {
-                "summary": "Low confidence first",
+                "summary": "Needing review first",
                 "value": {
                     "predictions": [
                         {
@@ -235,11 +239,23 @@ def response_examples(
                             "text_chars": len(TICKET["text"]),
                             "channel": "email",
                             "topic": topics[0],
+                            "topic_name": triage["topic_name"],
                             "topic_confidence": 0.41,
                             "urgency": urgencies[-1] if urgencies else None,
                             "urgency_confidence": 0.55 if urgencies else None,
                             "low_confidence": True,
                             "model_version": ref["version"],
+                            "needs_review": True,
+                            "out_of_scope": False,
+                            "escalated": False,
+                            "escalation_rule": None,
+                            "served_urgency": urgencies[-1] if urgencies else None,
+                            "topic_tier": "review",
+                            "urgency_tier": "suggest" if urgencies else None,
+                            "routing": {
+                                name: {"label": r["label"], "confidence": r["confidence"], "tier": r["tier"]}
+                                for name, r in triage["routing"].items()
+                            },
                             "reviewed": False,
                         }
                     ]

@@ -133,6 +133,7 @@ def triage_results(
         raised = escalation.apply(text, model_urgency) if escalation is not None else None
         oos = getattr(prediction, "out_of_scope", None)
         reasons = [f"term: {term}" for term in getattr(prediction, "topic_terms", ())]
+        reasons += [f"nearest: {tid}" for tid in getattr(prediction, "nearest_ticket_ids", ())]
         reasons += [f"escalation: {raised.rule}"] if raised is not None and raised.rule else []
         reasons += ["out_of_scope"] if oos else []
         urgency_confidence = getattr(prediction, "urgency_confidence", None)

@@ -275,7 +275,13 @@ TRIAGE_RESULT_EXAMPLE = {
     "escalation_rule": "ransomware",
     "out_of_scope": False,
     "out_of_scope_score": 0.62,
-    "reasons": ["term: encrypted", "term: files", "escalation: ransomware"],
+    "reasons": [
+        "term: encrypted",
+        "term: files",
+        "nearest: syn-11-base-812",
+        "nearest: syn-11-base-1977",
+        "escalation: ransomware",
+    ],
     "low_confidence": False,
     "topic_tier": "auto",
     "urgency_tier": "review",
@@ -328,7 +334,8 @@ class TicketTriage(BaseModel):
     )
     reasons: list[str] = Field(
         default_factory=list,
-        description="Why: `term: ...` (words behind the topic), `escalation: <rule>`, `out_of_scope`.",
+        description="Why: `term: ...` (words behind the topic), `nearest: <ticket id>` (the most similar "
+        "training tickets, most similar first), `escalation: <rule>`, `out_of_scope`.",
     )
     low_confidence: bool = Field(
         description="Topic confidence below the server's threshold: route to a human."

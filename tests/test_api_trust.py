@@ -72,6 +72,12 @@ def test_benign_ticket_is_not_escalated_and_carries_term_reasons(client, world) 
         for term in terms
     )
     assert isinstance(result["out_of_scope"], bool) and result["out_of_scope_score"] >= 0.0
+    # The out-of-scope kNN's neighbours: training tickets (the world trains on the first 300).
+    nearest = [
+        reason.removeprefix("nearest: ") for reason in result["reasons"] if reason.startswith("nearest: ")
+    ]
+    assert len(nearest) == 3 and len(set(nearest)) == 3
+    assert all(tid.startswith("syn-11-base-") and int(tid.rsplit("-", 1)[1]) < 300 for tid in nearest)
 
 
 def test_foreign_text_is_out_of_scope_and_in_domain_text_mostly_is_not(client, world) -> None:

@@ -29,3 +29,20 @@ def test_threshold_flags_about_the_chosen_share_of_new_in_domain_tickets_and_for
 def test_unseen_share_counts_words_outside_the_vocabulary() -> None:
     vocabulary = frozenset({"vpn", "drops"})
     assert unseen_share(["VPN drops", "vpn drops at night", "!!"], vocabulary).tolist() == [0.0, 0.5, 1.0]
+
+
+def test_the_meaning_signal_names_the_nearest_training_tickets() -> None:
+    rng = np.random.default_rng(1)
+    reference = _unit(rng.normal(size=(400, 16)))
+    ids = [f"t-{i}" for i in range(len(reference))]
+    detector = fit_out_of_scope(reference, None, k=5, ids=ids)
+    query = _unit(reference[[7, 123]] + 0.01 * rng.normal(size=(2, 16)))
+    scores, nearest = detector.score_and_neighbours(query, ["", ""], 3)
+    expected = [[ids[j] for j in np.argsort(-(reference @ q))[:3]] for q in query]
+    assert nearest == expected and [row[0] for row in nearest] == ["t-7", "t-123"]
+    assert np.allclose(scores, detector.score(query, ["", ""]))  # the same score as without names
+    # Leave-one-out (calibration) drops the row itself: its best match is then another ticket.
+    loo = detector.scores(reference[:50], exclude_self=True)
+    assert np.all(loo > detector.scores(reference[:50]))
+    unnamed = fit_out_of_scope(reference, None, k=5)
+    assert unnamed.score_and_neighbours(query, ["", ""], 3)[1] == [[], []]

@@ -85,7 +85,7 @@ def _build_world(pg_url: str, data_dir: Path) -> ApiWorld:
     texts = [model_text(title, body) for title, body in zip(tickets["title"], tickets["body"], strict=True)]
     # The generator's assignment_group (in labels) makes a routing target next to topic and urgency.
     frame = with_routing_columns(
-        tickets.select("topic", "urgency", "labels").with_columns(text=pl.Series(texts))
+        tickets.select("ticket_id", "topic", "urgency", "labels").with_columns(text=pl.Series(texts))
     )
     train, holdout = frame[:300], frame[300:]
     vectors = embedder.encode(train["text"].to_list())

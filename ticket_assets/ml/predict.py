@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover
 
 # Log-probabilities are clipped so a zero probability does not become an infinite feature.
 _LOG_FLOOR = -30.0
+NEAREST_REASONS = 3  # training tickets named in a prediction's reasons
 
 
 # Which settings the model's own embedder comes from when the caller passes no vectors (default:
@@ -242,12 +243,14 @@ class TriagePrediction:
     out_of_scope: bool | None = None  # None: the model has no out-of-scope detector
     out_of_scope_score: float | None = None
     topic_terms: tuple[str, ...] = ()  # words that pushed the TF-IDF model towards the topic
+    nearest_ticket_ids: tuple[str, ...] = ()  # the most similar training tickets (out-of-scope kNN)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "out_of_scope": self.out_of_scope,
             "out_of_scope_score": self.out_of_scope_score,
             "topic_terms": list(self.topic_terms),
+            "nearest_ticket_ids": list(self.nearest_ticket_ids),
             "topic": self.topic,
             "topic_confidence": self.topic_confidence,
             "topic_probabilities": self.topic_probabilities,
@@ -338,9 +341,9 @@ class TriageModel:
         scope = getattr(self, "scope", None) if explain else None
         if scope is not None:
             with _blas_controller().limit(limits=1, user_api="blas"):  # as for the kNN scan (below)
-                oos = scope.score(embeddings, texts)
+                oos, neighbours = scope.score_and_neighbours(embeddings, texts, NEAREST_REASONS)
         else:
-            oos = [None] * len(texts)
+            oos, neighbours = [None] * len(texts), [[] for _ in texts]
         topic = _decode(self.targets["topic"].labels, probabilities["topic"])
         urgency = (
             _decode(self.targets["urgency"].labels, probabilities["urgency"])
@@ -356,6 +359,7 @@ class TriageModel:
                 out_of_scope=None if score is None else bool(score > 1.0),
                 out_of_scope_score=None if score is None else float(score),
                 topic_terms=tuple(reasons.terms(tfidf[i], t_label)) if reasons is not None else (),
+                nearest_ticket_ids=tuple(neighbours[i]),
                 topic=t_label,
                 topic_confidence=t_conf,
                 topic_probabilities=t_probs,

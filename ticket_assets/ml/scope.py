@@ -54,28 +54,51 @@ class OutOfScopeDetector:
     calibration: dict[str, Any] = field(default_factory=dict)
     vocabulary: frozenset[str] | None = None  # words seen in training (None: meaning signal only)
     unseen_threshold: float = float("inf")
+    reference_ids: tuple[str, ...] | None = None  # training ticket id per reference row
 
     def score(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """The larger signal over its threshold, per ticket: over 1 is out of scope."""
-        score = self.scores(embeddings) / self.threshold
+        return self.score_and_neighbours(embeddings, texts, 0)[0]
+
+    def score_and_neighbours(
+        self, embeddings: np.ndarray, texts: Sequence[str], n: int = 3
+    ) -> tuple[np.ndarray, list[list[str]]]:
+        """``score`` and, per ticket, the ids of its ``n`` nearest training tickets, most similar
+        first: the neighbours the meaning signal found anyway (empty without ``reference_ids``)."""
+        distance, nearest = self._nearest(embeddings, exclude_self=False)
+        score = distance / self.threshold
         if self.vocabulary is not None:
             score = np.maximum(score, unseen_share(texts, self.vocabulary) / self.unseen_threshold)
-        return score
+        ids = getattr(self, "reference_ids", None)  # detectors pickled before ids were kept
+        if not n or ids is None:
+            return score, [[] for _ in range(len(score))]
+        return score, [[ids[j] for j in row[:n]] for row in nearest]
 
     def scores(self, embeddings: np.ndarray, *, exclude_self: bool = False) -> np.ndarray:
         """One minus the mean cosine similarity of the ``k`` nearest reference vectors (0 = a
         training ticket's twin, ~1 = unrelated). ``exclude_self`` drops each row's best match,
         for rows that are themselves in the reference."""
+        return self._nearest(embeddings, exclude_self=exclude_self)[0]
+
+    def _nearest(self, embeddings: np.ndarray, *, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(1 - mean top-k cosine, the top-k reference rows most similar first) per ticket."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         k = min(self.k + int(exclude_self), len(self.reference))
         out = np.empty(len(embeddings), dtype=np.float64)
+        rows = np.empty((len(embeddings), k - int(exclude_self)), dtype=np.int64)
         for start in range(0, len(embeddings), 1024):
             similarity = embeddings[start : start + 1024] @ self.reference.T
-            top = -np.partition(-similarity, k - 1, axis=1)[:, :k]
-            if exclude_self:
-                top = np.sort(top, axis=1)[:, :-1]  # drop the largest: the row itself
+            # argpartition instead of partition: the same selection, and it says which rows.
+            nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+            top = np.take_along_axis(similarity, nearest, axis=1)
+            order = np.argsort(-top, axis=1)  # k values per ticket: cheap
+            top = np.take_along_axis(top, order, axis=1)
+            nearest = np.take_along_axis(nearest, order, axis=1)
+            if exclude_self:  # drop the largest: the row itself
+                top, nearest = top[:, 1:], nearest[:, 1:]
             out[start : start + len(top)] = 1.0 - top.mean(axis=1)
-        return out
+            rows[start : start + len(top)] = nearest
+        return out, rows
 
     def flags(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) > self.threshold
@@ -89,15 +112,24 @@ def fit_out_of_scope(
     quantile: float = DEFAULT_QUANTILE,
     calibration_rows: int = CALIBRATION_ROWS,
     seed: int = 0,
+    ids: Sequence[str] | None = None,
 ) -> OutOfScopeDetector:
     """A detector over ``embeddings`` (shared, not copied, when already float32 and contiguous)
-    and, given ``texts``, their words (see the module docstring for the calibration)."""
+    and, given ``texts``, their words (see the module docstring for the calibration); ``ids``
+    (one per row) let it name a ticket's nearest training tickets."""
     reference = np.ascontiguousarray(embeddings, dtype=np.float32)
     if len(reference) < 2:
         raise ValueError("out-of-scope detection needs at least two training tickets")
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(reference), size=min(calibration_rows, len(reference)), replace=False)
-    detector = OutOfScopeDetector(reference=reference, threshold=float("inf"), k=min(k, len(reference) - 1))
+    if ids is not None and len(ids) != len(reference):
+        raise ValueError(f"{len(ids)} ids for {len(reference)} training embeddings")
+    detector = OutOfScopeDetector(
+        reference=reference,
+        threshold=float("inf"),
+        k=min(k, len(reference) - 1),
+        reference_ids=None if ids is None else tuple(str(i) for i in ids),
+    )
     each = 1 - (1 - quantile) / 2 if texts is not None else quantile
     held_out = detector.scores(reference[rows], exclude_self=True)
     detector.threshold = max(float(np.quantile(held_out, each)), 1e-6)

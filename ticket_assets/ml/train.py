@@ -207,6 +207,7 @@ def _train(
             k=config.out_of_scope_k,
             quantile=config.out_of_scope_quantile,
             seed=config.seed,
+            ids=train["ticket_id"].cast(str).to_list() if "ticket_id" in train.columns else None,
         )
     seconds = time.perf_counter() - started
     model = TriageModel(
