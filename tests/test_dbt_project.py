@@ -403,3 +403,25 @@ def test_degenerate_dates_take_the_stratified_hash_split(tickets_db: str, tmp_pa
         row["split_rule"] for row in fetch(tickets_db, "select split_rule from marts.training_set")
     )
     assert rules == {"time": 700}
+
+
+def test_daily_predictions_share_the_logged_trust_signals(tickets_db: str, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from serving.prediction_log import INSERT_SQL, _as_params
+    from tests.support.api import sample_prediction_row
+
+    logged = [
+        replace(sample_prediction_row(), needs_review=True, out_of_scope=True, escalated=False),
+        replace(sample_prediction_row(), needs_review=False, out_of_scope=False, escalated=True),
+        replace(sample_prediction_row(), needs_review=False, out_of_scope=False, escalated=False),
+        sample_prediction_row(),  # logged before the trust columns: null, left out of the shares
+    ]
+    with psycopg.connect(tickets_db) as conn:
+        conn.cursor().executemany(INSERT_SQL, [_as_params(row) for row in logged])
+    run_dbt(tickets_db, tmp_path, "build", "--select", "daily_predictions")
+    [day] = fetch(tickets_db, "select * from marts.daily_predictions")
+    assert day["n_predictions"] == 4
+    assert float(day["needs_review_share"]) == pytest.approx(1 / 3)
+    assert float(day["out_of_scope_share"]) == pytest.approx(1 / 3)
+    assert float(day["escalated_share"]) == pytest.approx(1 / 3)
