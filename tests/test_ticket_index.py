@@ -154,11 +154,17 @@ def test_ticket_index_asset_materialises_incrementally(instance, pg_url, platfor
 
 
 @pytest.mark.filterwarnings("ignore:Local mode performs exact")  # the local engine stands in for a server
-def test_server_mode_syncs_incrementally_and_switches_the_alias_atomically():
+@pytest.mark.parametrize("manifest_copies", [False, True], ids=["scroll", "manifest-copies"])
+def test_server_mode_syncs_incrementally_and_switches_the_alias_atomically(tmp_path, manifest_copies):
+    from functools import partial
+
     from qdrant_client import QdrantClient
 
-    from ticket_assets.memory.ticket_index import ALIAS, SLOTS, sync_server
+    from ticket_assets.memory.ticket_index import ALIAS, SLOTS
+    from ticket_assets.memory.ticket_index import sync_server as sync
 
+    # With copies, a slot's manifest comes from the writer's local copy when the slot's version matches.
+    sync_server = partial(sync, manifest_dir=tmp_path if manifest_copies else None)
     server = QdrantClient(":memory:")
     with pytest.raises(TicketIndexUnavailable):
         TicketIndex.open_server(server)
@@ -214,6 +220,11 @@ def test_server_mode_syncs_incrementally_and_switches_the_alias_atomically():
     assert reader.search(vectors["h-2"], k=1)[0].status == "resolved"
     assert reader.search(vectors["h-580"], k=1)[0].ticket_id != "t-580"
     assert reader.refresh_if_changed() and reader.version == third.version and reader.n_points == 599
+    if manifest_copies:  # one copy per slot, of its current version
+        assert sorted(p.name for p in tmp_path.glob("server-*.parquet")) == [
+            f"server-{SLOTS[0]}-{third.version}.parquet",
+            f"server-{SLOTS[1]}-{second.version}.parquet",
+        ]
 
     # Duplicates use the same rule on server hits.
     hits = reader.search(vectors["h-20"], k=3)

@@ -319,8 +319,11 @@ def _published_config(dim: int) -> EdgeConfig:
 # the same fingerprint diff as the embedded index, and then switches the alias to it atomically
 # (``rag.qdrant_alias``, as ``kb_index`` does). Each point carries its fingerprint, so the slot's
 # own contents are its manifest: a sync that died halfway leaves a slot whose fingerprints still
-# say exactly what it holds. Upserts are roughly twice the change (the slot catches up on the
-# previous sync's change too); only the first two syncs build a slot in full.
+# say exactly what it holds. Reading them back is a full scroll, so the writer also keeps a local
+# copy of each slot's manifest named by the slot's version; a slot being written loses its version
+# first, so a copy is only used for exactly the contents it describes (else: the scroll). Upserts
+# are roughly twice the change (the slot catches up on the previous sync's change too); only the
+# first two syncs build a slot in full.
 
 ALIAS = "ticket_index"
 SLOTS = (f"{ALIAS}_a", f"{ALIAS}_b")
@@ -359,6 +362,28 @@ def _slot_manifest(client: QdrantClient, collection: str) -> pl.DataFrame:
 _MANIFEST_SCHEMA = {"ticket_id": pl.String, "fingerprint": pl.String}
 
 
+def _manifest_copy(manifest_dir: Path | None, slot: str, version: object) -> pl.DataFrame | None:
+    if manifest_dir is None or not version:
+        return None
+    try:
+        return pl.read_parquet(manifest_dir / f"server-{slot}-{version}.parquet")
+    except (FileNotFoundError, pl.exceptions.PolarsError, OSError):
+        return None
+
+
+def _keep_manifest_copy(manifest_dir: Path | None, slot: str, version: str, rows: pl.DataFrame) -> None:
+    if manifest_dir is None:
+        return
+    manifest_dir.mkdir(parents=True, exist_ok=True)
+    path = manifest_dir / f"server-{slot}-{version}.parquet"
+    tmp = path.with_suffix(".tmp")
+    rows.select("ticket_id", "fingerprint").write_parquet(tmp)
+    os.replace(tmp, path)
+    for old in manifest_dir.glob(f"server-{slot}-*.parquet"):
+        if old != path:
+            old.unlink(missing_ok=True)
+
+
 def _create_slot(client: QdrantClient, collection: str, dim: int, model_id: str) -> None:
     if client.collection_exists(collection):
         client.delete_collection(collection)
@@ -381,9 +406,11 @@ def sync_server(
     fetch_vectors: Callable[[Sequence[str]], dict[str, np.ndarray]],
     model_id: str,
     progress: Callable[[str], None] | None = None,
+    manifest_dir: Path | None = None,
 ) -> SyncReport:
     """``sync_index`` for a Qdrant server: bring the standby slot in line with ``rows``, then
-    switch the alias to it. Same rows, same fetcher contract, same report."""
+    switch the alias to it. Same rows, same fetcher contract, same report. ``manifest_dir`` keeps
+    the local manifest copies that spare a full scroll of the standby slot."""
     say = progress or (lambda message: None)
     t0 = time.perf_counter()
     rows = rows.select(PAYLOAD_COLUMNS).unique("ticket_id", keep="last")
@@ -398,10 +425,14 @@ def sync_server(
         )  # fmt: skip
 
     standby = SLOTS[1] if live == SLOTS[0] else SLOTS[0]
-    reusable = (
-        client.collection_exists(standby) and collection_metadata(client, standby).get("model_id") == model_id
-    )
-    manifest = _slot_manifest(client, standby) if reusable else pl.DataFrame(schema=_MANIFEST_SCHEMA)
+    standby_meta = collection_metadata(client, standby) if client.collection_exists(standby) else {}
+    reusable = bool(standby_meta) and standby_meta.get("model_id") == model_id
+    manifest = pl.DataFrame(schema=_MANIFEST_SCHEMA)
+    if reusable:
+        manifest = _manifest_copy(manifest_dir, standby, standby_meta.get("version"))
+        if manifest is None:
+            say(f"reading the manifest of {standby}")
+            manifest = _slot_manifest(client, standby)
     changed = rows.join(manifest, on=["ticket_id", "fingerprint"], how="anti")
     removed = manifest.join(rows, on="ticket_id", how="anti")["ticket_id"].to_list()
 
@@ -425,6 +456,9 @@ def sync_server(
         if rest:
             vectors_by_hash = vectors_by_hash | fetch_vectors(rest)
         changed = rows = rows.filter(pl.col("text_hash").is_in(list(vectors_by_hash)))
+    version = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
+    # From here on the slot no longer matches any manifest copy: it loses its version until done.
+    client.update_collection(standby, metadata={"version": f"writing-{version}"})
     if removed:
         client.delete(standby, points_selector=models.PointIdsList(points=[point_id(t) for t in removed]))
     if changed.height:
@@ -446,7 +480,6 @@ def sync_server(
                 ],
                 wait=True,
             )
-    version = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
     client.update_collection(
         standby,
         metadata={
@@ -454,6 +487,7 @@ def sync_server(
             "n_points": rows.height, "published_at": time.time(),
         },
     )  # fmt: skip
+    _keep_manifest_copy(manifest_dir, standby, version, rows)
     switch_alias(client, ALIAS, standby)
     for name in collections_with_prefix(client, f"{ALIAS}_"):  # e.g. slots of an older layout
         if name not in SLOTS:
@@ -481,7 +515,8 @@ def sync_published(
     """Sync the index readers open: the server when ``QDRANT_URL`` is set (or ``server`` is given,
     any QdrantClient), else the embedded Qdrant Edge index in ``settings.ticket_index_dir``."""
     if server is not None or settings.qdrant_url:
-        return sync_server(server or server_client(settings), rows, fetch_vectors, model_id, progress)
+        client = server or server_client(settings)
+        return sync_server(client, rows, fetch_vectors, model_id, progress, settings.ticket_index_dir)
     return sync_index(rows, fetch_vectors, settings.ticket_index_dir, model_id, progress)
 
 
