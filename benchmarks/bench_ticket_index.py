@@ -14,6 +14,7 @@ its own process so the resident-memory figure is that engine's alone: RSS after 
     .venv/bin/python benchmarks/bench_ticket_index.py --sizes 10000 --queries 100
     .venv/bin/python benchmarks/bench_ticket_index.py --local-max 100000   # skip local mode above that
     .venv/bin/python benchmarks/bench_ticket_index.py --incremental 100000 # 1 % change vs full build
+    .venv/bin/python benchmarks/bench_ticket_index.py --incremental 20000 --incremental-engine server-local
 
 Results are appended to ``benchmarks/results/ticket_index.jsonl``.
 """
@@ -156,12 +157,15 @@ def _build(engine: str, vectors: np.ndarray, tmp: Path):
 # Incremental update: a 1 % change against a full build of the published index ---------------------------
 
 
-def run_incremental(n: int, change: float, seed: int) -> dict:
+def run_incremental(n: int, change: float, seed: int, engine: str = "edge") -> dict:
+    """Full build vs a ``change`` share of tickets changed. ``engine`` ``server-local``: the server
+    path (``sync_server``) against qdrant-client's local engine standing in for a Qdrant server; its
+    steady-state update is the third sync (the standby slot then exists and catches up on two changes)."""
     from datetime import UTC, datetime, timedelta
 
     import polars as pl
 
-    from ticket_assets.memory.ticket_index import PAYLOAD_COLUMNS, sync_index
+    from ticket_assets.memory.ticket_index import PAYLOAD_COLUMNS, sync_index, sync_server
 
     vectors = clustered_vectors(n, seed)
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -181,8 +185,15 @@ def run_incremental(n: int, change: float, seed: int) -> dict:
     by_hash = {f"h-{i}": vectors[i] for i in range(n)}
     fetch = lambda hashes: {h: by_hash[h] for h in hashes}  # noqa: E731
     directory = Path(tempfile.mkdtemp(prefix="bench-ticket-sync-"))
+    if engine == "server-local":
+        from qdrant_client import QdrantClient
+
+        client = QdrantClient(":memory:")
+        sync = lambda frame: sync_server(client, frame, fetch, "bench", manifest_dir=directory)  # noqa: E731
+    else:
+        sync = lambda frame: sync_index(frame, fetch, directory, "bench")  # noqa: E731
     try:
-        full = sync_index(rows, fetch, directory, "bench")
+        full = sync(rows)
         k = max(int(n * change), 1)
         # Half the change is resolved tickets (payload only), half re-worded ones (new vector).
         fresh = clustered_vectors(k, seed + 99)
@@ -197,11 +208,24 @@ def run_incremental(n: int, change: float, seed: int) -> dict:
             )
             .drop("i")
         )
-        update = sync_index(changed, fetch, directory, "bench")
+        if engine == "server-local":
+            # The second sync fills the other slot once; the third is the steady state: it upserts
+            # the previous change plus a new one of the same size (resolved tickets further on).
+            sync(changed)
+            changed = (
+                changed.with_row_index("i")
+                .with_columns(
+                    status=pl.when((pl.col("i") >= k) & (pl.col("i") < 2 * k))
+                    .then(pl.lit("resolved"))
+                    .otherwise(pl.col("status"))
+                )
+                .drop("i")
+            )
+        update = sync(changed)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     return {
-        "engine": "edge-sync",
+        "engine": "edge-sync" if engine == "edge" else "server-sync (qdrant-client local engine)",
         "n": n,
         "changed": update.upserted,
         "full_build_s": round(full.seconds, 2),
@@ -226,6 +250,12 @@ def main() -> None:
     parser.add_argument(
         "--incremental", type=int, metavar="N", help="only time a 1 %% change vs a full build"
     )
+    parser.add_argument(
+        "--incremental-engine",
+        choices=("edge", "server-local"),
+        default="edge",
+        help="with --incremental: the embedded index, or the server path on qdrant-client's local engine",
+    )
     parser.add_argument("--one", nargs=2, metavar=("ENGINE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -235,7 +265,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()
     if args.incremental:
-        record = run_incremental(args.incremental, 0.01, args.seed)
+        record = run_incremental(args.incremental, 0.01, args.seed, args.incremental_engine)
         record.update(machine=f"{os.cpu_count()} cores", load_avg_1m=round(load[0], 2), at=time.time())
         print(record)
         with RESULTS.open("a") as fh:

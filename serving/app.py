@@ -25,7 +25,7 @@ from serving.memory import TicketIndexStore
 from serving.metrics import ApiMetrics, MetricsMiddleware
 from serving.model_store import KnowledgeBaseStore, ModelStore, ServingModel, poll_forever
 from serving.prediction_log import PredictionLogWriter, from_record
-from serving.routers import answer, console, feedback, health, model, predictions, reports, triage
+from serving.routers import answer, console, feedback, health, memory, model, predictions, reports, triage
 from serving.spool import Spool
 from ticket_assets import __version__
 from ticket_assets.core.labels import LabelNames, LabelNamesError
@@ -50,6 +50,7 @@ TAGS = [
     {"name": "triage", "description": "Topic and urgency classification."},
     {"name": "answer", "description": "Triage plus retrieval-augmented answer drafts."},
     {"name": "feedback", "description": "True labels and draft usefulness, for monitoring and retraining."},
+    {"name": "memory", "description": "Major incidents and knowledge-base gaps found in past tickets."},
     {"name": "model", "description": "The model version being served."},
     {"name": "reports", "description": "Drift reports (HTML) written by the monitoring assets."},
     {"name": "health", "description": "Probes and metrics (no API key needed)."},
@@ -245,6 +246,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         answer.router,
         feedback.router,
         predictions.router,
+        memory.router,
         model.router,
         reports.router,
     ):

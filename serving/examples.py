@@ -262,6 +262,64 @@ def response_examples(
                 },
             }
         },
+        ("/v1/incidents", "get", "200"): {
+            "one_incident": {
+                "summary": "A VPN outage reported by 41 people",
+                "value": {
+                    "incidents": [
+                        {
+                            "incident_id": "inc-20261201-0902-3fa9c1",
+                            "detected_at": "2026-12-01T09:30:04.118000Z",
+                            "first_seen": "2026-12-01T09:02:13Z",
+                            "last_seen": "2026-12-01T09:21:48Z",
+                            "size": 41,
+                            "baseline_per_window": 0.42,
+                            "top_terms": ["vpn", "connect", "connection", "down"],
+                            "examples": [
+                                {
+                                    "id": "outage-3-17",
+                                    "text": "VPN down. The VPN stopped working a few minutes ago.",
+                                }
+                            ],
+                            "departments": {"Finance": 9, "Sales": 7},
+                            "channels": {"email": 15, "chat": 12},
+                            "predictions": 3,
+                            "run_id": "8f0c2d1e-5b7a-4c3e-9d21-6a4b0e7f1c55",
+                            "run_url": "http://127.0.0.1:3000/runs/8f0c2d1e-5b7a-4c3e-9d21-6a4b0e7f1c55",
+                        }
+                    ]
+                },
+            }
+        },
+        ("/v1/kb-gaps", "get", "200"): {
+            "gaps": {
+                "summary": "The largest gap first",
+                "value": {
+                    "computed_at": "2026-12-01T06:00:12.551000Z",
+                    "run_id": "2b9e7a40-1c3d-4f8e-a6b2-0d5c9e3f7a18",
+                    "run_url": "http://127.0.0.1:3000/runs/2b9e7a40-1c3d-4f8e-a6b2-0d5c9e3f7a18",
+                    "gaps": [
+                        {
+                            "rank": 1,
+                            "size": 38,
+                            "trend": 0.61,
+                            "mean_kb_score": 0.31,
+                            "shortfall": 5.32,
+                            "title_terms": ["meeting", "room", "projector", "screen"],
+                            "examples": [
+                                {
+                                    "id": "syn-42-base-1207",
+                                    "kb_score": 0.22,
+                                    "text": "The projector in room 4B shows no signal.",
+                                }
+                            ],
+                            "unhelpful_drafts": 2,
+                            "incident_ids": [],
+                        }
+                    ],
+                },
+            }
+        },
         ("/healthz", "get", "200"): {"ok": {"summary": "Alive", "value": {"status": "ok"}}},
         ("/readyz", "get", "200"): {
             "ready": {
@@ -343,18 +401,21 @@ def apply_examples(
         ),
         ("/v1/feedback", "post", {"unknown_topic": unknown_topic}),
         ("/v1/predictions/recent", "get", {"limit_too_small": LIMIT_TOO_SMALL}),
+        ("/v1/incidents", "get", {"limit_too_small": LIMIT_TOO_SMALL}),
+        ("/v1/kb-gaps", "get", {"limit_too_small": LIMIT_TOO_SMALL}),
     ):
         operation = spec["paths"].get(path, {}).get(method)
         if operation is not None and "422" in operation["responses"]:
             operation["responses"]["422"]["content"]["application/json"]["examples"] = deepcopy(examples)
-    operation = spec["paths"].get("/v1/predictions/recent", {}).get("get")
-    if operation is not None:
-        operation["responses"]["503"]["content"]["application/json"]["examples"] = {
-            "no_database": {
-                "summary": "Database unreachable",
-                "value": {"detail": "the database is unavailable"},
+    for path in ("/v1/predictions/recent", "/v1/incidents", "/v1/kb-gaps"):
+        operation = spec["paths"].get(path, {}).get("get")
+        if operation is not None:
+            operation["responses"]["503"]["content"]["application/json"]["examples"] = {
+                "no_database": {
+                    "summary": "Database unreachable",
+                    "value": {"detail": "the database is unavailable"},
+                }
             }
-        }
     for path, method, name in (
         ("/v1/feedback", "post", "unknown_request_id"),
         ("/reports/{path}", "get", "unknown_report"),

@@ -20,8 +20,13 @@ class TicketIndexStore(KnowledgeBaseStore):
 
     label = "ticket"
 
+    def __init__(self, settings: Settings, *, server: Any | None = None, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        self._server = server  # a QdrantClient overriding QDRANT_URL's (tests stand one in)
+
     def _open(self) -> Any:
-        return TicketIndex.open(self._settings.ticket_index_dir)
+        # The server alias when QDRANT_URL is set, as for the knowledge base.
+        return TicketIndex.published(self._settings, server=self._server)
 
 
 def _out(hit: SimilarTicket) -> SimilarTicketOut:

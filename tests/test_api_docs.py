@@ -170,7 +170,14 @@ def test_request_examples_succeed_and_answer_like_the_response_examples(
         expected = _examples(spec, "/v1/feedback", "post", str(response.status_code))
         assert _same_shape(next(iter(expected.values())), response.json()), (name, response.json())
 
-    for path in ("/v1/model", "/v1/predictions/recent", "/healthz", "/readyz"):
+    for path in (
+        "/v1/model",
+        "/v1/predictions/recent",
+        "/v1/incidents",
+        "/v1/kb-gaps",
+        "/healthz",
+        "/readyz",
+    ):
         response = client.get(path)
         assert response.status_code == 200, path
         _assert_documented(spec, path, "get", response)

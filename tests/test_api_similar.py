@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.schemas import model_text
 from tests.support.api import API_KEYS, ApiWorld, api_world, wait_for
-from ticket_assets.memory.ticket_index import PAYLOAD_COLUMNS, sync_index
+from ticket_assets.memory.ticket_index import PAYLOAD_COLUMNS, sync_published
 from ticket_assets.sources.synthetic import generate_tickets
 
 
@@ -24,7 +25,11 @@ def world(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> ApiWorld:
 
 
 def _publish(
-    world: ApiWorld, tickets: pl.DataFrame, created: list[datetime], status: list[str | None]
+    world: ApiWorld,
+    tickets: pl.DataFrame,
+    created: list[datetime],
+    status: list[str | None],
+    server: object | None = None,
 ) -> None:
     from ticket_assets.ml.embed import get_embedder
 
@@ -37,11 +42,12 @@ def _publish(
         resolution=pl.Series(["reset the VPN profile" if s else None for s in status], dtype=pl.String),
     )
     by_hash = dict(zip(rows["text_hash"].to_list(), vectors, strict=True))
-    sync_index(
+    sync_published(
         rows.select(PAYLOAD_COLUMNS),
         lambda hashes: {h: np.asarray(by_hash[h]) for h in hashes},
-        world.settings.ticket_index_dir,
+        world.settings,
         embedder.model_id,
+        server=server,
     )
 
 
@@ -117,3 +123,73 @@ def test_similar_off_leaves_the_fields_null(world, indexed):
     with TestClient(create_app(settings), headers={"X-API-Key": API_KEYS[0]}) as off:
         result = off.post("/v1/triage", json={"ticket": _text(indexed, 0)}).json()["results"][0]
     assert result["similar"] is None and result["duplicate_of"] is None
+
+
+# Server mode: the same routes when the ticket index lives in a Qdrant server ---------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Local mode performs exact")  # the local engine stands in for a server
+def test_a_server_mode_index_serves_the_same_similar_tickets_and_duplicates(client, world, indexed):
+    from qdrant_client import QdrantClient
+
+    from serving.memory import TicketIndexStore
+
+    server = QdrantClient(":memory:")  # qdrant-client's local engine stands in for QDRANT_URL's server
+    now = datetime.now(UTC)
+    created = [now - timedelta(hours=1)] * indexed.height
+    _publish(world, indexed, created, [None, "closed"] + [None] * (indexed.height - 2), server=server)
+    store = TicketIndexStore(world.settings, server=server)
+    assert client.portal.call(store.refresh) and store.current.n_points == indexed.height
+    state = client.app.state.serving
+    embedded, state.tickets = state.tickets, store
+    try:
+        response = client.post("/v1/triage", json={"tickets": [_text(indexed, 0), _text(indexed, 1)]})
+    finally:
+        state.tickets = embedded
+    assert response.status_code == 200, response.text
+    open_one, closed = response.json()["results"]
+    assert open_one["similar"][0]["ticket_id"] == indexed["ticket_id"][0]
+    assert open_one["duplicate_of"]["ticket_id"] == indexed["ticket_id"][0]
+    assert closed["similar"][0]["status"] == "closed" and closed["similar"][0]["resolution"]
+    assert closed["duplicate_of"] is None or closed["duplicate_of"]["ticket_id"] != indexed["ticket_id"][1]
+
+
+# Incidents and KB gaps, as the memory assets store them -------------------------------------------------
+
+
+def test_incidents_and_kb_gaps_are_served_from_what_the_assets_stored(client, world):
+    import psycopg
+
+    from ticket_assets.memory.incidents import Incident, store_incidents
+    from ticket_assets.memory.kb_gaps import Gap, store_gaps
+
+    now = datetime.now(UTC)
+    incident = Incident(
+        incident_id=f"inc-{now:%Y%m%d-%H%M}-api001",
+        first_seen=now - timedelta(minutes=25),
+        last_seen=now - timedelta(minutes=5),
+        size=41,
+        baseline_per_window=0.4,
+        top_terms=["vpn", "connect"],
+        examples=[{"id": "outage-3-1", "text": "VPN down"}],
+        departments={"Finance": 20, "Sales": 21},
+        channels={"email": 30, "chat": 11},  # the documented example's keys: its shape is compared too
+        centroid=np.ones(384, dtype=np.float32) / np.sqrt(384),
+    )
+    gap = Gap(
+        3, 0.7, 0.3, 0.45, ["projector", "room"], [{"id": "t-1", "kb_score": 0.3, "text": "No signal"}], 1
+    )
+    url = world.settings.database_url.get_secret_value()
+    with psycopg.connect(url) as conn:
+        store_incidents(conn, [(incident, None)], "model", "run-1234")
+        store_gaps(conn, [replace(gap, incident_ids=(incident.incident_id,)), gap], "run-5678")
+
+    incidents = client.get("/v1/incidents?hours=1").json()["incidents"]
+    served = next(i for i in incidents if i["incident_id"] == incident.incident_id)
+    assert served["size"] == 41 and served["top_terms"] == ["vpn", "connect"] and served["predictions"] == 0
+    assert served["run_url"].endswith("/runs/run-1234") and served["departments"] == incident.departments
+    gaps = client.get("/v1/kb-gaps?limit=5").json()
+    assert gaps["run_id"] == "run-5678" and [g["rank"] for g in gaps["gaps"]] == [1, 2]
+    assert gaps["gaps"][0]["incident_ids"] == [incident.incident_id] and gaps["gaps"][1]["incident_ids"] == []
+    assert gaps["gaps"][0]["title_terms"] == ["projector", "room"]
+    assert client.get("/v1/kb-gaps?limit=0").status_code == 422

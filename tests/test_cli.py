@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import psycopg
 from typer.testing import CliRunner
@@ -152,3 +153,35 @@ def test_every_option_has_help_and_the_readme_names_every_command():
 
     flat = " ".join(shown.stdout.split())
     assert all(name in flat for name in SCENARIOS), shown.stdout
+
+
+def test_outage_burst_command_loads_one_burst_idempotently(platform_env, fresh_db, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", fresh_db)
+    args = [
+        "ingest",
+        "outage-burst",
+        "--n",
+        "12",
+        "--minutes",
+        "20",
+        "--at",
+        "2026-01-29T09:00",
+        "--seed",
+        "3",
+    ]
+    first = runner.invoke(app, args)
+    again = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert again.exit_code == 0, again.output
+    with psycopg.connect(fresh_db) as conn:
+        count, earliest, latest, services = conn.execute(
+            "select count(*), min(created_at), max(created_at), array_agg(distinct extra ->> 'service')"
+            " from raw.tickets where source = 'synthetic:outage_burst:seed=3'"
+        ).fetchone()
+    assert count == 12 and services == ["VPN"]
+    assert (
+        earliest >= datetime(2026, 1, 29, 9, 0, tzinfo=UTC) and (latest - earliest).total_seconds() <= 20 * 60
+    )
+
+    bad = runner.invoke(app, ["ingest", "outage-burst", "--at", "yesterday"])
+    assert bad.exit_code == 2 and "--at" in bad.output

@@ -168,3 +168,48 @@ def test_swagger_ui_and_redoc_render_with_the_network_off(page: Any, server: Ser
     assert page.locator(".opblock").count() >= 7
     page.goto(f"{server.base_url}/redoc")
     page.wait_for_selector("h2:has-text('Classify tickets by topic and urgency')")
+
+
+def test_console_shows_major_incidents_and_kb_gaps(page: Any, server: ServerThread, world: ApiWorld) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from ticket_assets.memory.incidents import Incident, store_incidents
+    from ticket_assets.memory.kb_gaps import Gap, store_gaps
+
+    now = datetime.now(UTC)
+    incident = Incident(
+        incident_id=f"inc-{now:%Y%m%d-%H%M}-cons01",
+        first_seen=now - timedelta(minutes=20),
+        last_seen=now - timedelta(minutes=2),
+        size=40,
+        baseline_per_window=0.3,
+        top_terms=["vpn", "connect", "down"],
+        examples=[{"id": "outage-9-1", "text": "VPN down"}],
+        departments={"Finance": 25, "Sales": 15},
+        channels={"chat": 40},
+        centroid=np.ones(384, dtype=np.float32) / np.sqrt(384),
+    )
+    gap = Gap(
+        12,
+        0.8,
+        0.28,
+        2.1,
+        ["projector", "meeting", "room"],
+        [{"id": "t", "kb_score": 0.2, "text": "No signal"}],
+        0,
+    )
+    with psycopg.connect(world.settings.database_url.get_secret_value()) as conn:
+        store_incidents(conn, [(incident, None)], "model", "run-console")
+        store_gaps(conn, [gap], "run-gaps")
+
+    page.goto(f"{server.base_url}/console")
+    page.wait_for_selector("#key-panel:not([hidden])")
+    page.evaluate(f"sessionStorage.setItem('ticketops.apiKey', {API_KEYS[0]!r})")
+    page.reload()
+    item = page.locator(f"#incidents li[data-incident-id='{incident.incident_id}']")
+    item.wait_for(timeout=15_000)
+    assert "40 tickets: vpn, connect, down" in item.text_content()
+    assert item.locator("a").get_attribute("href").endswith("/runs/run-console")
+    page.wait_for_selector("#kb-gaps li:has-text('projector, meeting, room')")

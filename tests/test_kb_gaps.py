@@ -5,9 +5,10 @@ that KB does not cover, must come out as the top gap."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime
 
 import dagster as dg
+import numpy as np
 import psycopg
 import pytest
 
@@ -55,3 +56,32 @@ def test_a_topic_the_kb_does_not_cover_is_the_top_gap(instance, pg_url):
             ([e["id"] for e in top["examples"]],),
         ).fetchall()
     assert Counter(t for (t,) in topics).most_common(1)[0][0] == "printer"
+    # The API and the console read the same gaps from ops.kb_gaps, ranked, with the run that found them.
+    with psycopg.connect(pg_url) as conn:
+        stored = conn.execute(
+            "select rank, size, title_terms, run_id from ops.kb_gaps order by rank"
+        ).fetchall()
+    assert len(stored) == meta["gaps"].value and stored[0][1:3] == (top["size"], top["terms"])
+    assert [r[0] for r in stored] == list(range(1, len(stored) + 1))
+    run_id = instance.get_latest_materialization_event(dg.AssetKey("kb_gaps")).run_id
+    assert {r[3] for r in stored} == {run_id}
+
+
+def test_a_gap_made_of_an_incidents_tickets_links_to_it():
+    from ticket_assets.memory.incidents import KnownIncident
+    from ticket_assets.memory.kb_gaps import GapTicket, find_gaps, link_incidents
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((2, 32)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    vectors = np.repeat(centres, 12, axis=0) + 0.05 * rng.standard_normal((24, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    now = datetime(2026, 1, 29, 9, 0, tzinfo=UTC)
+    tickets = [GapTicket(f"t-{i}", now, f"ticket {i}", 0.2) for i in range(24)]
+    gaps = find_gaps(tickets, vectors)
+    assert len(gaps) == 2
+    outage = KnownIncident("inc-20260129-0900-abcdef", now, centres[1])
+    linked = link_incidents(gaps, [outage])
+    # Each gap's tickets all come from one centre: tickets 0-11 from the first, 12-23 from the outage's.
+    by_cluster = {int(g.examples[0]["id"][2:]) >= 12: g.incident_ids for g in linked}
+    assert by_cluster == {True: ("inc-20260129-0900-abcdef",), False: ()}

@@ -148,3 +148,106 @@ def test_ticket_index_asset_materialises_incrementally(instance, pg_url, platfor
     ).asset_materialization.metadata
     assert meta["full_build"].value is False and 0 < meta["upserted"].value <= 20
     assert index.refresh_if_changed() and index.n_points == meta["points"].value
+
+
+# Server mode (QDRANT_URL): the same sync through a QdrantClient; qdrant-client's local mode stands in --
+
+
+@pytest.mark.filterwarnings("ignore:Local mode performs exact")  # the local engine stands in for a server
+@pytest.mark.parametrize("manifest_copies", [False, True], ids=["scroll", "manifest-copies"])
+def test_server_mode_syncs_incrementally_and_switches_the_alias_atomically(tmp_path, manifest_copies):
+    from functools import partial
+
+    from qdrant_client import QdrantClient
+
+    from ticket_assets.memory.ticket_index import ALIAS, SLOTS
+    from ticket_assets.memory.ticket_index import sync_server as sync
+
+    # With copies, a slot's manifest comes from the writer's local copy when the slot's version matches.
+    sync_server = partial(sync, manifest_dir=tmp_path if manifest_copies else None)
+    server = QdrantClient(":memory:")
+    with pytest.raises(TicketIndexUnavailable):
+        TicketIndex.open_server(server)
+    rows, vectors = _rows(603)
+    base = rows.head(600)
+    asked: list[int] = []
+    first = sync_server(server, base, _fetcher(vectors, asked), "m")
+    assert first.published and first.full_build and first.upserted == 600 and asked == [600]
+    reader = TicketIndex.open_server(server)
+    assert reader.version == first.version and reader.n_points == 600 and reader.model_id == "m"
+    top = reader.search(vectors["h-7"], k=3)
+    assert top[0].ticket_id == "t-7" and top[0].similarity == pytest.approx(1.0, abs=1e-4)
+    assert top[0].topic == "network" and top[0].created is not None
+
+    # Nothing changed: nothing fetched, nothing published.
+    again = sync_server(server, base, _fetcher(vectors, asked), "m")
+    assert not again.published and again.version == first.version and asked == [600]
+
+    def edit(frame: pl.DataFrame, status: str, ids: range, drop: range, add: range) -> pl.DataFrame:
+        named = [f"t-{i}" for i in ids]
+        frame = frame.with_columns(
+            status=pl.when(pl.col("ticket_id").is_in(named)).then(pl.lit(status)).otherwise("status")
+        ).filter(~pl.col("ticket_id").is_in([f"t-{i}" for i in drop]))
+        return pl.concat([frame, rows.filter(pl.col("ticket_id").is_in([f"t-{i}" for i in add]))])
+
+    # A sync that dies halfway (a vector of the wrong size) never reaches readers.
+    broken = edit(base, "resolved", range(6), range(590, 593), range(600, 602))
+    bad = dict(vectors) | {"h-601": np.ones(8, np.float32)}
+    with pytest.raises(Exception, match="(?i)dim"):
+        sync_server(server, broken, _fetcher(bad, []), "m")
+    assert {a.alias_name: a.collection_name for a in server.get_aliases().aliases}[ALIAS] == SLOTS[0]
+    assert not reader.refresh_if_changed() and reader.search(vectors["h-3"], k=1)[0].status is None
+
+    # The same change done right: the reader queries the alias, so it sees the switch at once.
+    second = sync_server(server, edit(base, "resolved", range(6), range(590, 593), range(600, 603)),
+                         _fetcher(vectors, asked), "m")  # fmt: skip
+    assert second.published and second.n_points == 600
+    assert reader.search(vectors["h-3"], k=1)[0].status == "resolved"
+    assert reader.search(vectors["h-591"], k=1)[0].ticket_id != "t-591"
+    assert reader.refresh_if_changed() and reader.version == second.version
+
+    # From now on the standby slot (one version behind) catches up incrementally: it gets this
+    # change plus the previous one, and nothing else is fetched.
+    changed = edit(base, "resolved", range(6), range(590, 593), range(600, 603))
+    third = sync_server(server, edit(changed, "closed", range(10, 14), range(580, 581), range(0)),
+                        _fetcher(vectors, asked), "m")  # fmt: skip
+    assert not third.full_build and third.upserted == 6 + 3 + 4 and third.deleted == 3 + 1
+    assert asked[-1] == 13 and third.n_points == 599
+    aliases = {a.alias_name: a.collection_name for a in server.get_aliases().aliases}
+    assert aliases[ALIAS] == SLOTS[0] and {c.name for c in server.get_collections().collections} == set(SLOTS)
+    assert server.count(SLOTS[0]).count == 599
+    assert reader.search(vectors["h-12"], k=1)[0].status == "closed"
+    assert reader.search(vectors["h-2"], k=1)[0].status == "resolved"
+    assert reader.search(vectors["h-580"], k=1)[0].ticket_id != "t-580"
+    assert reader.refresh_if_changed() and reader.version == third.version and reader.n_points == 599
+    if manifest_copies:  # one copy per slot, of its current version
+        assert sorted(p.name for p in tmp_path.glob("server-*.parquet")) == [
+            f"server-{SLOTS[0]}-{third.version}.parquet",
+            f"server-{SLOTS[1]}-{second.version}.parquet",
+        ]
+
+    # Duplicates use the same rule on server hits.
+    hits = reader.search(vectors["h-20"], k=3)
+    now = hits[0].created_ts + 3600
+    assert duplicate_of(hits, 0.99, now, 72 * 3600).ticket_id == "t-20"
+
+
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version")  # nothing listens at that URL
+def test_qdrant_url_selects_the_server_for_sync_and_readers(tmp_path):
+    from qdrant_client import QdrantClient
+
+    from ticket_assets.memory.ticket_index import sync_published
+    from ticket_assets.settings import Settings
+
+    rows, vectors = _rows(50)
+    settings = Settings(_env_file=None, data_dir=tmp_path, qdrant_url=None)
+    server = QdrantClient(":memory:")
+    report = sync_published(rows, _fetcher(vectors, []), settings, "m", server=server)
+    assert report.published and TicketIndex.published(settings, server=server).n_points == 50
+    # Only the server was written: the embedded index has nothing published.
+    with pytest.raises(TicketIndexUnavailable):
+        TicketIndex.published(settings)
+    # With QDRANT_URL set, readers go to that server (nothing listens there: a clear connection error).
+    remote = settings.model_copy(update={"qdrant_url": "http://127.0.0.1:9"})
+    with pytest.raises(Exception, match="(?i)connect|refused"):
+        TicketIndex.published(remote)

@@ -233,6 +233,61 @@ def ingest_synthetic(
     _record_raw_materialization(report)
 
 
+@ingest_app.command("outage-burst")
+def ingest_outage_burst(
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of tickets reporting the outage.")] = 40,
+    minutes: Annotated[
+        float, typer.Option("--minutes", min=0.1, help="Minutes the reports are spread over.")
+    ] = 20.0,
+    service: Annotated[
+        str, typer.Option("--service", help="The service that is down (in the text).")
+    ] = "VPN",
+    topic: Annotated[str, typer.Option("--topic", help="Topic label of the tickets.")] = "network",
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="When the first report comes in, ISO 8601 (UTC unless it has an offset); default: "
+            "--minutes ago, so the next major_incidents run (latest hour) sees the whole burst.",
+        ),
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", help="Random seed; ticket ids are outage-SEED-i (same seed: same tickets)."),
+    ] = 42,
+) -> None:
+    """Generate an outage burst (many people reporting one outage within minutes) into raw.tickets."""
+    from datetime import UTC, datetime, timedelta
+
+    from ticket_assets.sources.store import ingest_outage_burst as run
+
+    try:
+        start = datetime.fromisoformat(at) if at else datetime.now(UTC) - timedelta(minutes=minutes)
+    except ValueError:
+        raise _user_error(f"--at must be an ISO 8601 time such as 2026-01-29T09:00, got {at!r}") from None
+    start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    settings = _environment()
+    from ticket_assets.services.postgres import database_url
+
+    with _progress() as progress:
+        report = run(
+            database_url(settings),
+            n=n,
+            start=start,
+            minutes=minutes,
+            seed=seed,
+            service=service,
+            topic=topic,
+            progress=_progress_callback(progress, "outage-burst tickets"),
+        )
+    _print_ingest_report(report)
+    console.print(
+        f"{n} {service} outage reports from {start:%Y-%m-%d %H:%M} UTC over {minutes:g} min; "
+        "`ticketops materialize -s key:major_incidents` detects them."
+    )
+    _record_raw_materialization(report)
+
+
 _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 
 

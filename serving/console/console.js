@@ -50,6 +50,9 @@ function renderValue(key, value) {
     }
     return list;
   }
+  if (key === "duplicate_of" && typeof value === "object") {
+    return el("strong", `${value.ticket_id} (${pct(value.similarity)}, created ${value.created || "–"})`, { class: "duplicate" });
+  }
   if (key.endsWith("_confidence") || key === "similarity") return el("span", pct(value));
   if (Array.isArray(value)) {
     const list = el("ul");
@@ -176,6 +179,43 @@ async function loadQueue() {
   }
 }
 
+function link(text, href) {
+  if (!href) return el("span", text);
+  return el("a", text, { href, target: "_blank", rel: "noopener" });
+}
+
+// What the memory assets found: incidents (ops.incidents) and KB gaps (ops.kb_gaps), via the API.
+async function loadMemory() {
+  const incidents = $("incidents"), gaps = $("kb-gaps");
+  try {
+    const data = await api("GET", "/v1/incidents?hours=72");
+    incidents.replaceChildren();
+    if (!data.incidents.length) incidents.append(el("li", "No major incident."));
+    for (const i of data.incidents) {
+      const item = el("li", undefined, { "data-incident-id": i.incident_id });
+      item.append(el("strong", `${i.size} tickets: ${i.top_terms.slice(0, 4).join(", ")}`),
+        el("span", ` since ${new Date(i.first_seen).toLocaleString()} (${Object.keys(i.departments).length} departments) `),
+        link(i.incident_id, i.run_url));
+      incidents.append(item);
+    }
+  } catch (error) {
+    incidents.replaceChildren(el("li", `Incidents unavailable: ${error.message}`));
+  }
+  try {
+    const data = await api("GET", "/v1/kb-gaps?limit=10");
+    gaps.replaceChildren();
+    if (!data.gaps.length) gaps.append(el("li", "No gap found (or kb_gaps has not run)."));
+    for (const g of data.gaps) {
+      const item = el("li", `${g.title_terms.join(", ")} (${g.size} tickets, trend ${pct(g.trend)}, KB score ${g.mean_kb_score.toFixed(2)})`);
+      if (g.examples.length) item.append(el("div", `e.g. ${g.examples[0].text}`, { class: "hint" }));
+      if (g.incident_ids.length) item.append(el("div", `part of incident ${g.incident_ids.join(", ")}`, { class: "hint" }));
+      gaps.append(item);
+    }
+  } catch (error) {
+    gaps.replaceChildren(el("li", `Gaps unavailable: ${error.message}`));
+  }
+}
+
 function fillLabels() {
   const topics = $("true-topic"), urgencies = $("true-urgency");
   topics.replaceChildren(...model.topics.map((t) => el("option", (model.topic_names && model.topic_names[t]) || t, { value: t })));
@@ -204,6 +244,7 @@ async function start() {
   $("model-info").textContent = `${model.name} v${model.version}`;
   fillLabels();
   loadQueue();
+  loadMemory();
 }
 
 $("key-form").addEventListener("submit", (event) => {
@@ -217,4 +258,5 @@ $("ticket-form").addEventListener("submit", triageTicket);
 $("accept-button").addEventListener("click", accept);
 $("feedback-form").addEventListener("submit", correct);
 $("refresh-queue").addEventListener("click", loadQueue);
+$("refresh-memory").addEventListener("click", loadMemory);
 start();

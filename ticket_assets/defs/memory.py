@@ -15,14 +15,41 @@ from ticket_assets.memory.incidents import (
     store_incidents,
     window_items,
 )
-from ticket_assets.memory.kb_gaps import WEAK_SCORE, GapTicket, find_gaps, render_gaps_png
-from ticket_assets.memory.ticket_index import index_rows, sync_index, vector_fetcher
+from ticket_assets.memory.kb_gaps import (
+    WEAK_SCORE,
+    GapTicket,
+    find_gaps,
+    link_incidents,
+    render_gaps_png,
+    store_gaps,
+)
+from ticket_assets.memory.ticket_index import index_rows, sync_published, vector_fetcher
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.ml.embedding_store import EMBEDDING_DIM, load_embeddings
 from ticket_assets.rag.index import KnowledgeBase
 
 OWNERS = ["team:ml-platform"]
 STG_TICKETS = dg.AssetKey(["staging", "stg_tickets"])
+
+
+def incident_runs(conn, incident_ids: list[str]) -> dict[str, str]:
+    """The Dagster run that first detected each incident (its metadata lists the incident)."""
+    if not incident_ids:
+        return {}
+    rows = conn.execute(
+        "select incident_id, run_id from ops.incidents where incident_id = any(%s) and run_id is not null",
+        (list(incident_ids),),
+    ).fetchall()
+    return dict(rows)
+
+
+def _run_link(dagster_url: str):
+    def link(run_id: str | None, label: str | None = None) -> str:
+        if not run_id:
+            return "–"
+        return f"[{label or run_id[:8]}]({dagster_url}/runs/{run_id})"
+
+    return link
 
 
 @dg.asset(
@@ -34,8 +61,9 @@ STG_TICKETS = dg.AssetKey(["staging", "stg_tickets"])
     automation_condition=dg.AutomationCondition.eager(),
     description=(
         "Every embedded ticket with its payload (labels, created, channel, department, status, resolution) in "
-        "an in-process Qdrant Edge shard (HNSW). Incremental: only tickets whose text or payload changed are "
-        "upserted into a copy of the current version, which an atomic pointer swap then publishes."
+        "an in-process Qdrant Edge shard (HNSW), or a Qdrant server when QDRANT_URL is set. Incremental: only "
+        "tickets whose text or payload changed are upserted into a version readers do not see yet, which an "
+        "atomic pointer swap (server: alias switch) then publishes."
     ),
 )
 def ticket_index(
@@ -47,13 +75,7 @@ def ticket_index(
         rows = index_rows(conn, model_id)
         if rows.is_empty():
             raise dg.Failure("no embedded tickets: materialise ticket_embeddings first")
-        report = sync_index(
-            rows,
-            vector_fetcher(conn, model_id),
-            settings.ticket_index_dir,
-            model_id,
-            progress=context.log.info,
-        )
+        report = sync_published(rows, vector_fetcher(conn, model_id), settings, model_id, context.log.info)
     return dg.MaterializeResult(
         metadata={
             "index_version": report.version,
@@ -65,8 +87,14 @@ def ticket_index(
             "unchanged": report.unchanged,
             "sync_seconds": dg.MetadataValue.float(round(report.seconds, 2)),
             "embedding_model": model_id,
-            "engine": "qdrant-edge (in-process HNSW)",
-            "index_path": dg.MetadataValue.path(str(settings.ticket_index_dir)),
+            **(
+                {"engine": "qdrant server (alias ticket_index)"}
+                if settings.qdrant_url
+                else {
+                    "engine": "qdrant-edge (in-process HNSW)",
+                    "index_path": dg.MetadataValue.path(str(settings.ticket_index_dir)),
+                }
+            ),
         }
     )
 
@@ -109,6 +137,8 @@ def major_incidents(
         found = detect_incidents(items, vectors, base_vectors, span, window, base_texts) if items else []
         pairs = assign_known(found, known_incidents(conn, embedder.model_id, end - 2 * window))
         ids = store_incidents(conn, pairs, embedder.model_id, context.run_id)
+        runs = incident_runs(conn, ids)
+    link = _run_link(settings.dagster_url)
     rows = [
         (
             target,
@@ -118,6 +148,7 @@ def major_incidents(
             i.first_seen.strftime("%Y-%m-%d %H:%M"),
             ", ".join(i.top_terms),
             ", ".join(list(i.departments)[:3]),
+            link(runs.get(target)),
         )
         for (i, known), target in zip(pairs, ids, strict=True)
     ]
@@ -129,6 +160,7 @@ def major_incidents(
             "incidents": len(ids),
             "new_incidents": sum(known is None for _, known in pairs),
             "incident_ids": dg.MetadataValue.json(ids),
+            "detected_by_runs": dg.MetadataValue.json(runs),
             "summary": dg.MetadataValue.md(
                 markdown_table(
                     [
@@ -139,6 +171,7 @@ def major_incidents(
                         "first seen",
                         "top terms",
                         "departments",
+                        "detected by run",
                     ],
                     rows,
                 )
@@ -227,7 +260,8 @@ class GapWindow(dg.Config):
     description=(
         "What the knowledge base is missing: recent tickets whose best KB passage is weak, or whose draft "
         "agents marked unhelpful, grouped by meaning. Each gap: size, trend, examples and suggested title "
-        "terms for the article to write; a bar chart of the largest gaps."
+        "terms for the article to write; a bar chart of the largest gaps. Stored in `ops.kb_gaps` (served by "
+        "`GET /v1/kb-gaps`), each linked to the major incidents whose tickets it holds."
     ),
 )
 def kb_gaps(
@@ -265,7 +299,15 @@ def kb_gaps(
         for r, s in zip(unhelpful, scores[len(rows) :], strict=True)
     ]
     gaps = find_gaps(tickets, vectors)
-    context.log.info(f"{len(gaps)} gap(s) among {len(tickets)} ticket(s)")
+    since = min((t.created_at for t in tickets if t.created_at is not None), default=None)
+    with postgres.connect() as conn:
+        # Gaps that are really an outage (their tickets form a major incident) say so.
+        incidents = known_incidents(conn, embedder.model_id, since) if since is not None else []
+        gaps = link_incidents(gaps, incidents)
+        store_gaps(conn, gaps, context.run_id)
+        runs = incident_runs(conn, sorted({i for g in gaps for i in g.incident_ids}))
+    link = _run_link(settings.dagster_url)
+    context.log.info(f"{len(gaps)} gap(s) among {len(tickets)} ticket(s), stored in ops.kb_gaps")
     table = markdown_table(
         [
             "#",
@@ -274,15 +316,18 @@ def kb_gaps(
             "trend (later half)",
             "mean KB score",
             "suggested title terms",
+            "major incident (detecting run)",
             "example",
         ],
         [
             (
                 i + 1,
                 g.size,
+                g.shortfall,
                 f"{g.trend:.0%}",
                 g.mean_kb_score,
                 ", ".join(g.title_terms),
+                ", ".join(link(runs.get(inc), inc) for inc in g.incident_ids) or "–",
                 g.examples[0]["text"],
             )
             for i, g in enumerate(gaps[:15])
@@ -293,6 +338,8 @@ def kb_gaps(
             "tickets_considered": len(tickets),
             "unserved_tickets": sum(t.best_kb_score < WEAK_SCORE or t.unhelpful for t in tickets),
             "gaps": len(gaps),
+            "gaps_linked_to_incidents": sum(bool(g.incident_ids) for g in gaps),
+            "stored_in": "ops.kb_gaps (served by GET /v1/kb-gaps)",
             "kb_version": kb.version,
             "top_gap_terms": dg.MetadataValue.json(gaps[0].title_terms if gaps else []),
             "gaps_table": dg.MetadataValue.md(
@@ -300,7 +347,14 @@ def kb_gaps(
             ),
             "gaps_detail": dg.MetadataValue.json(
                 [
-                    {"size": g.size, "trend": g.trend, "terms": g.title_terms, "examples": g.examples}
+                    {
+                        "size": g.size,
+                        "trend": g.trend,
+                        "shortfall": g.shortfall,
+                        "terms": g.title_terms,
+                        "examples": g.examples,
+                        "incident_ids": list(g.incident_ids),
+                    }
                     for g in gaps[:15]
                 ]
             ),

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
+import psycopg
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from psycopg.types.json import Jsonb
 
-from ticket_assets.memory.incidents import greedy_groups, top_terms
+from ticket_assets.memory.incidents import SIMILARITY, KnownIncident, greedy_groups, top_terms
 
 WEAK_SCORE = 0.45  # relevant passages score ~0.45-0.75 (see rag/index.py); below: the KB has no answer
 GAP_SIMILARITY = 0.5
@@ -45,6 +47,8 @@ class Gap:
     title_terms: list[str]
     examples: list[dict]
     unhelpful_drafts: int
+    centroid: np.ndarray | None = field(default=None, repr=False, compare=False)
+    incident_ids: tuple[str, ...] = ()  # major incidents this gap's tickets belong to
 
 
 def find_gaps(
@@ -63,8 +67,11 @@ def find_gaps(
     midpoint = (min(stamps) + max(stamps)) / 2 if stamps else None
     served_texts = [t.text for t, u in zip(tickets, unserved, strict=True) if not u]
     gaps = []
-    for members in greedy_groups(np.asarray(vectors, dtype=np.float32)[idx], similarity, min_size):
+    unit = np.asarray(vectors, dtype=np.float32)
+    for members in greedy_groups(unit[idx], similarity, min_size):
         group = [tickets[i] for i in idx[members]]
+        centroid = unit[idx[members]].mean(axis=0)
+        centroid /= np.linalg.norm(centroid) or 1.0
         later = [t for t in group if t.created_at is not None and midpoint is not None]
         trend = sum(t.created_at.timestamp() > midpoint for t in later) / len(later) if later else 0.5
         weakest = sorted(group, key=lambda t: t.best_kb_score)[:3]
@@ -83,9 +90,43 @@ def find_gaps(
                     for t in weakest
                 ],
                 unhelpful_drafts=sum(t.unhelpful for t in group),
+                centroid=centroid,
             )
         )
     return sorted(gaps, key=lambda g: (-g.shortfall, -g.size))
+
+
+def link_incidents(
+    gaps: Sequence[Gap], incidents: Sequence[KnownIncident], similarity: float = SIMILARITY
+) -> list[Gap]:
+    """Each gap with the incidents whose centre is as close to its own as incident members are:
+    a burst of outage reports finds no article, but the fix is the outage, not a new article."""
+    linked = []
+    for gap in gaps:
+        ids = tuple(
+            i.incident_id
+            for i in incidents
+            if gap.centroid is not None and len(i.centroid) == len(gap.centroid)
+            and float(gap.centroid @ i.centroid) >= similarity
+        )  # fmt: skip
+        linked.append(replace(gap, incident_ids=ids))
+    return linked
+
+
+def store_gaps(conn: psycopg.Connection, gaps: Sequence[Gap], run_id: str | None) -> int:
+    """Replace ``ops.kb_gaps`` with this run's gaps, ranked (what the API and the console read)."""
+    with conn.transaction():
+        conn.execute("delete from ops.kb_gaps")
+        for rank, g in enumerate(gaps, start=1):
+            conn.execute(
+                "insert into ops.kb_gaps (rank, run_id, size, trend, mean_kb_score, shortfall, title_terms,"
+                " examples, unhelpful_drafts, incident_ids) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    rank, run_id, g.size, g.trend, g.mean_kb_score, g.shortfall, g.title_terms,
+                    Jsonb(g.examples), g.unhelpful_drafts, list(g.incident_ids),
+                ),
+            )  # fmt: skip
+    return len(gaps)
 
 
 def render_gaps_png(gaps: Sequence[Gap], top: int = 10, dpi: int = 100) -> bytes:

@@ -3,10 +3,13 @@
 Engine (measured in ``benchmarks/bench_ticket_index.py``, BENCHMARKS.md "Ticket index"): the
 embedded default is ``qdrant-edge-py`` — Qdrant's Rust engine in-process, HNSW segments on disk.
 qdrant-client's local mode scans every point in Python and is orders of magnitude slower at 100k+.
+With ``QDRANT_URL`` set the same sync, search and duplicate rules run against a Qdrant server
+instead (``sync_server``, ``TicketIndex.published``), published behind an alias like ``kb_index``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import psycopg
+from qdrant_client import QdrantClient, models
 from qdrant_edge import (
     Distance,
     EdgeConfig,
@@ -35,6 +39,14 @@ from qdrant_edge import (
 
 from ticket_assets.core.files import write_json_atomically
 from ticket_assets.ml.embedding_store import load_embeddings
+from ticket_assets.rag.qdrant_alias import (
+    alias_target,
+    collection_metadata,
+    collections_with_prefix,
+    server_client,
+    switch_alias,
+)
+from ticket_assets.settings import Settings
 
 # HNSW graph degree / build beam: Qdrant's defaults; recall@10 >= 0.98 at 1M in the benchmark.
 EDGE_M = 16
@@ -299,6 +311,241 @@ def _published_config(dim: int) -> EdgeConfig:
     return EdgeConfig(vectors=config.vectors, hnsw_config=config.hnsw_config, wal_enabled=False)
 
 
+# Server mode (QDRANT_URL): two slot collections behind the ``ticket_index`` alias ------------------------
+#
+# A Qdrant server cannot copy a collection, so instead of a new collection per version (a full
+# rebuild each time) the index alternates between two slots. Readers query the alias, which names
+# the live slot; a sync brings the *other* slot (one version behind) in line with the tickets, by
+# the same fingerprint diff as the embedded index, and then switches the alias to it atomically
+# (``rag.qdrant_alias``, as ``kb_index`` does). Each point carries its fingerprint, so the slot's
+# own contents are its manifest: a sync that died halfway leaves a slot whose fingerprints still
+# say exactly what it holds. Reading them back is a full scroll, so the writer also keeps a local
+# copy of each slot's manifest named by the slot's version; a slot being written loses its version
+# first, so a copy is only used for exactly the contents it describes (else: the scroll). Upserts
+# are roughly twice the change (the slot catches up on the previous sync's change too); only the
+# first two syncs build a slot in full.
+
+ALIAS = "ticket_index"
+SLOTS = (f"{ALIAS}_a", f"{ALIAS}_b")
+_SCROLL_BATCH = 10_000
+_SERVER_UPSERT_BATCH = 512
+
+
+def rows_digest(rows: pl.DataFrame) -> str:
+    """Order-independent digest of the ticket set and every fingerprint: equal digests, nothing to do."""
+    digest = hashlib.sha256()
+    for fingerprint in rows["fingerprint"].sort().to_list():
+        digest.update(fingerprint.encode("utf-8") + b"\x1e")
+    return digest.hexdigest()[:16]
+
+
+def _slot_manifest(client: QdrantClient, collection: str) -> pl.DataFrame:
+    ids: list[str] = []
+    prints: list[str] = []
+    offset = None
+    while True:
+        points, offset = client.scroll(
+            collection,
+            limit=_SCROLL_BATCH,
+            offset=offset,
+            with_payload=["ticket_id", "fingerprint"],
+            with_vectors=False,
+        )
+        for point in points:
+            payload = point.payload or {}
+            ids.append(str(payload.get("ticket_id")))
+            prints.append(str(payload.get("fingerprint")))
+        if offset is None:
+            return pl.DataFrame({"ticket_id": ids, "fingerprint": prints}, schema=_MANIFEST_SCHEMA)
+
+
+_MANIFEST_SCHEMA = {"ticket_id": pl.String, "fingerprint": pl.String}
+
+
+def _manifest_copy(manifest_dir: Path | None, slot: str, version: object) -> pl.DataFrame | None:
+    if manifest_dir is None or not version:
+        return None
+    try:
+        return pl.read_parquet(manifest_dir / f"server-{slot}-{version}.parquet")
+    except (FileNotFoundError, pl.exceptions.PolarsError, OSError):
+        return None
+
+
+def _keep_manifest_copy(manifest_dir: Path | None, slot: str, version: str, rows: pl.DataFrame) -> None:
+    if manifest_dir is None:
+        return
+    manifest_dir.mkdir(parents=True, exist_ok=True)
+    path = manifest_dir / f"server-{slot}-{version}.parquet"
+    tmp = path.with_suffix(".tmp")
+    rows.select("ticket_id", "fingerprint").write_parquet(tmp)
+    os.replace(tmp, path)
+    for old in manifest_dir.glob(f"server-{slot}-*.parquet"):
+        if old != path:
+            old.unlink(missing_ok=True)
+
+
+def _create_slot(client: QdrantClient, collection: str, dim: int, model_id: str) -> None:
+    if client.collection_exists(collection):
+        client.delete_collection(collection)
+    client.create_collection(
+        collection,
+        vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+        hnsw_config=models.HnswConfigDiff(m=EDGE_M, ef_construct=EDGE_EF_CONSTRUCT),
+        metadata={"model_id": model_id, "dim": dim},
+    )
+
+
+def _slot_dim(client: QdrantClient, collection: str) -> int | None:
+    vectors = client.get_collection(collection).config.params.vectors
+    return int(vectors.size) if isinstance(vectors, models.VectorParams) else None
+
+
+def sync_server(
+    client: QdrantClient,
+    rows: pl.DataFrame,
+    fetch_vectors: Callable[[Sequence[str]], dict[str, np.ndarray]],
+    model_id: str,
+    progress: Callable[[str], None] | None = None,
+    manifest_dir: Path | None = None,
+) -> SyncReport:
+    """``sync_index`` for a Qdrant server: bring the standby slot in line with ``rows``, then
+    switch the alias to it. Same rows, same fetcher contract, same report. ``manifest_dir`` keeps
+    the local manifest copies that spare a full scroll of the standby slot."""
+    say = progress or (lambda message: None)
+    t0 = time.perf_counter()
+    rows = rows.select(PAYLOAD_COLUMNS).unique("ticket_id", keep="last")
+    rows = rows.with_columns(fingerprints(rows))
+    digest = rows_digest(rows)
+    live = alias_target(client, ALIAS)
+    live_meta = collection_metadata(client, live) if live else {}
+    if live and live_meta.get("model_id") == model_id and live_meta.get("digest") == digest:
+        return SyncReport(
+            str(live_meta.get("version", live)), False, 0, 0, rows.height, rows.height,
+            time.perf_counter() - t0, False,
+        )  # fmt: skip
+
+    standby = SLOTS[1] if live == SLOTS[0] else SLOTS[0]
+    standby_meta = collection_metadata(client, standby) if client.collection_exists(standby) else {}
+    reusable = bool(standby_meta) and standby_meta.get("model_id") == model_id
+    manifest = pl.DataFrame(schema=_MANIFEST_SCHEMA)
+    if reusable:
+        manifest = _manifest_copy(manifest_dir, standby, standby_meta.get("version"))
+        if manifest is None:
+            say(f"reading the manifest of {standby}")
+            manifest = _slot_manifest(client, standby)
+    changed = rows.join(manifest, on=["ticket_id", "fingerprint"], how="anti")
+    removed = manifest.join(rows, on="ticket_id", how="anti")["ticket_id"].to_list()
+
+    vectors_by_hash = fetch_vectors(changed["text_hash"].unique().to_list()) if changed.height else {}
+    missing = changed.filter(~pl.col("text_hash").is_in(list(vectors_by_hash)))
+    if missing.height:  # not embedded yet: index them on the next run rather than guess a vector
+        changed = changed.filter(pl.col("text_hash").is_in(list(vectors_by_hash)))
+        rows = rows.join(missing.select("ticket_id"), on="ticket_id", how="anti")
+    if vectors_by_hash:
+        dim = int(next(iter(vectors_by_hash.values())).shape[0])
+    else:
+        dim = int(live_meta.get("dim") or (_slot_dim(client, standby) if reusable else 0) or 0)
+    full = not reusable or _slot_dim(client, standby) != dim
+    if full:
+        if rows.is_empty() or not dim:
+            raise ValueError("no embedded tickets to index: materialise ticket_embeddings first")
+        say(f"building slot {standby} in full")
+        _create_slot(client, standby, dim, model_id)
+        changed, removed = rows, []
+        rest = sorted(set(rows["text_hash"].to_list()) - set(vectors_by_hash))  # unchanged, but a new slot
+        if rest:
+            vectors_by_hash = vectors_by_hash | fetch_vectors(rest)
+        changed = rows = rows.filter(pl.col("text_hash").is_in(list(vectors_by_hash)))
+    version = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
+    # From here on the slot no longer matches any manifest copy: it loses its version until done.
+    client.update_collection(standby, metadata={"version": f"writing-{version}"})
+    if removed:
+        client.delete(standby, points_selector=models.PointIdsList(points=[point_id(t) for t in removed]))
+    if changed.height:
+        say(f"upserting {changed.height} ticket(s) into {standby}")
+        payloads = _payloads(changed)
+        prints = changed["fingerprint"].to_list()
+        hashes = changed["text_hash"].to_list()
+        for start in range(0, changed.height, _SERVER_UPSERT_BATCH):
+            stop = min(start + _SERVER_UPSERT_BATCH, changed.height)
+            client.upsert(
+                standby,
+                points=[
+                    models.PointStruct(
+                        id=point_id(payloads[i]["ticket_id"]),
+                        vector=np.asarray(vectors_by_hash[hashes[i]], dtype=np.float32).tolist(),
+                        payload=payloads[i] | {"fingerprint": prints[i]},
+                    )
+                    for i in range(start, stop)
+                ],
+                wait=True,
+            )
+    client.update_collection(
+        standby,
+        metadata={
+            "model_id": model_id, "dim": dim, "version": version, "digest": digest,
+            "n_points": rows.height, "published_at": time.time(),
+        },
+    )  # fmt: skip
+    _keep_manifest_copy(manifest_dir, standby, version, rows)
+    switch_alias(client, ALIAS, standby)
+    for name in collections_with_prefix(client, f"{ALIAS}_"):  # e.g. slots of an older layout
+        if name not in SLOTS:
+            client.delete_collection(name)
+    return SyncReport(
+        version=version,
+        full_build=full,
+        upserted=changed.height,
+        deleted=len(removed),
+        unchanged=rows.height - changed.height,
+        n_points=rows.height,
+        seconds=time.perf_counter() - t0,
+        published=True,
+    )
+
+
+def sync_published(
+    rows: pl.DataFrame,
+    fetch_vectors: Callable[[Sequence[str]], dict[str, np.ndarray]],
+    settings: Settings,
+    model_id: str,
+    progress: Callable[[str], None] | None = None,
+    server: QdrantClient | None = None,
+) -> SyncReport:
+    """Sync the index readers open: the server when ``QDRANT_URL`` is set (or ``server`` is given,
+    any QdrantClient), else the embedded Qdrant Edge index in ``settings.ticket_index_dir``."""
+    if server is not None or settings.qdrant_url:
+        client = server or server_client(settings)
+        return sync_server(client, rows, fetch_vectors, model_id, progress, settings.ticket_index_dir)
+    return sync_index(rows, fetch_vectors, settings.ticket_index_dir, model_id, progress)
+
+
+def _open_server(client: QdrantClient) -> _Opened:
+    target = alias_target(client, ALIAS)
+    if target is None:
+        raise TicketIndexUnavailable(f"the Qdrant alias {ALIAS!r} does not exist yet")
+    info = client.get_collection(target)
+    meta = dict(info.config.metadata or {})
+
+    def search(vector: np.ndarray, k: int) -> list[SimilarTicket]:
+        response = client.query_points(
+            ALIAS,  # not ``target``: a switch made after this open is seen at once
+            query=np.asarray(vector, dtype=np.float32).reshape(-1),
+            limit=k,
+            with_payload=True,
+            search_params=models.SearchParams(hnsw_ef=max(EDGE_SEARCH_EF, k)),
+        )
+        return [_similar(p.payload or {}, p.score) for p in response.points]
+
+    return _Opened(
+        version=str(meta.get("version", target)),
+        model_id=str(meta.get("model_id", "")),
+        n_points=int(info.points_count or 0),
+        search=search,
+        target=target,
+    )
+
+
 # Reading ----------------------------------------------------------------------------------------------
 
 
@@ -322,51 +569,83 @@ class SimilarTicket:
 
 @dataclass(frozen=True)
 class _Opened:
-    shard: EdgeShard
-    version: IndexVersion
+    """One index version as a reader sees it; swapped as a whole so a search never mixes versions."""
+
+    version: str
+    model_id: str
+    n_points: int
+    search: Callable[[np.ndarray, int], list[SimilarTicket]]
+    target: str | None = None  # server mode: the slot collection the alias named when opened
 
 
 class TicketIndex:
-    """Read side: the published version, hot-swapped by ``refresh_if_changed``."""
+    """Read side: the published version, hot-swapped by ``refresh_if_changed``.
 
-    def __init__(self, opened: _Opened, directory: Path | None = None) -> None:
+    Embedded: the Qdrant Edge shard the ``CURRENT`` pointer names. Server: the alias, which Qdrant
+    switches atomically; ``version`` is what it named when last checked.
+    """
+
+    def __init__(
+        self, opened: _Opened, directory: Path | None = None, server: QdrantClient | None = None
+    ) -> None:
         self._opened = opened
         self._directory = directory
+        self._server = server
         self._lock = threading.Lock()
 
     @classmethod
     def open(cls, directory: Path) -> TicketIndex:
+        """The embedded index published in ``directory``."""
         return cls(_open_current(directory), directory)
+
+    @classmethod
+    def open_server(cls, client: QdrantClient) -> TicketIndex:
+        """The index published behind the ``ticket_index`` alias of a Qdrant server."""
+        return cls(_open_server(client), server=client)
+
+    @classmethod
+    def published(cls, settings: Settings, server: QdrantClient | None = None) -> TicketIndex:
+        """The server alias when ``QDRANT_URL`` is set (or ``server`` is given), else the embedded index."""
+        if server is not None or settings.qdrant_url:
+            return cls.open_server(server or server_client(settings))
+        return cls.open(settings.ticket_index_dir)
 
     @property
     def version(self) -> str:
-        return self._opened.version.version
+        return self._opened.version
 
     @property
     def model_id(self) -> str:
-        return self._opened.version.model_id
+        return self._opened.model_id
 
     @property
     def n_points(self) -> int:
-        return self._opened.version.n_points
+        return self._opened.n_points
 
     def refresh_if_changed(self) -> bool:
-        if self._directory is None:
-            return False
         with self._lock:
+            if self._server is not None:
+                target = alias_target(self._server, ALIAS)
+                if target is None:
+                    return False
+                version = collection_metadata(self._server, target).get("version", target)
+                if target == self._opened.target and version == self.version:
+                    return False
+                self._opened = _open_server(self._server)
+                return True
+            if self._directory is None:
+                return False
             record = current_version(self._directory)
             if record is None or record.version == self.version:
                 return False
-            old = self._opened
-            self._opened = _open_current(self._directory)  # one assignment: searches see old or new
-            # The old shard is left to the garbage collector: a search may still be running on it.
-            del old
+            # One assignment: searches see old or new. The old shard is left to the garbage
+            # collector, since a search may still be running on it.
+            self._opened = _open_current(self._directory)
             return True
 
     def search(self, vector: np.ndarray, k: int = 5, exclude: str | None = None) -> list[SimilarTicket]:
         """The ``k`` most similar indexed tickets, best first (``exclude``: the ticket itself)."""
-        hits = edge_search(self._opened.shard, vector, k + (1 if exclude else 0))
-        out = [_similar(p.payload or {}, p.score) for p in hits]
+        out = self._opened.search(vector, k + (1 if exclude else 0))
         return [s for s in out if s.ticket_id != exclude][:k]
 
 
@@ -392,10 +671,16 @@ def _open_current(directory: Path, attempts: int = 3) -> _Opened:
         if record is None:
             raise TicketIndexUnavailable(f"no ticket index published in {directory}")
         try:
-            return _Opened(EdgeShard.load(str(record.path / SHARD)), record)
+            shard = EdgeShard.load(str(record.path / SHARD))
         except Exception as exc:  # qdrant_edge raises plain exceptions for a missing directory
             if (record.path / SHARD).exists():
                 raise TicketIndexUnavailable(f"cannot open ticket index {record.path}: {exc}") from exc
+            continue
+
+        def search(vector: np.ndarray, k: int, shard: EdgeShard = shard) -> list[SimilarTicket]:
+            return [_similar(p.payload or {}, p.score) for p in edge_search(shard, vector, k)]
+
+        return _Opened(record.version, record.model_id, record.n_points, search)
     raise TicketIndexUnavailable(f"the published ticket index keeps disappearing in {directory}")
 
 

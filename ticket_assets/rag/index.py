@@ -44,6 +44,12 @@ from qdrant_client import QdrantClient, models
 from ticket_assets.core.files import write_json_atomically
 from ticket_assets.core.passage import Passage
 from ticket_assets.rag.kb import Chunk, kb_topic_for
+from ticket_assets.rag.qdrant_alias import (
+    alias_target,
+    collections_with_prefix,
+    server_client,
+    switch_alias,
+)
 from ticket_assets.rag.relevance import LexicalIndex
 from ticket_assets.settings import Settings
 
@@ -218,11 +224,6 @@ def prune_snapshots(directory: Path, keep: int = KEEP_SNAPSHOTS) -> list[Path]:
     return removed
 
 
-def server_client(settings: Settings) -> QdrantClient:
-    api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-    return QdrantClient(url=settings.qdrant_url, api_key=api_key, timeout=30)
-
-
 def publish_to_server(client: QdrantClient, snapshot: SnapshotInfo) -> str:
     """Load the snapshot into ``kb_chunks_<version>``, swap the alias, drop versions beyond the last 2."""
     collection = f"{COLLECTION_PREFIX}{snapshot.version}"
@@ -233,19 +234,9 @@ def publish_to_server(client: QdrantClient, snapshot: SnapshotInfo) -> str:
         _create_and_fill(client, collection, frame, snapshot.model_id)
         for key in ("topic", "language", "article_id"):  # strict filters stay index lookups on a server
             client.create_payload_index(collection, key, models.PayloadSchemaType.KEYWORD, wait=True)
-    previous = _alias_target(client)
-    if previous != collection:
-        operations: list[Any] = []
-        if previous is not None:
-            operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=ALIAS)))
-        operations.append(
-            models.CreateAliasOperation(
-                create_alias=models.CreateAlias(collection_name=collection, alias_name=ALIAS)
-            )
-        )
-        client.update_collection_aliases(change_aliases_operations=operations)
+    previous = switch_alias(client, ALIAS, collection)
     keep = {collection, previous} if previous else {collection}
-    for name in _versioned_collections(client):
+    for name in collections_with_prefix(client, COLLECTION_PREFIX):
         if name not in keep:
             client.delete_collection(name)
     return collection
@@ -269,17 +260,6 @@ def _create_and_fill(client: QdrantClient, collection: str, frame: pl.DataFrame,
             ],
             wait=True,
         )
-
-
-def _alias_target(client: QdrantClient) -> str | None:
-    for alias in client.get_aliases().aliases:
-        if alias.alias_name == ALIAS:
-            return alias.collection_name
-    return None
-
-
-def _versioned_collections(client: QdrantClient) -> list[str]:
-    return [c.name for c in client.get_collections().collections if c.name.startswith(COLLECTION_PREFIX)]
 
 
 # Reading --------------------------------------------------------------------------------------------
@@ -368,7 +348,7 @@ class KnowledgeBase:
             return False
         with self._refresh_lock:
             if self._server:
-                target = _alias_target(self._loaded.client)
+                target = alias_target(self._loaded.client, ALIAS)
                 if target is None or target == self._loaded.target:
                     return False
                 self._loaded = _load_server(self._loaded.client)
@@ -508,7 +488,7 @@ def _load_snapshot(snapshot: SnapshotInfo) -> _Loaded:
 
 
 def _load_server(client: QdrantClient) -> _Loaded:
-    target = _alias_target(client)
+    target = alias_target(client, ALIAS)
     if target is None:
         raise KnowledgeBaseUnavailable(f"the Qdrant alias {ALIAS!r} does not exist yet")
     info = client.get_collection(target)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -19,6 +19,7 @@ import psycopg
 from ticket_assets.services.postgres import connect
 from ticket_assets.sources.csv_import import ColumnMapping, default_source_name, read_csv_tickets
 from ticket_assets.sources.frame import REJECTED_COLUMNS, REJECTED_SCHEMA, TICKET_COLUMNS, conform
+from ticket_assets.sources.outage_burst import generate_outage_burst
 from ticket_assets.sources.synthetic import generate_tickets
 from ticket_assets.sources.text import text_hash_series
 
@@ -155,6 +156,23 @@ def ingest_synthetic(
     frame = generate_tickets(
         n, seed, scenario=scenario, start=start, days=days, scenario_start=scenario_start
     )
+    with connect(url) as conn:
+        result = upsert_tickets(conn, frame, progress=progress)
+    return IngestReport(read=frame.height, quarantined=0, **vars(result))
+
+
+def ingest_outage_burst(
+    url: str,
+    n: int,
+    start: datetime,
+    minutes: float,
+    seed: int,
+    service: str = "VPN",
+    topic: str = "network",
+    progress: Progress | None = None,
+) -> IngestReport:
+    """``n`` tickets reporting one ``service`` outage within ``minutes`` of ``start`` (idempotent per seed)."""
+    frame = generate_outage_burst(n, start, minutes=minutes, seed=seed, service=service, topic=topic)
     with connect(url) as conn:
         result = upsert_tickets(conn, frame, progress=progress)
     return IngestReport(read=frame.height, quarantined=0, **vars(result))

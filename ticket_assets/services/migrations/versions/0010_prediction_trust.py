@@ -8,7 +8,7 @@ score and the routing predictions ride along. Rows logged before this revision k
 from alembic import op
 
 revision = "0010_prediction_trust"
-down_revision = "0007_alert_dedup"
+down_revision = "0008_kb_gaps"
 branch_labels = None
 depends_on = None
 
