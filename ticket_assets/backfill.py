@@ -23,6 +23,7 @@ from ticket_assets.ml.embedding_backfill import (
     backfill_status,
     check_partition_keys,
 )
+from ticket_assets.ml.embedding_store import stored_count
 from ticket_assets.services.postgres import connect, database_url
 from ticket_assets.settings import Settings
 
@@ -34,7 +35,8 @@ class PartitionResult:
     run_id: str
     encoded: int = 0
     already_embedded: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole run: start-up, lookup, encoding, writes
+    encode_seconds: float = 0.0  # embed_missing alone (lookup, encoding, writes)
     errors: list[str] = field(default_factory=list)
 
 
@@ -92,6 +94,9 @@ def _run_partition(partition: str) -> PartitionResult:
             instance=instance,
             settings=_worker_settings,
             partition_key=partition,
+            # The driver's progress bar owns the terminal; each run's progress lines stay in its
+            # event log (the UI's run view).
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             tags={"ticketops/trigger": "cli backfill"},
         )
     finally:
@@ -104,6 +109,7 @@ def _run_partition(partition: str) -> PartitionResult:
         encoded=int(metadata.get("encoded", 0)),
         already_embedded=int(metadata.get("already_embedded", 0)),
         seconds=time.perf_counter() - started,
+        encode_seconds=float(metadata.get("encode_seconds", 0.0)),
         errors=outcome.errors or [f"step failed: {step}" for step in outcome.failed_steps],
     )
 
@@ -115,12 +121,13 @@ def run_embedding_backfill(
     processes: int,
     partitions: list[str] | None = None,
     on_status: Callable[[BackfillStatus, list[PartitionResult]], None] | None = None,
-    poll_s: float = 0.5,
+    poll_s: float = 1.0,
 ) -> BackfillOutcome:
     """Run ``partitions`` (default: all) of the embedding backfill on ``processes`` worker processes.
 
-    ``on_status`` is called every ``poll_s`` with the store's count for those partitions and the
-    partitions finished so far. A worker that dies (killed, out of memory) fails the call with
+    ``on_status`` is called every ``poll_s`` with the progress of those partitions (what they held
+    at the start plus every vector of the model stored since) and the partitions finished so far;
+    the outcome's status is counted per partition. A worker that dies (killed, out of memory) fails the call with
     ``BrokenProcessPool``; what it committed stays stored and a rerun resumes from there.
     """
     if processes < 1:
@@ -131,9 +138,16 @@ def run_embedding_backfill(
     model_id = model_id_for(settings.embed_runtime)
     url = database_url(settings)
 
-    def status() -> BackfillStatus:
+    with connect(url) as conn:
+        start = backfill_status(conn, model_id, keys)
+        stored_before = stored_count(conn, model_id)
+
+    def progress() -> BackfillStatus:
+        # The model's row count (an index scan), not the per-partition join: polled every
+        # poll_s, it must stay cheap at a million tickets.
         with connect(url) as conn:
-            return backfill_status(conn, model_id, keys)
+            added = stored_count(conn, model_id) - stored_before
+        return BackfillStatus(total=start.total, stored=min(start.total, start.stored + added))
 
     started = time.perf_counter()
     results: list[PartitionResult] = []
@@ -150,11 +164,14 @@ def run_embedding_backfill(
             done, pending = wait(pending, timeout=poll_s, return_when=FIRST_COMPLETED)
             results.extend(future.result() for future in done)
             if on_status is not None:
-                on_status(status(), results)
+                on_status(progress(), results)
+    seconds = time.perf_counter() - started
+    with connect(url) as conn:
+        final = backfill_status(conn, model_id, keys)
     return BackfillOutcome(
         processes=processes,
         threads_per_process=threads,
-        seconds=time.perf_counter() - started,
-        status=status(),
+        seconds=seconds,
+        status=final,
         results=sorted(results, key=lambda result: result.partition),
     )

@@ -10,7 +10,7 @@ from ticket_assets.defs.keys import TICKET_EMBEDDINGS_BACKFILL, TRAINING_SET
 from ticket_assets.defs.resources import PlatformSettingsResource, PostgresResource
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.ml.embedding_backfill import PARTITION_KEYS, partition_candidates
-from ticket_assets.ml.embedding_store import EmbedReport, embed_missing
+from ticket_assets.ml.embedding_store import EmbedReport, embed_missing, stored_count
 
 OWNERS = ["team:ml-platform"]
 
@@ -72,9 +72,7 @@ def _embed_metadata(
     postgres: PostgresResource, model_id: str, report: EmbedReport, threads: int
 ) -> dict[str, object]:
     with postgres.connect() as conn:
-        stored = conn.execute(
-            "select count(*) from features.ticket_embeddings where model_id = %s", (model_id,)
-        ).fetchone()[0]
+        stored = stored_count(conn, model_id)
     return {
         "embedding_model": model_id,
         "candidates": report.candidates,
