@@ -193,7 +193,7 @@ def encode_config(settings, corpus: str, label: str, processes: int, threads: in
     )
     print(
         f"{corpus:9s} {label:42s} {row.encoded} in {seconds:6.1f}s = {row.per_second:5.1f}/s "
-        f"RSS {row.peak_worker_rss_mb:.0f} MB load {row.load_avg:.1f}",
+        f"CPU {row.cpu_ms_per_ticket:.2f} ms/ticket on {row.cores_used:.2f} cores, RSS {row.peak_worker_rss_mb:.0f} MB load {row.load_avg:.1f}",
         flush=True,
     )
     return row

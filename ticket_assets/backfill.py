@@ -72,13 +72,16 @@ def training_set_exists(settings: Settings) -> bool:
 
 # Worker side (a spawned process) --------------------------------------------------------------------
 _worker_settings: Settings | None = None
+_worker_defs = None  # dg.Definitions, built once per worker: not for every partition run
 
 
 def _init_worker(settings: Settings) -> None:
+    from ticket_assets.definitions import build_definitions
     from ticket_assets.settings import use_settings
 
-    global _worker_settings
+    global _worker_settings, _worker_defs
     _worker_settings = use_settings(settings)
+    _worker_defs = build_definitions(settings)
 
 
 def _run_partition(partition: str) -> PartitionResult:
@@ -93,6 +96,7 @@ def _run_partition(partition: str) -> PartitionResult:
             f"key:{TICKET_EMBEDDINGS_BACKFILL.to_user_string()}",
             instance=instance,
             settings=_worker_settings,
+            defs=_worker_defs,
             partition_key=partition,
             # The driver's progress bar owns the terminal; each run's progress lines stay in its
             # event log (the UI's run view).

@@ -200,8 +200,13 @@ def materialize(
 def backfill_embeddings(
     processes: Annotated[
         int,
-        typer.Option("--processes", "-p", min=1, help="Worker processes, each running partitions in turn."),
-    ] = 2,
+        typer.Option(
+            "--processes",
+            "-p",
+            min=1,
+            help="Worker processes, each running partitions in turn; they share TICKETOPS_EMBED_THREADS.",
+        ),
+    ] = 1,
     partition: Annotated[
         list[str] | None,
         typer.Option("--partition", help="Only this partition (0-9, a-f); repeatable. Default: all 16."),

@@ -82,16 +82,19 @@ def materialize(
     tags: dict[str, str] | None = None,
     settings: Settings | None = None,
     partition_key: str | None = None,
+    defs: dg.Definitions | None = None,
 ) -> MaterializeOutcome:
     """Materialise the selected assets (default: the whole graph) with the resources for ``settings``
     (default: the process's settings) and report what happened.
 
     Partitioned assets (the embedding backfill) run only for a ``partition_key``, and then only
     they: without one they are left out of the selection, so the daily graph stays unpartitioned.
+    ``defs``: definitions already built for ``settings`` (a caller running many partitions builds
+    them once).
     """
     from ticket_assets.definitions import build_definitions
 
-    defs = build_definitions(settings or get_settings())
+    defs = defs or build_definitions(settings or get_settings())
 
     job = defs.resolve_implicit_global_asset_job_def()
     graph = defs.resolve_asset_graph()
