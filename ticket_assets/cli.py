@@ -31,6 +31,8 @@ app.add_typer(ingest_app, name="ingest")
 app.add_typer(model_app, name="model")
 demo_app = typer.Typer(help="Guided end-to-end stories on the running platform.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
+backfill_app = typer.Typer(help="Fill a store in partitions, in parallel processes.", no_args_is_help=True)
+app.add_typer(backfill_app, name="backfill")
 
 console = Console()
 # One line on stderr for user errors (exit code 2); tracebacks are for bugs.
@@ -191,6 +193,89 @@ def materialize(
         console.print(
             f"[red]run {outcome.run_id} failed[/]: {', '.join(outcome.failed_steps) or 'see the Dagster UI'}"
         )
+        raise typer.Exit(1)
+
+
+@backfill_app.command("embeddings")
+def backfill_embeddings(
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            "-p",
+            min=1,
+            help="Worker processes, each running partitions in turn; they share TICKETOPS_EMBED_THREADS.",
+        ),
+    ] = 1,
+    partition: Annotated[
+        list[str] | None,
+        typer.Option("--partition", help="Only this partition (0-9, a-f); repeatable. Default: all 16."),
+    ] = None,
+) -> None:
+    """Embed every training-set ticket not stored yet, in hash-bucket partitions of
+    `ticket_embeddings_backfill` run in parallel; a rerun resumes where a killed one stopped."""
+    from ticket_assets.ml.embedding_backfill import PARTITION_KEYS, check_partition_keys
+
+    try:
+        keys = check_partition_keys(partition or list(PARTITION_KEYS))
+    except ValueError as exc:
+        raise _user_error(str(exc)) from None
+    settings = _environment(prepare_dbt=True)
+    from concurrent.futures.process import BrokenProcessPool
+
+    from ticket_assets.backfill import run_embedding_backfill, threads_per_process, training_set_exists
+
+    if not training_set_exists(settings):
+        raise _user_error("marts.training_set does not exist yet: run `ticketops materialize` first")
+    threads = threads_per_process(settings, processes)
+    console.print(
+        f"backfill: {len(keys)} partitions on {min(processes, len(keys))} processes x {threads} embedding threads"
+    )
+    with _progress() as progress:
+        task = progress.add_task("embedding tickets", total=None)
+        started = time.monotonic()
+        first: list[int] = []
+
+        def on_status(status, finished) -> None:
+            first[:] = first or [status.stored]
+            rate = (status.stored - first[0]) / max(time.monotonic() - started, 1e-9)
+            progress.update(
+                task,
+                total=status.total,
+                completed=status.stored,
+                description=f"embedding tickets ({len(finished)}/{len(keys)} partitions, {rate:.0f}/s)",
+            )
+
+        try:
+            outcome = run_embedding_backfill(
+                settings, processes=processes, partitions=keys, on_status=on_status
+            )
+        except BrokenProcessPool:
+            err_console.print(
+                "[red]error[/]: a backfill worker died (killed or out of memory); what it stored is kept, "
+                "run the command again to resume"
+            )
+            raise typer.Exit(1) from None
+    table = Table(title="Embedding backfill")
+    for column in ("partition", "encoded", "already stored", "seconds", "run"):
+        table.add_column(column, justify="right")
+    for result in outcome.results:
+        table.add_row(
+            result.partition,
+            str(result.encoded),
+            str(result.already_embedded),
+            f"{result.seconds:.1f}",
+            result.run_id[:8] if result.success else f"[red]{result.run_id[:8]} failed",
+        )
+    console.print(table)
+    console.print(
+        f"encoded {outcome.encoded} in {outcome.seconds:.1f}s ({outcome.per_second:.0f}/s); "
+        f"{outcome.status.stored}/{outcome.status.total} texts stored"
+    )
+    if not outcome.success:
+        for result in outcome.results:
+            for error in result.errors:
+                err_console.print(f"[red]partition {result.partition}[/]: {error}")
         raise typer.Exit(1)
 
 

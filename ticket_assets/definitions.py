@@ -38,6 +38,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             dbt.ticket_dbt_models,
             reports.ticket_profile,
             embeddings.ticket_embeddings,
+            embeddings.ticket_embeddings_backfill,
             kb.kb_chunks,
             kb.kb_index,
             *training.training_assets,

@@ -81,24 +81,42 @@ def materialize(
     run_config: dict | None = None,
     tags: dict[str, str] | None = None,
     settings: Settings | None = None,
+    partition_key: str | None = None,
+    defs: dg.Definitions | None = None,
 ) -> MaterializeOutcome:
     """Materialise the selected assets (default: the whole graph) with the resources for ``settings``
-    (default: the process's settings) and report what happened."""
+    (default: the process's settings) and report what happened.
+
+    Partitioned assets (the embedding backfill) run only for a ``partition_key``, and then only
+    they: without one they are left out of the selection, so the daily graph stays unpartitioned.
+    ``defs``: definitions already built for ``settings`` (a caller running many partitions builds
+    them once).
+    """
     from ticket_assets.definitions import build_definitions
 
-    defs = build_definitions(settings or get_settings())
+    defs = defs or build_definitions(settings or get_settings())
 
     job = defs.resolve_implicit_global_asset_job_def()
-    asset_keys = None
-    if selection:
-        asset_keys = list(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
-        if not asset_keys:
-            raise ValueError(f"selection {selection!r} matches no asset")
+    graph = defs.resolve_asset_graph()
+    selected = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
+    matched = selected.resolve(graph)
+    if not matched:
+        raise ValueError(f"selection {selection!r} matches no asset")
+    partitioned = {key for key in matched if graph.get(key).partitions_def is not None}
+    asset_keys = sorted(partitioned if partition_key is not None else matched - partitioned)
+    if not asset_keys:
+        if partition_key is not None:
+            raise ValueError(f"selection {selection!r} holds no partitioned asset")
+        raise ValueError(
+            f"selection {selection!r} holds only partitioned assets: give a partition "
+            "(`ticketops backfill embeddings`)"
+        )
     # The console shows progress (INFO), not every engine event; the UI keeps the full event log.
     run_config = run_config or {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     result = job.execute_in_process(
         instance=instance,
         asset_selection=asset_keys,
+        partition_key=partition_key,
         raise_on_error=False,
         run_config=run_config,
         tags=tags or {"ticketops/trigger": "cli"},

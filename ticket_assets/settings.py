@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     embed_runtime: Literal["onnx", "onnx-fp32", "torch"] = Field(
         default="onnx", validation_alias=_env("EMBED_RUNTIME")
     )
+    # Texts committed per transaction by the embedding assets: a killed run or pod loses at most one
+    # chunk of work (~14 s at 148 tickets/s), and a rerun encodes only what was not committed.
+    embed_write_chunk: int = Field(default=2048, ge=1, validation_alias=_env("EMBED_WRITE_CHUNK"))
     # Exported ONNX models; default data_dir/models. Point it at a directory baked into the image
     # (or shared by a test session) so a fresh data directory does not export again.
     model_cache_dir: Path | None = Field(default=None, validation_alias=_env("MODEL_CACHE_DIR"))

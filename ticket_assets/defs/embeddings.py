@@ -6,23 +6,28 @@ import dagster as dg
 import polars as pl
 
 from ticket_assets.defs.k8s import HEAVY_STEP_TAGS
-from ticket_assets.defs.keys import TRAINING_SET
+from ticket_assets.defs.keys import TICKET_EMBEDDINGS_BACKFILL, TRAINING_SET
 from ticket_assets.defs.resources import PlatformSettingsResource, PostgresResource
 from ticket_assets.ml.embed import get_embedder
-from ticket_assets.ml.embedding_store import embed_missing
+from ticket_assets.ml.embedding_backfill import PARTITION_KEYS, partition_candidates
+from ticket_assets.ml.embedding_store import EmbedReport, embed_missing, stored_count
 
 OWNERS = ["team:ml-platform"]
 
 
 def progress_logger(context: dg.AssetExecutionContext, label: str, every_s: float = 5.0):
-    """Progress in the run log without flooding it: at most one line every few seconds."""
+    """Progress in the run log without flooding it: at most one line every few seconds, with the
+    rate so far and the time left at that rate."""
+    started = time.monotonic()
     last = [0.0]
 
     def report(done: int, total: int) -> None:
         now = time.monotonic()
         if done == total or now - last[0] >= every_s:
             last[0] = now
-            context.log.info(f"{label}: {done}/{total} ({done / max(total, 1):.0%})")
+            rate = done / max(now - started, 1e-9)
+            left = f", {(total - done) / rate:.0f}s left" if 0 < done < total else ""
+            context.log.info(f"{label}: {done}/{total} ({done / max(total, 1):.0%}, {rate:.0f}/s{left})")
 
     return report
 
@@ -56,20 +61,69 @@ def ticket_embeddings(
         batch_size=settings.embed_batch_size,
         progress=progress_logger(context, "encoding"),
         log=context.log,
+        chunk_size=settings.embed_write_chunk,
     )
-    with postgres.connect() as conn:
-        stored = conn.execute(
-            "select count(*) from features.ticket_embeddings where model_id = %s", (embedder.model_id,)
-        ).fetchone()[0]
     return dg.MaterializeResult(
-        metadata={
-            "embedding_model": embedder.model_id,
-            "candidates": report.candidates,
-            "encoded": report.encoded,
-            "already_embedded": report.skipped,
-            "stored_vectors": int(stored),
-            "encode_seconds": dg.MetadataValue.float(round(report.seconds, 2)),
-            "tickets_per_second": dg.MetadataValue.float(round(report.per_second, 1)),
-            "threads": settings.embed_threads,
-        }
+        metadata=_embed_metadata(postgres, embedder.model_id, report, settings.embed_threads)
     )
+
+
+def _embed_metadata(
+    postgres: PostgresResource, model_id: str, report: EmbedReport, threads: int
+) -> dict[str, object]:
+    with postgres.connect() as conn:
+        stored = stored_count(conn, model_id)
+    return {
+        "embedding_model": model_id,
+        "candidates": report.candidates,
+        "encoded": report.encoded,
+        "already_embedded": report.skipped,
+        "stored_vectors": int(stored),
+        "encode_seconds": dg.MetadataValue.float(round(report.seconds, 2)),
+        "tickets_per_second": dg.MetadataValue.float(round(report.per_second, 1)),
+        "threads": threads,
+    }
+
+
+EMBEDDING_PARTITIONS = dg.StaticPartitionsDefinition(list(PARTITION_KEYS))
+
+
+@dg.asset(
+    key=TICKET_EMBEDDINGS_BACKFILL,
+    deps=[TRAINING_SET],
+    partitions_def=EMBEDDING_PARTITIONS,
+    # One run per partition: runs spread over processes (local run launcher) or pods (K8sRunLauncher,
+    # one heavy step pod each under the k8s executor), and a failed partition retries alone.
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
+    group_name="embeddings",
+    kinds={"onnx", "postgres"},
+    owners=OWNERS,
+    op_tags=HEAVY_STEP_TAGS,
+    description=(
+        "The embedding store filled in 16 hash buckets of `marts.training_set` (`md5(text_hash)`'s first "
+        "hex digit), for a large first load or a new embedding model: partitions run in parallel "
+        "(`ticketops backfill embeddings --processes N`, or a Dagster backfill), write into "
+        "`features.ticket_embeddings` like `ticket_embeddings` does, and never encode a stored text, so "
+        "a killed partition resumes from its last committed chunk. `ticket_embeddings` then finds every "
+        "vector stored and only adds new tickets."
+    ),
+)
+def ticket_embeddings_backfill(
+    context: dg.AssetExecutionContext, postgres: PostgresResource, platform: PlatformSettingsResource
+) -> dg.MaterializeResult:
+    settings = platform.get()
+    partition = context.partition_key
+    with postgres.connect() as conn:
+        candidates = partition_candidates(conn, partition)
+    embedder = get_embedder(settings)
+    report = embed_missing(
+        postgres.url(),
+        embedder,
+        candidates,
+        batch_size=settings.embed_batch_size,
+        progress=progress_logger(context, f"partition {partition}"),
+        log=context.log,
+        chunk_size=settings.embed_write_chunk,
+    )
+    metadata = _embed_metadata(postgres, embedder.model_id, report, settings.embed_threads)
+    return dg.MaterializeResult(metadata={"partition": partition, **metadata})

@@ -322,15 +322,28 @@ _lock = threading.Lock()
 _cache: dict[tuple[str, int, Path], Embedder] = {}
 
 
+_PRECISIONS = {"onnx": "int8", "onnx-int8": "int8", "onnx-fp32": "fp32"}
+
+
+def _precision(runtime: str) -> str:
+    precision = _PRECISIONS.get(runtime)
+    if precision is None:
+        raise ValueError(f"unknown embedding runtime {runtime!r}; use onnx, onnx-fp32 or torch")
+    return precision
+
+
+def model_id_for(runtime: str) -> str:
+    """The ``model_id`` vectors of ``runtime`` are stored under, without loading the model."""
+    return f"{MODEL_NAME}/torch" if runtime == "torch" else f"{MODEL_NAME}/onnx-{_precision(runtime)}"
+
+
 def build_embedder(runtime: str, settings: Settings) -> Embedder:
     if runtime == "torch":
         return TorchEmbedder(settings.embed_threads)
-    precision = {"onnx": "int8", "onnx-int8": "int8", "onnx-fp32": "fp32"}.get(runtime)
-    if precision is None:
-        raise ValueError(f"unknown embedding runtime {runtime!r}; use onnx, onnx-fp32 or torch")
+    precision = _precision(runtime)
     path = ensure_onnx_model(settings, precision)
     return OnnxEmbedder(
-        path, f"{MODEL_NAME}/onnx-{precision}", settings.embed_threads, one_text_per_run=precision == "int8"
+        path, model_id_for(runtime), settings.embed_threads, one_text_per_run=precision == "int8"
     )
 
 

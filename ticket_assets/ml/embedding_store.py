@@ -81,6 +81,11 @@ def missing_hashes(conn: psycopg.Connection, model_id: str, candidates: pl.DataF
     return distinct.join(stored_frame, on="text_hash", how="anti", maintain_order="left")
 
 
+def stored_count(conn: psycopg.Connection, model_id: str) -> int:
+    """Vectors stored for ``model_id``."""
+    return int(conn.execute(f"select count(*) from {TABLE} where model_id = %s", (model_id,)).fetchone()[0])
+
+
 def store_embeddings(
     conn: psycopg.Connection, model_id: str, text_hashes: Sequence[str], vectors: np.ndarray
 ) -> int:
