@@ -403,3 +403,30 @@ def test_degenerate_dates_take_the_stratified_hash_split(tickets_db: str, tmp_pa
         row["split_rule"] for row in fetch(tickets_db, "select split_rule from marts.training_set")
     )
     assert rules == {"time": 700}
+
+
+def test_manifest_is_prepared_again_only_when_what_dbt_parses_changes(tmp_path: Path) -> None:
+    from ticket_assets.services import dbt as dbt_service
+
+    profile = {"TICKETOPS_PG_HOST": "db", "TICKETOPS_PG_DBNAME": "a", "TICKETOPS_PG_PASSWORD": "x"}
+    fingerprint = dbt_service.project_fingerprint(profile)
+    # The password and the per-run test watermark do not change what dbt parses; the database does.
+    assert dbt_service.project_fingerprint({**profile, "TICKETOPS_PG_PASSWORD": "y"}) == fingerprint
+    assert (
+        dbt_service.project_fingerprint({**profile, "TICKETOPS_DBT_TESTS_SINCE": "2025-01-01"}) == fingerprint
+    )
+    assert dbt_service.project_fingerprint({**profile, "TICKETOPS_PG_DBNAME": "b"}) != fingerprint
+    assert dbt_service.partial_parse_file(profile) != dbt_service.partial_parse_file(
+        {**profile, "TICKETOPS_PG_DBNAME": "b"}
+    )
+    assert "x" not in dbt_service.partial_parse_file(profile).name
+
+    manifest = dbt_service.prepare_manifest()
+    stamp = manifest.stat().st_mtime_ns
+    assert dbt_service.prepare_manifest() == manifest
+    assert manifest.stat().st_mtime_ns == stamp, "an unchanged project must not be parsed again"
+
+    # Another parse behind its back (e.g. `dagster-dbt project prepare-and-package`): prepared again.
+    os.utime(manifest, ns=(stamp + 10**9, stamp + 10**9))
+    dbt_service.prepare_manifest()
+    assert manifest.stat().st_mtime_ns != stamp + 10**9
