@@ -425,3 +425,30 @@ def test_daily_predictions_share_the_logged_trust_signals(tickets_db: str, tmp_p
     assert float(day["needs_review_share"]) == pytest.approx(1 / 3)
     assert float(day["out_of_scope_share"]) == pytest.approx(1 / 3)
     assert float(day["escalated_share"]) == pytest.approx(1 / 3)
+
+
+def test_manifest_is_prepared_again_only_when_what_dbt_parses_changes(tmp_path: Path) -> None:
+    from ticket_assets.services import dbt as dbt_service
+
+    profile = {"TICKETOPS_PG_HOST": "db", "TICKETOPS_PG_DBNAME": "a", "TICKETOPS_PG_PASSWORD": "x"}
+    fingerprint = dbt_service.project_fingerprint(profile)
+    # The password and the per-run test watermark do not change what dbt parses; the database does.
+    assert dbt_service.project_fingerprint({**profile, "TICKETOPS_PG_PASSWORD": "y"}) == fingerprint
+    assert (
+        dbt_service.project_fingerprint({**profile, "TICKETOPS_DBT_TESTS_SINCE": "2025-01-01"}) == fingerprint
+    )
+    assert dbt_service.project_fingerprint({**profile, "TICKETOPS_PG_DBNAME": "b"}) != fingerprint
+    assert dbt_service.partial_parse_file(profile) != dbt_service.partial_parse_file(
+        {**profile, "TICKETOPS_PG_DBNAME": "b"}
+    )
+    assert "x" not in dbt_service.partial_parse_file(profile).name
+
+    manifest = dbt_service.prepare_manifest()
+    stamp = manifest.stat().st_mtime_ns
+    assert dbt_service.prepare_manifest() == manifest
+    assert manifest.stat().st_mtime_ns == stamp, "an unchanged project must not be parsed again"
+
+    # Another parse behind its back (e.g. `dagster-dbt project prepare-and-package`): prepared again.
+    os.utime(manifest, ns=(stamp + 10**9, stamp + 10**9))
+    dbt_service.prepare_manifest()
+    assert manifest.stat().st_mtime_ns != stamp + 10**9

@@ -59,6 +59,21 @@ def test_ingest_to_marts_materialises_with_passing_dbt_checks(instance, fresh_db
     assert outcome.success
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("select count(*) from staging.stg_tickets").fetchone()[0] == 440
+    # Only the models new tickets reach are rebuilt: the production marts read ops.* (unchanged).
+    assert {"staging/stg_tickets", "marts/training_set", "marts/dim_topics"} <= set(outcome.materialized)
+    assert not {"marts/daily_predictions", "staging/stg_feedback_labels"} & set(outcome.materialized)
+    assert all(outcome.checks.values()), {k: v for k, v in outcome.checks.items() if not v}
+
+    # Nothing new: dbt does not run at all; a table dropped behind the platform's back is rebuilt.
+    outcome = materialize("group:dbt", instance=instance, run_config=QUIET, settings=settings)
+    assert outcome.success and outcome.materialized == []
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("drop table marts.daily_predictions cascade")
+    outcome = materialize("group:dbt", instance=instance, run_config=QUIET, settings=settings)
+    assert outcome.success
+    assert set(outcome.materialized) == {"marts/daily_predictions"}
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("select to_regclass('marts.daily_predictions')").fetchone()[0] is not None
 
 
 def test_raw_ticket_change_requests_the_marts(instance):

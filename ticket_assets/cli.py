@@ -99,7 +99,8 @@ def _record_raw_materialization(report, **extra: object) -> None:
     """Tell Dagster raw tickets changed, so declarative automation refreshes the marts."""
     import dagster as dg
 
-    from ticket_assets.defs.ingest import RAW_TICKETS
+    # The key alone: the ingest module would load the resources (dbt, MLflow, Qdrant clients).
+    from ticket_assets.defs.keys import RAW_TICKETS
     from ticket_assets.runner import dagster_instance
     from ticket_assets.settings import get_settings
 

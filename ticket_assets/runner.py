@@ -12,7 +12,6 @@ import dagster as dg
 from pydantic import SecretStr
 
 from ticket_assets.services import postgres
-from ticket_assets.services.dbt import prepare_manifest
 from ticket_assets.services.migrations import migrate
 from ticket_assets.settings import Settings, get_settings, use_settings
 
@@ -52,6 +51,9 @@ def prepare_environment(
     if migrate_schema:
         migrate(url)
     if prepare_dbt:
+        # Here, not at module level: dagster-dbt imports dbt, seconds a command like `ingest` never needs.
+        from ticket_assets.services.dbt import prepare_manifest
+
         prepare_manifest()
     return settings
 

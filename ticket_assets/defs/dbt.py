@@ -4,6 +4,9 @@ The manifest is prepared by dagster-dbt (ticket_assets/services/dbt.py): ahead o
 in CI and in the image build, and again at load under ``dagster dev``/``dg dev``.
 """
 
+import functools
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,9 +19,16 @@ from dagster_dbt import (
 from psycopg import sql
 
 from ticket_assets.defs.resources import PlatformDbtCliResource, PostgresResource
-from ticket_assets.services.dbt import dbt_project
+from ticket_assets.services.dbt import (
+    dbt_project,
+    keep_partial_parse,
+    partial_parse_file,
+    project_fingerprint,
+)
 
 OWNERS = ["team:data-platform"]
+# Materialisation metadata: a digest of what a model was built from (code + its sources' state).
+INPUTS_DIGEST = "ticketops/inputs_digest"
 
 dbt_project.prepare_if_dev()
 if not dbt_project.manifest_path.exists():
@@ -66,11 +76,106 @@ def ticket_dbt_models(
     # one place that knows the database, so dbt and the platform can never point at different ones.
     with postgres.connect(autocommit=True) as conn:
         env = {**postgres.dbt_env(), "TICKETOPS_DBT_TESTS_SINCE": tests_since(conn)}
-        for event in dbt.cli_with_env(["build"], env, context=context).stream():
+        # dbt reads the previous run's parse state for this connection (each run gets a new target).
+        cache = partial_parse_file(env)
+        if cache.exists():  # dbt rejects a path that does not exist
+            env["DBT_PARTIAL_PARSE_FILE_PATH"] = str(cache)
+        digests = inputs_digests(conn, project_fingerprint(env))
+        selected = context.selected_asset_keys
+        unchanged = [
+            unique_id
+            for unique_id, digest in digests.items()
+            if (key := _keys_by_model()[unique_id]) in selected
+            and built_from(context.instance, key) == digest
+            and _relation_exists(conn, key)
+        ]
+        if unchanged and len(unchanged) == len(selected & set(_keys_by_model().values())):
+            context.log.info("no new rows reach any selected dbt model: dbt not started")
+            return
+        if unchanged:
+            context.log.info(
+                "unchanged since their last build, not rebuilt: "
+                + ", ".join(unique_id.split(".")[-1] for unique_id in unchanged)
+            )
+        # One value for the whole list: dagster-dbt merges it into the run's own selection.
+        excluded = " ".join(unique_id.split(".")[-1] for unique_id in unchanged)
+        args = ["build", *(["--exclude", excluded] if unchanged else [])]
+        invocation = dbt.cli_with_env(args, env, context=context)
+        for event in invocation.stream():
             if isinstance(event, dg.Output):
                 key = context.asset_key_for_output(event.output_name)
-                event = event.with_metadata({**event.metadata, **row_count(conn, key)})
+                unique_id = _model_for_key(key)
+                extra = {INPUTS_DIGEST: digests[unique_id]} if unique_id in digests else {}
+                event = event.with_metadata({**event.metadata, **row_count(conn, key), **extra})
             yield event
+        keep_partial_parse(invocation.target_path, cache)
+
+
+@functools.cache
+def _manifest() -> Mapping[str, Any]:
+    return json.loads(dbt_project.manifest_path.read_text())
+
+
+@functools.cache
+def _keys_by_model() -> dict[str, dg.AssetKey]:
+    nodes = _manifest()["nodes"]
+    return {
+        uid: translator.get_asset_key(node) for uid, node in nodes.items() if node["resource_type"] == "model"
+    }
+
+
+def _model_for_key(key: dg.AssetKey) -> str | None:
+    return next((uid for uid, model_key in _keys_by_model().items() if model_key == key), None)
+
+
+def _upstream_sources(unique_id: str) -> set[str]:
+    parents = _manifest()["parent_map"].get(unique_id, [])
+    found = {parent for parent in parents if parent.startswith("source.")}
+    for parent in parents:
+        if parent.startswith("model."):
+            found |= _upstream_sources(parent)
+    return found
+
+
+def inputs_digests(conn, fingerprint: str) -> dict[str, str]:
+    """For every model: a digest of the project's code and, per source it reads (directly or through
+    other models), the row count and newest load time. Equal to the digest recorded at the model's
+    last materialisation = nothing it is built from changed since, so rebuilding it would give the
+    same table. Sources are insert/upsert tables whose load-time column moves on every write
+    (sources.yml ``loaded_at_field``); the count also catches deleted rows."""
+    states: dict[str, str] = {}
+    for unique_id, source in _manifest()["sources"].items():
+        ident = sql.Identifier(source["schema"], source["identifier"])
+        newest = (
+            sql.SQL("max({})::text").format(sql.Identifier(source["loaded_at_field"]))
+            if source.get("loaded_at_field")
+            else sql.SQL("''")
+        )
+        if conn.execute("select to_regclass(%s)", (f"{source['schema']}.{source['identifier']}",)).fetchone()[
+            0
+        ]:
+            row = conn.execute(sql.SQL("select count(*), {} from {}").format(newest, ident)).fetchone()
+            states[unique_id] = f"{row[0]}:{row[1] or ''}"
+        else:
+            states[unique_id] = "missing"
+    digests = {}
+    for unique_id in _keys_by_model():
+        parts = [fingerprint, *(f"{s}={states.get(s, '?')}" for s in sorted(_upstream_sources(unique_id)))]
+        digests[unique_id] = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+    return digests
+
+
+def built_from(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    """The inputs digest recorded by the asset's latest materialisation, if any."""
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get(INPUTS_DIGEST)
+    return getattr(value, "value", value)
+
+
+def _relation_exists(conn, key: dg.AssetKey) -> bool:
+    return conn.execute("select to_regclass(%s)", (".".join(key.path),)).fetchone()[0] is not None
 
 
 def tests_since(conn) -> str:

@@ -35,17 +35,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 import polars as pl
-from evidently import DataDefinition, Dataset, Report
-from evidently.metrics import ValueDrift
-from evidently.tests import lt
 
 from ticket_assets.monitoring.domain_classifier import distinct_rows
-from ticket_assets.monitoring.evidently_metrics import DomainClassifierDrift
+
+if TYPE_CHECKING:
+    from evidently import DataDefinition
 
 Verdict = Literal["drift", "no_drift", "insufficient_data"]
 SignalKind = Literal["categorical", "numerical"]
@@ -267,6 +266,14 @@ def _run_report(
     config: DriftConfig,
 ) -> tuple[list[SignalResult], str]:
     """One Evidently report computes every signal, so the HTML shows exactly the numbers judged."""
+    # Imported here: evidently takes seconds to import, and every process that loads the asset graph
+    # imports this module (an ingest + dbt run never computes drift).
+    from evidently import Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.tests import lt
+
+    from ticket_assets.monitoring.evidently_metrics import DomainClassifierDrift
+
     value_metrics = [ValueDrift(column=s.column, method=s.method, threshold=s.threshold) for s in active]
     domain_metric = None
     if embeddings is not None:
@@ -418,6 +425,8 @@ def _embedding_columns(dim: int) -> list[str]:
 
 
 def _data_definition(active: list[SignalSpec], embedding_dim: int) -> DataDefinition:
+    from evidently import DataDefinition
+
     return DataDefinition(
         categorical_columns=[s.column for s in active if s.kind == "categorical"],
         numerical_columns=[s.column for s in active if s.kind == "numerical"],

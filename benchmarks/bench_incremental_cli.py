@@ -1,0 +1,275 @@
+"""Ingest + dbt as a user runs it: the two ``ticketops`` commands, full load vs 1 % new tickets.
+
+Question: is an incremental run - ``ticketops ingest synthetic`` of 1 % new tickets followed by
+``ticketops materialize -s "group:ingest or group:dbt"`` - at most 10 % of the wall time of the same
+two commands on the full load? Both commands run as subprocesses exactly as typed at a shell, on a
+fresh data directory and Dagster home, against a database of their own.
+
+Where the time goes, per ``materialize`` (from the Dagster run's event log and dbt's run_results.json
+in the run's dbt target directory): process start and services up to the run's start (imports,
+migration check, dbt manifest preparation, loading the definitions), the ``raw_tickets`` step, dbt's
+start and parse inside the dbt step, each model's and the tests' execution, the rest of the dbt step
+(row counts, event handling) and the process's exit. ``ticketops --help`` gives process start +
+CLI imports alone.
+
+Exactness: after the incremental run, ``dbt build --full-refresh`` must give the same stg_tickets,
+training_set and daily_ticket_volumes (the run fails otherwise).
+
+    .venv/bin/python benchmarks/bench_incremental_cli.py --sizes 100000            # iterate
+    .venv/bin/python benchmarks/bench_incremental_cli.py --sizes 1000000 --write    # BENCHMARKS.md
+
+Uses the database ``bench_incr`` on ``--server-url`` (default
+``postgresql://postgres@127.0.0.1:5432/postgres``), re-created per size and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import bench_ingest_dbt as base  # noqa: E402
+from benchmarks.report import write_section  # noqa: E402
+
+BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+SECTION_NAME = "incremental-cli"
+DAGSTER_DBT_TARGETS = REPO / "dbt_project" / "target"
+SELECTION = "group:ingest or group:dbt"
+DAYS = 90
+NOTES: list[str] = []
+base.BENCH_DB = "bench_incr"  # run_measured attributes PostgreSQL backends by database name
+
+
+def ticketops(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("ticketops")), *args]
+
+
+def cli_env(url: str, home: Path) -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        "DATABASE_URL": url,
+        "TICKETOPS_DATA_DIR": str(home / "data"),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
+        "COLUMNS": "160",
+    }
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def breakdown(home: Path, launched_at: float, exited_at: float) -> dict[str, object]:
+    """Split one ``materialize`` into phases from its Dagster event log and dbt's run results."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        run = instance.get_runs(limit=1)[0]
+        logs = instance.all_logs(run.run_id)
+    events: dict[tuple[str, str | None], float] = {}
+    for entry in logs:
+        if entry.dagster_event is None:
+            continue
+        key = (entry.dagster_event.event_type_value, entry.step_key)
+        events.setdefault(key, entry.timestamp)
+    run_start = events[("PIPELINE_START", None)]
+    run_end = events.get(("PIPELINE_SUCCESS", None)) or events[("PIPELINE_FAILURE", None)]
+    phases: dict[str, float] = {"process start → run start": run_start - launched_at}
+    steps = {key[1] for key in events if key[1]}
+    dbt_step = next(step for step in steps if "dbt" in step)
+    raw_step = next(step for step in steps if "tickets" in step and step != dbt_step)
+    phases["raw_tickets step"] = events[("STEP_SUCCESS", raw_step)] - events[("STEP_START", raw_step)]
+    dbt_start, dbt_end = events[("STEP_START", dbt_step)], events[("STEP_SUCCESS", dbt_step)]
+    targets = sorted(DAGSTER_DBT_TARGETS.glob(f"*-{run.run_id[:7]}-*"))
+    models: dict[str, float] = {}
+    tests = 0.0
+    if targets:
+        results = json.loads((targets[-1] / "run_results.json").read_text())
+        first = last = None
+        for node in results["results"]:
+            timing = [t for t in node["timing"] if t.get("started_at")]
+            if timing:
+                begin, end = _ts(timing[0]["started_at"]), _ts(timing[-1]["completed_at"])
+                first = begin if first is None else min(first, begin)
+                last = end if last is None else max(last, end)
+            if node["unique_id"].startswith("model."):
+                models[node["unique_id"].split(".")[-1]] = node["execution_time"]
+            else:
+                tests += node["execution_time"]
+        if first is not None:
+            phases["dbt start + parse (in the dbt step)"] = first - dbt_start
+            phases["dbt nodes (models + tests, 2 threads)"] = last - first
+            phases["dbt step after the last node"] = dbt_end - last
+    else:  # no dbt invocation: the step decided nothing had to run
+        phases["dbt step (no dbt invocation)"] = dbt_end - dbt_start
+    phases["between steps"] = (run_end - run_start) - (dbt_end - dbt_start) - phases["raw_tickets step"]
+    phases["run end → process exit"] = exited_at - run_end
+    return {"phases": phases, "models": models, "tests": tests, "dbt_nodes": len(models) + (tests > 0)}
+
+
+def run_cli(args: list[str], env: dict[str, str], home: Path | None = None) -> base.Measured:
+    import time
+
+    launched = time.time()
+    measured = base.run_measured(args, env)
+    exited = time.time()
+    if home is not None:
+        measured.output = breakdown(home, launched, exited)
+    return measured
+
+
+def measure_size(server_url: str, n: int) -> dict[str, base.Measured]:
+    url = base.reset_database(server_url)
+    increment = max(1, n // 100)
+    start = base_start = "2025-01-06"
+    new_day = (datetime.fromisoformat(base_start) + timedelta(days=DAYS)).date().isoformat()
+    with tempfile.TemporaryDirectory(prefix="bench-incr-") as tmp:
+        home = Path(tmp)
+        env = cli_env(url, home)
+        results = {
+            "help": run_cli(ticketops("--help"), env),
+            "full_ingest": run_cli(
+                ticketops(
+                    "ingest", "synthetic", "--n", str(n), "--seed", "1", "--start", start, "--days", str(DAYS)
+                ),
+                env,
+            ),
+            "full_materialize": run_cli(ticketops("materialize", "-s", SELECTION), env, home),
+            # 1 % new tickets arriving the day after the window, as a daily load would.
+            "incr_ingest": run_cli(
+                ticketops(
+                    "ingest",
+                    "synthetic",
+                    "--n",
+                    str(increment),
+                    "--seed",
+                    "2",
+                    "--start",
+                    new_day,
+                    "--days",
+                    "1",
+                ),
+                env,
+            ),  # fmt: skip
+            "incr_materialize": run_cli(ticketops("materialize", "-s", SELECTION), env, home),
+        }
+        incremental = base.marts_fingerprint(url)
+        with tempfile.TemporaryDirectory(prefix="bench-incr-dbt-") as target:
+            results["refresh_dbt"] = base.run_dbt(Path(target), base.dbt_environment(url), "--full-refresh")
+        if base.marts_fingerprint(url) != incremental:
+            raise AssertionError(f"{n:,} tickets: the incremental run differs from a full refresh")
+    return results
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.1f}" if seconds >= 10 else f"{seconds:.2f}"
+
+
+def render(sizes: dict[int, dict[str, base.Measured]], command: str, load: str, notes: list[str]) -> str:
+    lines = [
+        "## Incremental run as a user runs it (`benchmarks/bench_incremental_cli.py`)",
+        "",
+        f"Command: `{command}`  ",
+        "Machine: 2 CPU cores, 24 GB RAM, PostgreSQL 15 on 127.0.0.1, shared with other workloads "
+        f"(1/5/15-minute load average at the end: {load}); CPU seconds = the command's process tree + the "
+        "PostgreSQL backends serving it.",
+        "",
+        'What is timed: `ticketops ingest synthetic --n N` then `ticketops materialize -s "group:ingest or '
+        'group:dbt"` as subprocesses (fresh data directory and Dagster home), for the full load, then for 1 % '
+        "new tickets the day after. After the incremental run `dbt build --full-refresh` must give identical "
+        "stg_tickets, training_set and daily_ticket_volumes (checked; the run fails otherwise).",
+        "",
+        "| tickets | command | wall s | CPU s (client + db) | peak RSS MB |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for n, r in sizes.items():
+        for step in (
+            "help",
+            "full_ingest",
+            "full_materialize",
+            "incr_ingest",
+            "incr_materialize",
+            "refresh_dbt",
+        ):
+            m = r[step]
+            label = {
+                "help": "`ticketops --help` (process start + CLI imports)",
+                "refresh_dbt": "`dbt build --full-refresh` (the alternative, same data)",
+            }.get(
+                step,
+                step.replace("_", " ") + (f" (+{max(1, n // 100):,})" if step.startswith("incr") else ""),
+            )
+            lines.append(
+                f"| {n:,} | {label} | {_fmt(m.wall)} | {_fmt(m.cpu)} ({_fmt(m.client_cpu)} + {_fmt(m.db_cpu)}) "
+                f"| {m.peak_rss_mb:.0f} |"
+            )
+    lines.append("")
+    for n, r in sizes.items():
+        full = r["full_ingest"].wall + r["full_materialize"].wall
+        incr = r["incr_ingest"].wall + r["incr_materialize"].wall
+        full_cpu = r["full_ingest"].cpu + r["full_materialize"].cpu
+        incr_cpu = r["incr_ingest"].cpu + r["incr_materialize"].cpu
+        lines.append(
+            f"- **{n:,} tickets**: full run {_fmt(full)} s wall / {_fmt(full_cpu)} s CPU; incremental run (+1 %) "
+            f"{_fmt(incr)} s / {_fmt(incr_cpu)} s = **{incr / full:.1%}** of the full run's wall time, "
+            f"{incr_cpu / full_cpu:.1%} of its CPU: target ≤ 10 % **{'met' if incr / full <= 0.10 else 'not met'}**."
+        )
+        for step in ("full_materialize", "incr_materialize"):
+            out = r[step].output
+            phases = ", ".join(f"{name} {_fmt(seconds)}" for name, seconds in out["phases"].items())
+            models = ", ".join(f"{name} {seconds:.2f}" for name, seconds in out["models"].items())
+            lines.append(
+                f"- {n:,}, {step.replace('_', ' ')} ({_fmt(r[step].wall)} s), wall s by phase: {phases}. "
+                f"dbt execution s: {models or 'none'}; tests {out['tests']:.2f}."
+            )
+    lines += ["", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--server-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--write", action="store_true", help="update this benchmark's BENCHMARKS.md section")
+    options = parser.parse_args()
+
+    before = {path.name for path in DAGSTER_DBT_TARGETS.glob("*-*-*")}
+    sizes: dict[int, dict[str, base.Measured]] = {}
+    try:
+        for n in options.sizes:
+            sizes[n] = measure_size(options.server_url, n)
+            print(
+                f"{n}: { {k: (round(v.wall, 2), round(v.cpu, 2)) for k, v in sizes[n].items()} }", flush=True
+            )
+            for step in ("full_materialize", "incr_materialize"):
+                print(f"  {step}: {json.dumps(sizes[n][step].output)}", flush=True)
+    finally:
+        with psycopg.connect(options.server_url, autocommit=True) as conn:
+            conn.execute(f"drop database if exists {base.BENCH_DB} with (force)")
+        # dagster-dbt leaves one target directory per dbt invocation; remove the ones this run made.
+        for path in DAGSTER_DBT_TARGETS.glob("*-*-*"):
+            if path.name not in before and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+
+    command = "python benchmarks/bench_incremental_cli.py " + " ".join(sys.argv[1:])
+    load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
+    markdown = render(sizes, command.strip(), load, NOTES)
+    print(markdown)
+    if options.write:
+        write_section(BENCHMARKS_MD, SECTION_NAME, markdown)
+
+
+if __name__ == "__main__":
+    main()
