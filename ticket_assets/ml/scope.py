@@ -77,9 +77,6 @@ class OutOfScopeDetector:
             out[start : start + len(top)] = 1.0 - top.mean(axis=1)
         return out
 
-    def flags(self, scores: np.ndarray) -> np.ndarray:
-        return np.asarray(scores) > self.threshold
-
 
 def fit_out_of_scope(
     embeddings: np.ndarray,
