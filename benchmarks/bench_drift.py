@@ -42,6 +42,7 @@ from evidently import DataDefinition, Dataset, Report  # noqa: E402
 from evidently.metrics.embeddings import EmbeddingsDrift, ModelDriftMethod  # noqa: E402
 from evidently.presets import DataDriftPreset  # noqa: E402
 
+from benchmarks.report import write_section  # noqa: E402
 from ticket_assets.ml.embed import get_embedder  # noqa: E402
 from ticket_assets.ml.train import TrainConfig, train_triage_model  # noqa: E402
 from ticket_assets.monitoring.drift import (  # noqa: E402
@@ -354,22 +355,6 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def write_section(markdown: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (or append it), leaving the others alone.
-
-    The section runs from its heading to the next level-2 heading or section marker comment.
-    """
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    start = text.find(SECTION_HEADING + " ")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + markdown
-    else:
-        ends = [i for i in (text.find("\n## ", start), text.find("\n<!--", start)) if i != -1]
-        end = min(ends) if ends else len(text)
-        text = text[:start] + markdown.rstrip("\n") + "\n" + text[end:]
-    BENCHMARKS_MD.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--window", type=int, default=300, help="predictions per window")
@@ -477,7 +462,7 @@ def main() -> None:
             ],
         )
     if args.write:
-        write_section(markdown)
+        write_section(BENCHMARKS_MD, "drift", markdown)
         log(f"wrote {BENCHMARKS_MD}")
 
 

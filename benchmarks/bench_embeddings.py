@@ -30,6 +30,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.report import write_section  # noqa: E402
 from ticket_assets.ml.embed import (  # noqa: E402
     MODEL_NAME,
     OnnxEmbedder,
@@ -44,7 +45,6 @@ VARIANTS = {
     "onnx-int8-batched": "ONNX int8, batched",
     "onnx-int8": "ONNX int8, one text per run (shipped)",
 }
-SECTION_START, SECTION_END = "<!-- embeddings:start -->", "<!-- embeddings:end -->"
 
 
 def load_average() -> float:
@@ -263,7 +263,6 @@ def markdown(
     mean_chars: float,
 ) -> str:
     lines = [
-        SECTION_START,
         "## Embeddings (`benchmarks/bench_embeddings.py`)",
         "",
         f"Command: `DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python benchmarks/bench_embeddings.py --n {args.n} --write`. "
@@ -301,7 +300,6 @@ def markdown(
         f"vs {s['rows_40k_parquet_read_s']:.2f} s from a local Parquet file. Table size ~{s['table_mb_per_10k']:.0f} MB per 10k vectors.",
         "",
         reading(results, s),
-        SECTION_END,
     ]
     return "\n".join(lines)
 
@@ -322,18 +320,6 @@ def reading(results: list[dict], s: dict) -> str:
         f"tickets cost {s['incremental_share']:.1%} of a full run, and training reads 40k vectors in "
         f"{s['rows_40k_read_all_s']:.1f} s, on par with a local Parquet file, from any pod."
     )
-
-
-def write_section(text: str) -> None:
-    path = REPO_ROOT / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    if SECTION_START in current and SECTION_END in current:
-        before, rest = current.split(SECTION_START, 1)
-        after = rest.split(SECTION_END, 1)[1]
-        updated = before + text + after
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(updated)
 
 
 def main() -> None:
@@ -373,7 +359,7 @@ def main() -> None:
     )
     print(text)
     if args.write:
-        write_section(text)
+        write_section(REPO_ROOT / "BENCHMARKS.md", "embeddings", text)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ DAYS = 90
 NAIVE_MAX_ROWS = 100_000  # row-by-row upserts of 1M rows would take long enough to prove the point anyway
 
 sys.path.insert(0, str(REPO_ROOT))
+from benchmarks.report import write_section  # noqa: E402
 
 
 @dataclass
@@ -442,18 +443,6 @@ def verdict(fixed: dict[str, Measured], sizes: dict[int, dict[str, Measured]]) -
     )
 
 
-def write_section(markdown: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (or append it), leaving other sections alone."""
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    start = text.find(SECTION + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + markdown
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + markdown + (text[end + 1 :] if end != -1 else "")
-    BENCHMARKS_MD.write_text(text)
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in {"ingest", "naive-ingest", "imports", "dagster-noop"}:
         step, args = sys.argv[1], sys.argv[2:]
@@ -496,7 +485,7 @@ def main() -> None:
     markdown = render(fixed, sizes, command.strip(), load)
     print(markdown)
     if options.write:
-        write_section(markdown)
+        write_section(BENCHMARKS_MD, "ingest-dbt", markdown)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,6 @@ from ticket_assets.ml.splits import stratified_hash_split  # noqa: E402
 from ticket_assets.ml.tiers import AUTO, TierConfig, fit_tiers, thresholds, tier_of  # noqa: E402
 from ticket_assets.ml.train import TrainConfig, train_triage_model  # noqa: E402
 
-TARGET_PRECISION = 0.95
-
 
 def global_threshold(
     confidence: np.ndarray, correct: np.ndarray, precision: float, minimum: int

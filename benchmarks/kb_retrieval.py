@@ -33,14 +33,12 @@ import polars as pl  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import write_section  # noqa: E402
 from ticket_assets.ml.embed import get_embedder  # noqa: E402
 from ticket_assets.rag.draft import extractive_draft  # noqa: E402
 from ticket_assets.rag.index import KnowledgeBase, build_snapshot, embed_chunks, publish  # noqa: E402
 from ticket_assets.rag.kb import KB_DIR, Chunk, chunk_article, load_articles  # noqa: E402
 from ticket_assets.settings import Settings  # noqa: E402
-
-SECTION_START = "<!-- kb-retrieval:start -->"
-SECTION_END = "<!-- kb-retrieval:end -->"
 
 # Paraphrased user questions -> articles that answer them (none copies an article title).
 QUESTIONS: dict[str, set[str]] = {
@@ -236,7 +234,6 @@ def run() -> str:
 
     fr = sum(a.language == "fr" for a in articles)
     lines = [
-        SECTION_START,
         "## Knowledge-base retrieval (`benchmarks/kb_retrieval.py`)",
         "",
         "Command: `.venv/bin/python benchmarks/kb_retrieval.py --write`. Machine: 2 CPU cores, 24 GB RAM; "
@@ -275,20 +272,8 @@ def run() -> str:
         "Python, hence the topic preference is a ranking boost over one unfiltered pool rather than a filtered "
         "query (it also keeps a wrong triage label from hiding the right article). Local mode grows linearly "
         "(synthetic row): beyond a few thousand chunks set `QDRANT_URL` and use a server.",
-        SECTION_END,
     ]
     return "\n".join(lines)
-
-
-def write_section(section: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if SECTION_START in text and SECTION_END in text:
-        before, rest = text.split(SECTION_START, 1)
-        after = rest.split(SECTION_END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
 
 
 def main() -> None:
@@ -298,7 +283,7 @@ def main() -> None:
     section = run()
     print(section)
     if args.write:
-        write_section(section)
+        write_section(ROOT / "BENCHMARKS.md", "kb-retrieval", section)
 
 
 if __name__ == "__main__":

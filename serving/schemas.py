@@ -457,10 +457,6 @@ class ModelResponse(BaseModel):
     kb_version: str | None
 
 
-class ErrorResponse(BaseModel):
-    detail: str | list[dict[str, Any]]
-
-
 class HealthResponse(BaseModel):
     status: Literal["ok"]
 

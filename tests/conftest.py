@@ -99,6 +99,35 @@ def platform_env(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -
     reset_settings_cache()
 
 
+@pytest.fixture(scope="session")
+def embedder(tmp_path_factory: pytest.TempPathFactory):
+    """The serving embedding runtime (its export shared through TICKETOPS_MODEL_CACHE_DIR)."""
+    from tests.support.ml import ml_settings
+    from ticket_assets.ml.embed import get_embedder
+
+    return get_embedder(ml_settings(tmp_path_factory.mktemp("embed")))
+
+
+@pytest.fixture(scope="session")
+def world(pg_url: str, tmp_path_factory: pytest.TempPathFactory):
+    """The API tests' platform (``tests.support.api``): a trained model, a KB index, settings."""
+    from tests.support.api import api_world
+
+    return api_world(pg_url, tmp_path_factory.mktemp("api-world"))
+
+
+@pytest.fixture(scope="module")
+def client(world):
+    """An in-process API client on ``world`` with a valid key."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from tests.support.api import API_KEYS
+
+    with TestClient(create_app(world.settings), headers={"X-API-Key": API_KEYS[0]}) as test_client:
+        yield test_client
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Prepare the dbt manifest ahead, as the CLI does: the code location never parses at import."""
     if (REPO_ROOT / "dbt_project" / "dbt_project.yml").exists():

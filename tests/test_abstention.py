@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,6 @@ import yaml
 
 from ticket_assets.core.labels import LabelNames, LabelNamesError
 from ticket_assets.core.language import detect_language
-from ticket_assets.ml.embed import get_embedder
 from ticket_assets.rag.draft import draft_answer, extractive_draft
 from ticket_assets.rag.index import KnowledgeBase, build_snapshot, embed_chunks, publish
 from ticket_assets.rag.kb import KB_DIR, chunk_article, load_articles
@@ -20,14 +18,6 @@ from ticket_assets.rag.relevance import hybrid_relevance
 from ticket_assets.settings import Settings
 
 QUESTIONS = yaml.safe_load((Path(__file__).parent / "data" / "kb_questions.yaml").read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def embedder(tmp_path_factory):
-    cache = os.environ.get("TICKETOPS_MODEL_CACHE_DIR") or tmp_path_factory.mktemp("models")
-    return get_embedder(
-        Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("embed"), model_cache_dir=cache)
-    )
 
 
 @pytest.fixture(scope="module")

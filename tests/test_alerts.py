@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from tests.support.api import ApiWorld, api_world
+from tests.support.api import ApiWorld
 from tests.support.webhook import WebhookReceiver
 from ticket_assets.alerts import Alert, send_alert
 
@@ -57,11 +57,6 @@ def test_a_failing_webhook_is_recorded_undelivered_and_never_raises(fresh_db: st
     assert len(broken.payloads) == 2  # one retry
     [row] = _rows(fresh_db)
     assert row["delivered"] is False and row["title"] == "Gate failed"
-
-
-@pytest.fixture(scope="session")
-def world(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> ApiWorld:
-    return api_world(pg_url, tmp_path_factory.mktemp("api-world"))
 
 
 def test_promotion_and_rollback_each_notify_on_call_once(world: ApiWorld, receiver: WebhookReceiver) -> None:

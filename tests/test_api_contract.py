@@ -7,15 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from serving.app import create_app
-from tests.support.api import API_KEYS, ApiWorld, api_world, running_server
-
-
-@pytest.fixture(scope="session")
-def world(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> ApiWorld:
-    return api_world(pg_url, tmp_path_factory.mktemp("api-world"))
+from tests.support.api import API_KEYS, ApiWorld, running_server
 
 
 def test_schemathesis_finds_no_difference_between_the_schema_and_the_server(

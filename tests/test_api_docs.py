@@ -13,18 +13,7 @@ from jsonschema import Draft202012Validator
 
 from serving.app import create_app
 from serving.examples import REQUEST_ID
-from tests.support.api import API_KEYS, ApiWorld, api_world, wait_for
-
-
-@pytest.fixture(scope="session")
-def world(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> ApiWorld:
-    return api_world(pg_url, tmp_path_factory.mktemp("api-world"))
-
-
-@pytest.fixture(scope="module")
-def client(world: ApiWorld) -> Iterator[TestClient]:
-    with TestClient(create_app(world.settings), headers={"X-API-Key": API_KEYS[0]}) as test_client:
-        yield test_client
+from tests.support.api import API_KEYS, ApiWorld, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
-from tests.support.api import API_KEYS, ApiWorld, api_world, count_predictions, wait_for
+from tests.support.api import API_KEYS, ApiWorld, count_predictions, wait_for
 from ticket_assets.core.text import model_text
 from ticket_assets.settings import Settings
-
-
-@pytest.fixture(scope="session")
-def world(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> ApiWorld:
-    return api_world(pg_url, tmp_path_factory.mktemp("api-world"))
-
-
-@pytest.fixture(scope="module")
-def client(world: ApiWorld) -> Iterator[TestClient]:
-    with TestClient(create_app(world.settings), headers={"X-API-Key": API_KEYS[0]}) as test_client:
-        yield test_client
 
 
 def _db(world: ApiWorld) -> str:

@@ -21,7 +21,6 @@ from tests.support.api import (
     REPO_ROOT,
     ApiWorld,
     ServerThread,
-    api_world,
     count_predictions,
     move_champion,
     running_server,
@@ -31,11 +30,6 @@ from tests.support.fake_llm import FakeLLM, cite_first_passage, serve_fake_llm
 from ticket_assets.services.postgres import connection_params
 
 HEADERS = {"X-API-Key": API_KEYS[0]}
-
-
-@pytest.fixture(scope="session")
-def world(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> ApiWorld:
-    return api_world(pg_url, tmp_path_factory.mktemp("api-world"))
 
 
 def _db(world: ApiWorld) -> str:

@@ -14,14 +14,9 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.schemas import model_text
-from tests.support.api import API_KEYS, ApiWorld, api_world, wait_for
+from tests.support.api import API_KEYS, ApiWorld, wait_for
 from ticket_assets.memory.ticket_index import PAYLOAD_COLUMNS, sync_published
 from ticket_assets.sources.synthetic import generate_tickets
-
-
-@pytest.fixture(scope="session")
-def world(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> ApiWorld:
-    return api_world(pg_url, tmp_path_factory.mktemp("api-world"))
 
 
 def _publish(

@@ -3,26 +3,13 @@ reasons, and drafts that abstain when no article covers the ticket."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
-from tests.support.api import API_KEYS, ApiWorld, api_world, count_predictions, wait_for
+from tests.support.api import API_KEYS, ApiWorld, count_predictions, wait_for
 from ticket_assets.core.labels import LabelNames
-
-
-@pytest.fixture(scope="session")
-def world(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> ApiWorld:
-    return api_world(pg_url, tmp_path_factory.mktemp("api-world"))
-
-
-@pytest.fixture(scope="module")
-def client(world: ApiWorld) -> Iterator[TestClient]:
-    with TestClient(create_app(world.settings), headers={"X-API-Key": API_KEYS[0]}) as test_client:
-        yield test_client
 
 
 def _triage(client: TestClient, text: str, title: str | None = None) -> dict:

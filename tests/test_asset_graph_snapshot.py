@@ -14,7 +14,10 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 
 
 def describe_graph() -> dict:
-    from ticket_assets.definitions import defs
+    from ticket_assets.definitions import build_definitions
+    from ticket_assets.settings import get_settings
+
+    defs = build_definitions(get_settings())
 
     graph = defs.resolve_asset_graph()
     assets = {}

@@ -11,8 +11,6 @@ import hashlib
 import math
 import os
 import random
-import subprocess
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,12 +20,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.support.dbt import run_dbt
 from ticket_assets.core.labels import normalize_label
 from ticket_assets.core.paths import REPO_ROOT
 from ticket_assets.ml.splits import stratified_hash_split, time_split_usable
-from ticket_assets.services.postgres import dbt_env
 
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 SHARED_DATASET = REPO_ROOT.parent / "shared" / "datasets" / "it-service-tickets" / "train.csv.gz"
 TEST_FRACTION = Decimal("0.2")
 LEVELS = ("low", "medium", "high", "critical")
@@ -38,21 +35,6 @@ TICKET_COLUMNS = (
 
 
 # Helpers ---------------------------------------------------------------------------------------
-
-
-def run_dbt(url: str, work_dir: Path, *args: str) -> str:
-    """Run the dbt CLI on the project with its own target/log paths (concurrent runs never clash)."""
-    env = {**os.environ, **dbt_env(url), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    command = [
-        str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(DBT_PROJECT_DIR),
-        "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(work_dir / "target"),
-        "--log-path", str(work_dir / "logs"),
-    ]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, (
-        f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
-    )
-    return result.stdout
 
 
 def content_hash(title: str | None, body: str) -> str:

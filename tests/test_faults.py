@@ -32,7 +32,6 @@ from tests.support.api import (
     API_KEYS,
     REPO_ROOT,
     ApiWorld,
-    api_world,
     count_predictions,
     free_port,
     sample_prediction_row,
@@ -40,11 +39,6 @@ from tests.support.api import (
 from ticket_assets.services.postgres import connection_params
 
 HEADERS = {"X-API-Key": API_KEYS[0]}
-
-
-@pytest.fixture(scope="session")
-def world(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> ApiWorld:
-    return api_world(pg_url, tmp_path_factory.mktemp("api-world"))
 
 
 # A TCP proxy in front of PostgreSQL: cut() is the outage (open connections die, new ones are refused).

@@ -15,14 +15,15 @@ import polars as pl
 import psycopg
 import pytest
 
-from tests.support.ml import corpus, ml_settings, synthetic_training_set, tiny_config, trained
+from tests.support.dbt import run_dbt
+from tests.support.ml import corpus, ml_settings, tiny_config, trained
 from ticket_assets.core.paths import REPO_ROOT
 from ticket_assets.ml import pipeline, registry
 from ticket_assets.ml.dataset import TrainingData
 from ticket_assets.ml.evaluate import evaluate_model, majority_baseline_metrics
 from ticket_assets.ml.train import train_triage_model
 from ticket_assets.settings import Settings
-from ticket_assets.sources.synthetic import generate_tickets
+from ticket_assets.sources.store import ingest_synthetic
 
 
 @dataclass
@@ -109,13 +110,15 @@ def test_fresh_process_loads_the_version_and_predicts_the_same(registered: Regis
 import json, sys
 import mlflow, pandas as pd
 from ticket_assets.ml import registry
+from ticket_assets.ml.predict import embedder_settings
 from ticket_assets.settings import get_settings
 name, version = sys.argv[1], sys.argv[2]
 texts = json.loads(sys.stdin.read())
 mlflow.set_tracking_uri(get_settings().resolved_mlflow_uri)
 frame = mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(pd.DataFrame({"text": texts}))
 model, info = registry.load_model_version(name, version, get_settings())
-unwrapped = [p.topic for p in model.predict(texts)]
+with embedder_settings(get_settings()):
+    unwrapped = [p.topic for p in model.predict(texts)]
 print(json.dumps({"pyfunc": frame.to_dict(orient="list"), "unwrapped": unwrapped, "version": info.version}))
 """
     env = {
@@ -172,9 +175,10 @@ def test_gate_rejects_a_worse_model_and_the_champion_stays(registered: Registere
         data.train, data.test, data.train_embeddings, data.test_embeddings, data.embedding_model_id
     )
     baseline = majority_baseline_metrics(data.train, data.test)
-    decision, champion = pipeline.gate_against_champion(worse_metrics, baseline, training_data, settings)
+    champion = pipeline.score_champion(training_data, registered.version, settings)
+    decision = pipeline.judge(worse_metrics, baseline, champion)
 
-    assert champion == registered.version
+    assert champion.version == registered.version
     assert not decision.passed
     assert any("macro-F1" in reason and "champion" in reason for reason in decision.reasons)
     assert decision.comparisons["topic"]["champion_macro_f1"] == pytest.approx(
@@ -309,49 +313,59 @@ def test_evaluate_file_scores_a_labelled_csv(registered: Registered, tmp_path: P
         )
 
 
-def test_pipeline_trains_from_the_training_mart_and_promotes_a_first_model(
+def test_pipeline_trains_from_the_dbt_training_mart_and_gates_from_what_training_recorded(
     fresh_db: str, tmp_path: Path
 ) -> None:
-    """marts.training_set is built by dbt in production; here the same columns are written directly."""
-    frame = synthetic_training_set(n=400, seed=31).drop("requester")
-    frame = frame.join(generate_tickets(400, seed=31).select("ticket_id", "labels"), on="ticket_id")
-    with psycopg.connect(fresh_db) as conn:
-        conn.execute("create schema if not exists marts")
-        conn.execute(
-            "create table marts.training_set (ticket_id text, text text, title text, body text, topic text, "
-            "topic_display text, urgency text, channel text, department text, language text, "
-            "created_at timestamptz, event_at timestamptz, text_hash text, text_length int, split text, "
-            "split_rule text, labels jsonb)"
-        )
-        with conn.cursor().copy(f"copy marts.training_set ({', '.join(frame.columns)}) from stdin") as copy:
-            for row in frame.iter_rows():
-                copy.write_row(row)
+    """Raw tickets -> a real ``dbt build`` -> marts.training_set -> the stages the training assets run."""
+    ingest_synthetic(fresh_db, n=400, seed=31)
+    run_dbt(fresh_db, tmp_path / "dbt", "build")
     settings = ml_settings(tmp_path / "data", fresh_db, "ticket-triage-pipeline")
 
-    # The stages in the order the training assets run them.
     config = tiny_config(candidates=("tfidf", "stack"))
     data = pipeline.load_data(settings, fresh_db)
     candidate = pipeline.train_and_evaluate(data, config)
-    registered = pipeline.register(candidate, data, settings, fresh_db, config)
-    decision, champion_before = pipeline.gate_against_champion(
-        candidate.evaluation.metrics, candidate.baseline, data, settings
-    )
-    assert decision.passed and champion_before is None
-    registry.promote(
-        registered.version, "training", "; ".join(decision.reasons), url=fresh_db, settings=settings
-    )
 
-    assert registry.get_alias_version(settings.model_name, registry.CHAMPION, settings) == registered.version
-    assert candidate.evaluation.metrics["n_holdout"] == frame.filter(pl.col("split") == "test").height
+    def register(champion: str | None) -> registry.ModelVersionInfo:
+        """The candidate as a new version, with ``champion`` scored on its holdout as training does."""
+        scored = pipeline.score_champion(data, champion, settings)
+        version = pipeline.register(candidate, data, settings, fresh_db, config, champion=scored).version
+        return registry.version_info(registry.configure_mlflow(settings), settings.model_name, version)
+
+    first = register(None)
+    decision, evidence = pipeline.gate_decision(first, None, settings, fresh_db)
+    assert evidence == pipeline.RECORDED
+    assert decision.passed and decision.comparisons["topic"]["against"] == "baseline"
+    registry.promote(first.version, "training", decision.reasons[0], url=fresh_db, settings=settings)
+
+    with psycopg.connect(fresh_db) as conn:
+        n_test, n_texts = conn.execute(
+            "select count(*) filter (where split = 'test'), count(distinct text_hash) from marts.training_set"
+        ).fetchone()
+        stored = conn.execute("select count(*) from features.ticket_embeddings").fetchone()[0]
+        aliases = [row[0] for row in conn.execute("select alias from ops.model_alias_events order by id")]
     metrics = candidate.evaluation.metrics
-    # The generator's routing target is trained, gated and carries a held-out tier table too.
+    assert metrics["n_holdout"] == n_test > 0
+    assert stored == n_texts  # missing vectors were encoded and kept
+    assert aliases == ["challenger", "champion"]
+    # The generator's routing target reaches the model through dbt: trained, gated, tiered.
     assert "assignment_group" in metrics and "assignment_group" in decision.comparisons
-    served, _ = registry.load_model_version(settings.model_name, registered.version, settings)
+    served, _ = registry.load_model_version(settings.model_name, first.version, settings)
     assert served.routing_targets == ["assignment_group"]
     assert {row["target"] for row in served.metadata["tiers"]} == {"topic", "urgency", "assignment_group"}
     assert metrics["assignment_group"]["tiers"]["n"] == metrics["n_holdout"]
-    with psycopg.connect(fresh_db) as conn:
-        stored = conn.execute("select count(*) from features.ticket_embeddings").fetchone()[0]
-        aliases = [row[0] for row in conn.execute("select alias from ops.model_alias_events order by id")]
-    assert stored == frame["text_hash"].n_unique()  # missing vectors were encoded and kept
-    assert aliases == ["challenger", "champion"]
+
+    # A challenger trained against that champion: the champion was scored on its holdout at training,
+    # and the recorded verdict is the one a full re-scoring gives.
+    second = register(first.version)
+    recorded, evidence = pipeline.gate_decision(second, first.version, settings, fresh_db)
+    rescored = pipeline.rescored_gate(second, first.version, settings, fresh_db)
+    assert evidence == pipeline.RECORDED
+    assert recorded.passed and rescored.passed
+    assert recorded.comparisons["topic"]["against"] == "champion"
+    for target, comparison in rescored.comparisons.items():
+        for key in ("challenger_macro_f1", "champion_macro_f1", "macro_f1_delta"):
+            assert recorded.comparisons[target][key] == pytest.approx(comparison[key], abs=1e-9)
+
+    # A record about another champion (the champion moved since training) is not used: the gate
+    # then scores both again, as rescored_gate above.
+    assert pipeline.recorded_gate(second, None, settings) is None

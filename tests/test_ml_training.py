@@ -95,19 +95,16 @@ def test_prediction_shape_and_probabilities(world) -> None:
     assert model.predict([], np.zeros((0, 384), np.float32)) == []
 
 
-def test_predict_embeds_by_itself_with_the_configured_embedder(world, monkeypatch) -> None:
-    from ticket_assets.settings import reset_settings_cache
+def test_predict_embeds_by_itself_with_the_named_embedder(world) -> None:
+    from ticket_assets.ml.predict import embedder_settings
 
     data = world.corpus
-    monkeypatch.setenv("TICKETOPS_DATA_DIR", str(data.settings.data_dir))
-    monkeypatch.setenv("TICKETOPS_MODEL_CACHE_DIR", str(data.settings.resolved_model_cache_dir))
-    reset_settings_cache()
-    try:
-        texts = data.test["text"].to_list()[:20]
+    texts = data.test["text"].to_list()[:20]
+    with pytest.raises(RuntimeError, match="needs embeddings"):
+        world.outcome.model.predict(texts)  # no vectors and no settings: never the environment's
+    with embedder_settings(data.settings):
         own = world.outcome.model.predict(texts)
-        given = world.outcome.model.predict(texts, data.test_embeddings[:20], data.embedding_model_id)
-    finally:
-        reset_settings_cache()
+    given = world.outcome.model.predict(texts, data.test_embeddings[:20], data.embedding_model_id)
     for a, b in zip(own, given, strict=True):
         assert a.topic == b.topic and a.urgency == b.urgency
         assert a.topic_confidence == pytest.approx(b.topic_confidence, abs=1e-5)

@@ -85,25 +85,16 @@ class Loop:
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory, pg_server_url):
     from tests.conftest import temporary_database
+    from tests.support.platform import platform_environment
     from ticket_assets.runner import materialize, prepare_environment
-    from ticket_assets.settings import reset_settings_cache
     from ticket_assets.sources.store import ingest_synthetic
 
     data_dir = tmp_path_factory.mktemp("loop")
     webhook = WebhookReceiver()
-    with temporary_database(pg_server_url, "ticketops_loop") as url, pytest.MonkeyPatch.context() as mp:
-        for key, value in {
-            "TICKETOPS_DATA_DIR": str(data_dir),
-            "DATABASE_URL": url,
-            "DAGSTER_HOME": str(data_dir / "dh"),
-            "TICKETOPS_TRAIN_QUICK": "1",
-            "TICKETOPS_MODEL_POLL_S": "0.5",
-            "ALERT_WEBHOOK_URL": webhook.url,
-        }.items():
-            mp.setenv(key, value)
-        for key in ("MLFLOW_TRACKING_URI", "QDRANT_URL", "LLM_BASE_URL", "TICKETOPS_API_KEYS"):
-            mp.delenv(key, raising=False)
-        reset_settings_cache()
+    with (
+        temporary_database(pg_server_url, "ticketops_loop") as url,
+        platform_environment(data_dir, url, TICKETOPS_MODEL_POLL_S="0.5", ALERT_WEBHOOK_URL=webhook.url),
+    ):
         settings = prepare_environment(get_settings())
         ingest_synthetic(url, n=1300, seed=3, start=PERIOD_A_START, days=PERIOD_A_DAYS)
         with dg.instance_for_test() as instance:
@@ -113,7 +104,6 @@ def loop(tmp_path_factory, pg_server_url):
 
             with TestClient(create_app(settings)) as client:
                 yield Loop(instance, url, settings, client, webhook)
-        reset_settings_cache()
     webhook.close()
 
 

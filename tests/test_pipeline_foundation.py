@@ -79,7 +79,10 @@ def test_ingest_to_marts_materialises_with_passing_dbt_checks(instance, fresh_db
 def test_raw_ticket_change_requests_the_marts(instance):
     """Declarative automation: once the graph exists, a new raw/tickets materialisation makes the
     dbt models downstream of it eager to run (and only those)."""
-    from ticket_assets.definitions import defs
+    from ticket_assets.definitions import build_definitions
+    from ticket_assets.settings import get_settings
+
+    defs = build_definitions(get_settings())
 
     raw = dg.AssetKey(["raw", "tickets"])
     graph = defs.resolve_asset_graph()

@@ -7,7 +7,6 @@ same publish/alias code against a qdrant-client local instance, which implements
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
@@ -16,10 +15,9 @@ import polars as pl
 import pytest
 from qdrant_client import QdrantClient
 
-from ticket_assets.ml.embed import get_embedder
+from ticket_assets.core.files import POINTER_NAME
 from ticket_assets.rag.index import (
     ALIAS,
-    POINTER_NAME,
     KnowledgeBase,
     KnowledgeBaseUnavailable,
     build_snapshot,
@@ -45,15 +43,6 @@ PARAPHRASES: dict[str, set[str]] = {
     "what counts as a P1 incident": {"kb-outage-002", "kb-outage-101"},
     "le vpn ne marche pas depuis chez moi": {"kb-vpn-101", "kb-vpn-002"},
 }
-
-
-@pytest.fixture(scope="module")
-def embedder(tmp_path_factory):
-    # The serving runtime, exported once per session (or reused from TICKETOPS_MODEL_CACHE_DIR).
-    cache = os.environ.get("TICKETOPS_MODEL_CACHE_DIR") or tmp_path_factory.mktemp("models")
-    return get_embedder(
-        Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("embed"), model_cache_dir=cache)
-    )
 
 
 @pytest.fixture(scope="module")

@@ -66,8 +66,8 @@ def real(tmp_path_factory, pg_server_url):
     if not SHARED_DATASET.exists():
         pytest.skip(f"shared IT-service dataset not available at {SHARED_DATASET}")
     from tests.conftest import temporary_database
+    from tests.support.platform import platform_environment
     from ticket_assets.runner import materialize, prepare_environment
-    from ticket_assets.settings import reset_settings_cache
     from ticket_assets.sources.csv_import import ColumnMapping
     from ticket_assets.sources.store import ingest_csv
 
@@ -80,17 +80,7 @@ def real(tmp_path_factory, pg_server_url):
     imported.write_csv(data_dir / "import.csv")
     unseen.write_csv(data_dir / "unseen.csv")
 
-    with temporary_database(pg_server_url, "ticketops_real") as url, pytest.MonkeyPatch.context() as mp:
-        for key, value in {
-            "TICKETOPS_DATA_DIR": str(data_dir),
-            "DATABASE_URL": url,
-            "DAGSTER_HOME": str(data_dir / "dh"),
-            "TICKETOPS_TRAIN_QUICK": "1",
-        }.items():
-            mp.setenv(key, value)
-        for key in ("MLFLOW_TRACKING_URI", "QDRANT_URL", "LLM_BASE_URL", "TICKETOPS_API_KEYS"):
-            mp.delenv(key, raising=False)
-        reset_settings_cache()
+    with temporary_database(pg_server_url, "ticketops_real") as url, platform_environment(data_dir, url):
         settings = prepare_environment(get_settings())
         report = ingest_csv(
             url,
@@ -102,7 +92,6 @@ def real(tmp_path_factory, pg_server_url):
             outcome = materialize(None, instance=instance, run_config=QUIET)
             assert outcome.success, outcome.failed_steps
             yield RealPlatform(url, settings, instance, imported, unseen, data_dir)
-        reset_settings_cache()
 
 
 def test_undated_export_gets_a_stratified_hash_split_and_keeps_its_spelling(real: RealPlatform) -> None:

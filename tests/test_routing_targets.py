@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from tests.support.dbt import run_dbt
 from tests.support.ml import synthetic_training_set, tiny_config
-from tests.test_dbt_project import run_dbt
 from ticket_assets.cli import app
 from ticket_assets.ml.dataset import load_training_set, with_routing_columns
 from ticket_assets.ml.evaluate import evaluate_model, majority_baseline_metrics

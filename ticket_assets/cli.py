@@ -67,6 +67,14 @@ def _environment(migrate_schema: bool = True, prepare_dbt: bool = False):
         return prepare_environment(get_settings(), migrate_schema=migrate_schema, prepare_dbt=prepare_dbt)
 
 
+# Options that several commands share.
+ForceTrain = Annotated[
+    bool, typer.Option("--force-train", help="Train even when data, code and config equal the champion's.")
+]
+TextCol = Annotated[str, typer.Option("--text-col", help="Column with the ticket text/body.")]
+Reason = Annotated[str, typer.Option(help="Why (recorded in ops.model_alias_events).")]
+
+
 def _force_training(force: bool) -> None:
     """--force-train: the settings (read on first use, by this process and its children) carry it."""
     if force:
@@ -169,10 +177,7 @@ def materialize(
     select: Annotated[
         str | None, typer.Option("--select", "-s", help="Asset selection, e.g. 'key:marts/*' or 'group:dbt'.")
     ] = None,
-    force_train: Annotated[
-        bool,
-        typer.Option("--force-train", help="Train even when data, code and config equal the champion's."),
-    ] = False,
+    force_train: ForceTrain = False,
 ) -> None:
     """Run the asset graph headless; exits non-zero when any step fails."""
     _force_training(force_train)
@@ -380,7 +385,7 @@ _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "p
 @ingest_app.command("csv")
 def ingest_csv(
     path: Annotated[Path, typer.Argument(help="CSV file (plain or .gz).")],
-    text_col: Annotated[str, typer.Option("--text-col", help="Column with the ticket text/body.")],
+    text_col: TextCol,
     title_col: Annotated[
         str | None, typer.Option("--title-col", help="Column with the subject/title.")
     ] = None,
@@ -510,10 +515,7 @@ def up(
     serve_ui: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve the Dagster UI and the API afterwards.")
     ] = True,
-    force_train: Annotated[
-        bool,
-        typer.Option("--force-train", help="Train even when data, code and config equal the champion's."),
-    ] = False,
+    force_train: ForceTrain = False,
 ) -> None:
     """The main job: services, seed data, materialise the whole graph, then serve the Dagster UI and the API."""
     _force_training(force_train)
@@ -657,9 +659,7 @@ def _fmt(value) -> str:
 @model_app.command("promote")
 def model_promote(
     version: Annotated[str, typer.Argument(help="Model version to serve.")],
-    reason: Annotated[
-        str, typer.Option(help="Why (recorded in ops.model_alias_events).")
-    ] = "manual promotion",
+    reason: Reason = "manual promotion",
 ) -> None:
     """Move the `champion` alias to VERSION (the API hot-reloads it) through the `champion_model` asset."""
     settings = _environment(prepare_dbt=True)
@@ -671,9 +671,7 @@ def model_promote(
 
 @model_app.command("rollback")
 def model_rollback(
-    reason: Annotated[
-        str, typer.Option(help="Why (recorded in ops.model_alias_events).")
-    ] = "manual rollback",
+    reason: Reason = "manual rollback",
 ) -> None:
     """Move `champion` back to the previous champion through the `champion_model` asset."""
     settings = _environment(prepare_dbt=True)
@@ -725,7 +723,7 @@ def _actor() -> str:
 @app.command()
 def evaluate(
     path: Annotated[Path, typer.Argument(help="Labelled CSV (plain or .gz).")],
-    text_col: Annotated[str, typer.Option("--text-col", help="Column with the ticket text/body.")],
+    text_col: TextCol,
     topic_col: Annotated[str, typer.Option("--topic-col", help="Column with the true topic label.")],
     urgency_col: Annotated[
         str | None, typer.Option("--urgency-col", help="Column with the true priority (scored when given).")

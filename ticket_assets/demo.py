@@ -94,11 +94,14 @@ def macro_f1_on(frame: pl.DataFrame, version: str, settings) -> float:
     from sklearn.metrics import f1_score
 
     from ticket_assets.core.text import model_text
+    from ticket_assets.ml.predict import embedder_settings
     from ticket_assets.ml.registry import load_model_version
 
     model, _ = load_model_version(settings.model_name, version, settings)
     texts = [model_text(t, b) for t, b in zip(frame["title"], frame["body"], strict=True)]
-    predicted = [p.topic for p in model.predict(texts)]
+    # The platform's embedder, not whichever the environment would configure.
+    with embedder_settings(settings):
+        predicted = [p.topic for p in model.predict(texts)]
     return float(f1_score(frame["topic"].to_list(), predicted, average="macro"))
 
 

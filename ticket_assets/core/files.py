@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +23,20 @@ def write_json_atomically(path: Path, record: dict[str, Any]) -> None:
         tmp.flush()
         os.fsync(tmp.fileno())
     os.replace(tmp.name, path)
+
+
+# A published version's pointer (KB snapshots, ticket index versions): readers open what it names.
+POINTER_NAME = "CURRENT"
+
+
+def read_pointer(directory: Path) -> dict[str, Any] | None:
+    """The pointer's record, or None before the first publish."""
+    try:
+        return json.loads((directory / POINTER_NAME).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def write_pointer(directory: Path, record: dict[str, Any]) -> None:
+    """Publish: point readers at ``record``'s version (stamped with the time), atomically."""
+    write_json_atomically(directory / POINTER_NAME, {**record, "published_at": time.time()})

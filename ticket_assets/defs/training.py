@@ -1,8 +1,9 @@
 """Training area: classifier → blocking promotion gate → champion alias.
 
 ``ticket_classifier`` trains, evaluates and registers a new MLflow model version with alias
-``challenger``. ``promotion_gate`` (a *blocking* asset check) re-scores the current champion on the
-challenger's holdout and applies the gate rules; only when it passes does ``champion_model`` run and
+``challenger``, with the champion of the time scored on the same holdout. ``promotion_gate`` (a
+*blocking* asset check) applies the gate rules to those recorded figures (scoring both again only
+when the champion has moved since); only when it passes does ``champion_model`` run and
 move the ``champion`` alias (logged in ``ops.model_alias_events``). A failing gate leaves production
 untouched, records why in the check's metadata and alerts on-call.
 """
@@ -25,8 +26,7 @@ from ticket_assets.defs.resources import (
 )
 from ticket_assets.ml import pipeline, registry
 from ticket_assets.ml.embed import get_embedder
-from ticket_assets.ml.evaluate import majority_baseline_metrics
-from ticket_assets.ml.gate import GateConfig, GateVerdict, evaluate_gate, gated_targets, score_on_holdout
+from ticket_assets.ml.gate import GateConfig, GateVerdict, gated_targets
 from ticket_assets.ml.train import TrainConfig
 from ticket_assets.rag.index import load_stored_chunks
 from ticket_assets.settings import Settings
@@ -240,7 +240,8 @@ def ticket_classifier(
     context.log.info(f"training on {data.train.height} tickets, holdout {data.test.height}")
     candidate = pipeline.train_and_evaluate(data, cfg)
     pipeline.attach_kb_topic_map(candidate.outcome.model, data, chunks, get_embedder(settings))
-    registered = pipeline.register(candidate, data, settings, url, cfg, version)
+    champion = pipeline.score_champion(data, base_champion, settings)  # recorded for the gate
+    registered = pipeline.register(candidate, data, settings, url, cfg, version, champion)
     mlflow.client().set_model_version_tag(
         registered.name, registered.version, registry.BASE_CHAMPION_TAG, base_champion or "none"
     )
@@ -332,25 +333,12 @@ def promotion_gate(
     alerts: AlertsResource,
 ) -> dg.AssetCheckResult:
     settings = platform.get()
-    mlflow.configure()
-    url = postgres.url()
-    data = pipeline.load_data(settings, url)
     own = trained_in_this_run(context.instance, context.run.run_id)
-    challenger, challenger_info = registry.load_model_version(
-        settings.model_name, own or registry.CHALLENGER, settings
-    )
-    challenger_metrics = score_on_holdout(
-        challenger, data.test, data.test_embeddings, data.embedding_model_id
-    )
-    baseline = majority_baseline_metrics(data.train, data.test, list(challenger.targets))
-    gate_config = to_plain(config, GateConfig)
+    challenger_info = registry.version_info(mlflow.client(), settings.model_name, own or registry.CHALLENGER)
     champion_version = registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)
-    if champion_version == challenger_info.version:
-        decision = evaluate_gate(challenger_metrics, None, baseline, gate_config)
-    else:
-        decision, champion_version = pipeline.gate_against_champion(
-            challenger_metrics, baseline, data, settings, gate_config
-        )
+    decision, evidence = pipeline.gate_decision(
+        challenger_info, champion_version, settings, postgres.url(), to_plain(config, GateConfig)
+    )
     summary = "; ".join(decision.reasons)
     verdict = GateVerdict(decision.passed, challenger_info.version, champion_version, decision.reasons)
     mlflow.client().set_model_version_tag(
@@ -371,6 +359,7 @@ def promotion_gate(
             "challenger_version": challenger_info.version,
             "champion_version": champion_version or "none",
             "decision": "promote" if decision.passed else "keep champion",
+            "evidence": evidence,
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons) or "-"),
             "comparisons": dg.MetadataValue.json(json.loads(json.dumps(decision.comparisons, default=str))),
         },

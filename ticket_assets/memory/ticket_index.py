@@ -10,7 +10,6 @@ instead (``sync_server``, ``TicketIndex.published``), published behind an alias 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import threading
@@ -37,7 +36,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from ticket_assets.core.files import write_json_atomically
+from ticket_assets.core.files import read_pointer, write_pointer
 from ticket_assets.ml.embedding_store import load_embeddings
 from ticket_assets.rag.qdrant_alias import (
     alias_target,
@@ -117,7 +116,6 @@ def edge_search_ids(shard: EdgeShard, vector: np.ndarray, k: int) -> list:
 # that disappeared, re-optimises and flushes, and only then replaces the ``CURRENT`` pointer (temp
 # file + fsync + ``os.replace``): a reader sees the old version or the new one, never half of one.
 
-POINTER_NAME = "CURRENT"
 VERSION_PREFIX = "v-"
 KEEP_VERSIONS = 3  # the current one plus recent ones a reader may be about to open
 MANIFEST = "manifest.parquet"
@@ -164,15 +162,8 @@ def fingerprints(rows: pl.DataFrame) -> pl.Series:
     ).to_series()
 
 
-def _read_pointer(directory: Path) -> dict | None:
-    try:
-        return json.loads((directory / POINTER_NAME).read_text())
-    except FileNotFoundError:
-        return None
-
-
 def current_version(directory: Path) -> IndexVersion | None:
-    record = _read_pointer(directory)
+    record = read_pointer(directory)
     if record is None:
         return None
     return IndexVersion(
@@ -191,14 +182,13 @@ def _write_pointer(directory: Path, version: IndexVersion) -> None:
         "n_points": version.n_points,
         "model_id": version.model_id,
         "dim": version.dim,
-        "published_at": time.time(),
     }
-    write_json_atomically(directory / POINTER_NAME, record)
+    write_pointer(directory, record)
 
 
 def prune_versions(directory: Path, keep: int = KEEP_VERSIONS) -> list[Path]:
     """Delete all but the ``keep`` newest version directories; never the one the pointer names."""
-    record = _read_pointer(directory)
+    record = read_pointer(directory)
     protected = {record["dir"]} if record else set()
     versions = sorted(directory.glob(f"{VERSION_PREFIX}*"), key=lambda p: p.name, reverse=True)
     removed = []

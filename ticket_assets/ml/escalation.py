@@ -10,7 +10,6 @@ and the model's own urgency stays visible next to it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +101,3 @@ class EscalationPolicy:
         rank = URGENCY_LEVELS.index(model_urgency) if model_urgency in URGENCY_LEVELS else -1
         raised = URGENCY_LEVELS.index(floor) > rank
         return Escalation(floor if raised else model_urgency, model_urgency, raised, matched[0], matched)
-
-    def apply_many(self, texts: Sequence[str], model_urgencies: Sequence[str | None]) -> list[Escalation]:
-        return [self.apply(t, u) for t, u in zip(texts, model_urgencies, strict=True)]

@@ -2,7 +2,8 @@
 
 ``evaluate_gate`` is a pure function of metric dicts (the layout of ``evaluate.evaluate_model``).
 Champion and challenger must be scored on the *same* holdout — the challenger's, which is the most
-recent data — so ``score_on_holdout`` re-scores the champion there before the comparison.
+recent data — so ``score_on_holdout`` scores the champion there too (during training, which has
+that holdout at hand: ``pipeline.score_champion``).
 
 Rules, per target the challenger has (topic, urgency, each routing target):
 - with a champion: macro-F1 may not drop by more than ``max_macro_f1_drop``; the most urgent

@@ -1,5 +1,10 @@
 """Training as small stages the Dagster training assets call one by one:
-data -> train -> evaluate (+ majority baseline) -> register (alias ``challenger``) -> gate -> promote.
+data -> train -> evaluate (+ majority baseline, + the champion on the same holdout) -> register
+(alias ``challenger``) -> gate -> promote.
+
+Training has the holdout in memory, so it also scores the champion of the time there and records
+that with the run; the gate judges from the recorded figures and reloads the data only when the
+champion has moved since (``gate_decision``).
 """
 
 from __future__ import annotations
@@ -8,7 +13,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +32,11 @@ from ticket_assets.ml.gate import GateConfig, GateDecision, evaluate_gate, score
 from ticket_assets.ml.predict import TriageModel
 from ticket_assets.ml.registry import (
     CHAMPION,
+    ModelVersionInfo,
     RegisteredVersion,
     get_alias_version,
     load_model_version,
+    load_run_document,
     log_training_run,
 )
 from ticket_assets.ml.tiers import TierConfig, fit_tiers, thresholds, tier_summary
@@ -203,8 +210,22 @@ def register(
     url: str,
     config: TrainConfig,
     version: dict[str, Any] | None = None,
+    champion: ChampionScore | None = None,
 ) -> RegisteredVersion:
+    """Log the run and register the version; ``champion`` (``score_champion``) is recorded with it
+    for the gate."""
     version = version or data_version_of(data, config)
+    reports: dict[str, Any] = {
+        "training": candidate.outcome.as_dict(),
+        "baseline": candidate.baseline,
+        # The tier table (also inside the model, which serving reads).
+        "tiers": {
+            "config": candidate.outcome.model.metadata.get("tier_config", {}),
+            "rows": candidate.outcome.model.metadata.get("tiers", []),
+        },
+    }
+    if champion is not None:
+        reports[CHAMPION_REPORT] = champion.as_dict()
     return log_training_run(
         candidate.outcome.model,
         candidate.evaluation.metrics,
@@ -212,30 +233,39 @@ def register(
         params={"train": config.as_params(), "chosen": candidate.outcome.model.metadata["chosen"]},
         data_version=version,
         settings=settings,
-        reports={
-            "training": candidate.outcome.as_dict(),
-            "baseline": candidate.baseline,
-            # The tier table (also inside the model, which serving reads).
-            "tiers": {
-                "config": candidate.outcome.model.metadata.get("tier_config", {}),
-                "rows": candidate.outcome.model.metadata.get("tiers", []),
-            },
-        },
+        reports=reports,
         db_url=url,
     )
 
 
-def gate_against_champion(
-    challenger_metrics: dict[str, Any],
-    baseline: dict[str, Any],
-    data: TrainingData,
-    settings: Settings,
-    gate_config: GateConfig | None = None,
-) -> tuple[GateDecision, str | None]:
-    """Re-score the current champion on the challenger's holdout and apply the gate."""
-    champion_version = get_alias_version(settings.model_name, CHAMPION, settings)
+# The run's report holding the champion scored on the run's holdout (``ChampionScore``).
+CHAMPION_REPORT = "champion_on_holdout"
+# Where the gate's figures came from (the check's metadata says which).
+RECORDED = "recorded by training"
+RESCORED = "re-scored on the current holdout"
+
+
+@dataclass(frozen=True)
+class ChampionScore:
+    """The champion (None: there was none) scored on a challenger's holdout, or why it could not be."""
+
+    version: str | None
+    metrics: dict[str, Any] | None = None
+    not_comparable: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ChampionScore:
+        version = raw.get("version")
+        return cls(None if version is None else str(version), raw.get("metrics"), raw.get("not_comparable"))
+
+
+def score_champion(data: TrainingData, champion_version: str | None, settings: Settings) -> ChampionScore:
+    """Score ``champion_version`` on ``data``'s holdout (the challenger's)."""
     if champion_version is None:
-        return evaluate_gate(challenger_metrics, None, baseline, gate_config), None
+        return ChampionScore(None)
     champion, _ = load_model_version(settings.model_name, champion_version, settings)
     if champion.needs_embeddings and champion.embedding_model_id != data.embedding_model_id:
         # Vectors from another embedding model would score the champion unfairly: a person decides.
@@ -243,6 +273,74 @@ def gate_against_champion(
             f"champion v{champion_version} uses {champion.embedding_model_id!r} embeddings, the holdout has "
             f"{data.embedding_model_id!r}: not comparable, promote manually if intended"
         )
-        return GateDecision(False, [reason], {}), champion_version
-    champion_metrics = score_on_holdout(champion, data.test, data.test_embeddings, data.embedding_model_id)
-    return evaluate_gate(challenger_metrics, champion_metrics, baseline, gate_config), champion_version
+        return ChampionScore(champion_version, not_comparable=reason)
+    metrics = score_on_holdout(champion, data.test, data.test_embeddings, data.embedding_model_id)
+    return ChampionScore(champion_version, metrics)
+
+
+def judge(
+    challenger_metrics: dict[str, Any],
+    baseline: dict[str, Any],
+    champion: ChampionScore,
+    gate_config: GateConfig | None = None,
+) -> GateDecision:
+    """The gate on a challenger's holdout metrics against the champion's there (or the baseline)."""
+    if champion.not_comparable:
+        return GateDecision(False, [champion.not_comparable], {})
+    return evaluate_gate(challenger_metrics, champion.metrics, baseline, gate_config)
+
+
+def recorded_gate(
+    challenger: ModelVersionInfo,
+    champion_version: str | None,
+    settings: Settings,
+    gate_config: GateConfig | None = None,
+) -> GateDecision | None:
+    """The gate from what the challenger's training run recorded; None when the run did not score
+    ``champion_version`` (the champion moved since, or the version was registered otherwise)."""
+    metrics = load_run_document(challenger.run_id, "metrics/holdout.json", settings)
+    baseline = load_run_document(challenger.run_id, "reports/baseline.json", settings)
+    if metrics is None or baseline is None:
+        return None
+    if champion_version == challenger.version:
+        # Training was skipped: the champion is judged on its own holdout, against the baseline.
+        return evaluate_gate(metrics, None, baseline, gate_config)
+    recorded = load_run_document(challenger.run_id, f"reports/{CHAMPION_REPORT}.json", settings)
+    if recorded is None:
+        return None
+    champion = ChampionScore.from_dict(recorded)
+    if champion.version != champion_version:
+        return None
+    return judge(metrics, baseline, champion, gate_config)
+
+
+def rescored_gate(
+    challenger: ModelVersionInfo,
+    champion_version: str | None,
+    settings: Settings,
+    url: str,
+    gate_config: GateConfig | None = None,
+) -> GateDecision:
+    """The gate with challenger and champion scored again on the current training set's holdout."""
+    data = load_data(settings, url)
+    model, _ = load_model_version(settings.model_name, challenger.version, settings)
+    metrics = score_on_holdout(model, data.test, data.test_embeddings, data.embedding_model_id)
+    baseline = majority_baseline_metrics(data.train, data.test, list(model.targets))
+    if champion_version == challenger.version:
+        return evaluate_gate(metrics, None, baseline, gate_config)
+    return judge(metrics, baseline, score_champion(data, champion_version, settings), gate_config)
+
+
+def gate_decision(
+    challenger: ModelVersionInfo,
+    champion_version: str | None,
+    settings: Settings,
+    url: str,
+    gate_config: GateConfig | None = None,
+) -> tuple[GateDecision, str]:
+    """The gate on ``challenger`` against ``champion_version`` and where its figures came from:
+    recorded by training when it scored that champion, otherwise scored again."""
+    decision = recorded_gate(challenger, champion_version, settings, gate_config)
+    if decision is not None:
+        return decision, RECORDED
+    return rescored_gate(challenger, champion_version, settings, url, gate_config), RESCORED

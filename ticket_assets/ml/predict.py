@@ -41,9 +41,9 @@ _LOG_FLOOR = -30.0
 NEAREST_REASONS = 3  # training tickets named in a prediction's reasons
 
 
-# Which settings the model's own embedder comes from when the caller passes no vectors (default:
-# the process settings). MLflow runs the model once while logging it; the registry points this at
-# the settings it logs with, so that check uses the same (already loaded) embedder.
+# Which settings the model's own embedder comes from when the caller passes no vectors. Callers in
+# the platform set them (the registry while MLflow runs the model once at logging); only the pyfunc
+# wrapper, in a process MLflow itself started, falls back to the environment's settings.
 _embedder_settings: ContextVar[Settings | None] = ContextVar("embedder_settings", default=None)
 
 
@@ -409,8 +409,12 @@ class TriageModel:
             return embeddings
         from ticket_assets.ml.embed import get_embedder
 
-        # Unset only where MLflow itself loads the pyfunc (its own process): the environment configures it.
-        embedder = get_embedder(_embedder_settings.get() or Settings())
+        settings = _embedder_settings.get()
+        if settings is None:
+            raise RuntimeError(
+                "the model needs embeddings: pass them, or name the embedder's settings with embedder_settings()"
+            )
+        embedder = get_embedder(settings)
         if embedder.model_id != self.embedding_model_id:
             raise EmbeddingMismatchError(
                 f"model was trained on {self.embedding_model_id!r} vectors but the configured "
@@ -457,7 +461,10 @@ class TriagePyfunc(_PythonModel):
         if self.model is None:
             raise RuntimeError("model not loaded")
         texts = [str(text) for text in model_input["text"].tolist()]
-        predictions = self.model.predict(texts)
+        # Outside the platform (``mlflow models serve``, ``mlflow.pyfunc.load_model`` in a process of
+        # its own) nothing names the settings: the environment configures the embedder there.
+        with embedder_settings(_embedder_settings.get() or Settings()):
+            predictions = self.model.predict(texts)
         return pd.DataFrame(
             {
                 "topic": [p.topic for p in predictions],

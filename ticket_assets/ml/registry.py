@@ -335,6 +335,23 @@ def load_model_version(
     return model, info
 
 
+def load_run_document(run_id: str | None, path: str, settings: Settings) -> dict[str, Any] | None:
+    """A JSON document logged with a run (``metrics/holdout.json``, ``reports/<name>.json``), or
+    None when the run has no such document."""
+    from mlflow.exceptions import MlflowException
+
+    if run_id is None:
+        return None
+    client = configure_mlflow(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, path, tmp)
+        except (MlflowException, OSError):
+            return None
+        document = json.loads(Path(local).read_text())
+    return document if isinstance(document, dict) else None
+
+
 def version_info(client: Any, name: str, alias_or_version: str | int) -> ModelVersionInfo:
     key = str(alias_or_version)
     mv = (

@@ -100,9 +100,6 @@ class OutOfScopeDetector:
             rows[start : start + len(top)] = nearest
         return out, rows
 
-    def flags(self, scores: np.ndarray) -> np.ndarray:
-        return np.asarray(scores) > self.threshold
-
 
 def fit_out_of_scope(
     embeddings: np.ndarray,

@@ -25,12 +25,10 @@ Either way a reader never sees half an index: it sees the old version or the new
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +39,7 @@ import numpy as np
 import polars as pl
 from qdrant_client import QdrantClient, models
 
-from ticket_assets.core.files import write_json_atomically
+from ticket_assets.core.files import read_pointer, write_pointer
 from ticket_assets.core.passage import Passage
 from ticket_assets.rag.kb import Chunk, kb_topic_for
 from ticket_assets.rag.qdrant_alias import (
@@ -57,7 +55,6 @@ log = logging.getLogger(__name__)
 
 ALIAS = "kb_chunks"
 COLLECTION_PREFIX = f"{ALIAS}_"
-POINTER_NAME = "CURRENT"
 SNAPSHOT_PREFIX = "kb-"
 KEEP_SNAPSHOTS = 3  # the current one plus recent ones a reader may be about to open
 _UPSERT_BATCH = 256
@@ -204,14 +201,13 @@ def _write_pointer(snapshot: SnapshotInfo, directory: Path) -> None:
         "n_articles": snapshot.n_articles,
         "model_id": snapshot.model_id,
         "dim": snapshot.dim,
-        "published_at": time.time(),
     }
-    write_json_atomically(directory / POINTER_NAME, record)
+    write_pointer(directory, record)
 
 
 def prune_snapshots(directory: Path, keep: int = KEEP_SNAPSHOTS) -> list[Path]:
     """Delete all but the ``keep`` most recent snapshot files; never the one the pointer names."""
-    current = _read_pointer(directory)
+    current = read_pointer(directory)
     protected = {current["file"]} if current else set()
     files = sorted(
         directory.glob(f"{SNAPSHOT_PREFIX}*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True
@@ -265,16 +261,9 @@ def _create_and_fill(client: QdrantClient, collection: str, frame: pl.DataFrame,
 # Reading --------------------------------------------------------------------------------------------
 
 
-def _read_pointer(directory: Path) -> dict | None:
-    try:
-        return json.loads((directory / POINTER_NAME).read_text())
-    except FileNotFoundError:
-        return None
-
-
 def current_snapshot(settings: Settings) -> SnapshotInfo | None:
     """The snapshot the pointer names, or None before the first publish."""
-    record = _read_pointer(settings.kb_snapshot_dir)
+    record = read_pointer(settings.kb_snapshot_dir)
     if record is None:
         return None
     return SnapshotInfo(

@@ -9,7 +9,7 @@ so it is safe inside a Dagster run or a web worker.
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
@@ -72,9 +72,6 @@ class TrainingSetProfile:
             "p90_words": self.text_length.p90_words,
             "max_words": self.text_length.max_words,
         }
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def profile_training_set(df: pl.DataFrame) -> TrainingSetProfile:
