@@ -50,6 +50,7 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 # Bump when the export/optimise/quantise steps change: it is part of the cache key.
 EXPORT_RECIPE = "torchscript-opset17-padded+ort-bert-fusion+int8-dynamic-per-channel-matmul/v1"
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+SPREAD_MIN_TEXTS = 64  # fewer texts run one after another on the multi-threaded session
 
 Progress = Callable[[int, int], None]
 
@@ -123,9 +124,11 @@ class OnnxEmbedder:
             str(model_path), _session_options(threads), providers=["CPUExecutionProvider"]
         )
         # One text per run and several cores: a short text split over threads inside one run
-        # spends a good part of its time handing work between them. Several texts at once run
-        # side by side instead, each single-threaded (``_spread``); a lone text keeps the wide
-        # session, which is faster for it.
+        # spends a good part of its time handing work between them. Bulk encodes (training, the
+        # embedding store) run texts side by side instead, each single-threaded (``_spread``):
+        # ~10 % less CPU per text, 1.4-1.9x the throughput. Not below SPREAD_MIN_TEXTS: the API's
+        # micro-batches would then hand the GIL between the event loop and two embedding
+        # threads once per text, which halved its 32-client throughput (BENCHMARKS.md, "API hot path").
         self._narrow: onnxruntime.InferenceSession | None = None
         self._pool: ThreadPoolExecutor | None = None
         if one_text_per_run and threads > 1:
@@ -144,7 +147,7 @@ class OnnxEmbedder:
             token_ids = [self._tokenizer.encode(texts[0]).ids]
         else:
             token_ids = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
-        if self._pool is not None and len(token_ids) > 1:
+        if self._pool is not None and len(token_ids) >= SPREAD_MIN_TEXTS:
             return self._spread(token_ids, batch_size, progress)
         return _encode_in_length_order(
             [len(ids) for ids in token_ids],
