@@ -448,11 +448,13 @@ def hot_path_section(summaries: list[dict], machine: dict, command: str) -> str:
             f"| {min(loads, default=0):.1f}–{max(loads, default=0):.1f} |"
         )
     ratios = []
-    base = next((c for c, _, _ in by if c.startswith("base@")), None)
+    bases = list(dict.fromkeys(c for c, _, _ in by if c.startswith("base@")))
     shipped = "2 ms, trust on"  # this checkout's defaults, spelled out
-    for new, old_config in ((shipped, base), (shipped, "2 ms, trust off"), ("shipped", base)):
+    pairs = [(shipped, base) for base in bases] + [(shipped, "2 ms, trust off")]
+    pairs += [("shipped", base) for base in bases]
+    for new, old_config in pairs:
         for (config, endpoint, clients), runs in by.items():
-            if config != new or old_config is None or (old_config, endpoint, clients) not in by:
+            if config != new or (old_config, endpoint, clients) not in by:
                 continue
             old = by[(old_config, endpoint, clients)]
 
