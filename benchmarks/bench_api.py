@@ -44,6 +44,8 @@ import polars as pl
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.report import write_section  # noqa: E402
+
 API_KEY = "bench-key"
 MODEL_NAME = "ticket-triage-bench"
 STAGES = ("queue", "embed", "model", "similar", "retrieve", "draft", "log")
@@ -153,8 +155,15 @@ def free_port() -> int:
 
 
 def start_server(
-    data_dir: Path, db_url: str, cache_dir: Path | None, extra_env: dict[str, str], log: Path
+    data_dir: Path,
+    db_url: str,
+    cache_dir: Path | None,
+    extra_env: dict[str, str],
+    log: Path,
+    source: Path = REPO_ROOT,
 ) -> tuple[subprocess.Popen, str]:
+    """``python -m serving`` from ``source`` (this checkout, or an exported earlier revision: with
+    the module's directory first on sys.path, its ``serving`` and ``ticket_assets`` are the ones run)."""
     port = free_port()
     env = {
         **os.environ,
@@ -170,7 +179,7 @@ def start_server(
         env.pop(name, None)
     process = subprocess.Popen(
         [sys.executable, "-m", "serving"],
-        cwd=REPO_ROOT,
+        cwd=source,
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
@@ -212,6 +221,7 @@ class Run:
     mean_batch: float | None = None
     server_cpu_ms: float | None = None  # CPU per request (includes the 1 s warm-up: an upper bound)
     client_cpu_ms: float | None = None
+    load_avg: float | None = None  # 1-minute load average at the end of the scenario
 
     def summary(self) -> dict:
         lat = np.array(self.latencies_ms)
@@ -229,6 +239,7 @@ class Run:
             "mean_batch": None if self.mean_batch is None else round(self.mean_batch, 2),
             "server_cpu_ms_per_request": None if self.server_cpu_ms is None else round(self.server_cpu_ms, 2),
             "client_cpu_ms_per_request": None if self.client_cpu_ms is None else round(self.client_cpu_ms, 2),
+            "load_avg": self.load_avg,
         }
 
 
@@ -403,7 +414,81 @@ def markdown(summaries: list[dict], logging_cost: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def export_revision(ref: str, target: Path) -> Path:
+    """The tree of a git revision of this repository, to run its server next to this one's."""
+    target.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", ref], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else float("nan")
+
+
+def hot_path_section(summaries: list[dict], machine: dict, command: str) -> str:
+    """Medians over the repeats of each config: before vs shipped, trust signals on vs off."""
+    by: dict[tuple[str, str, int], list[dict]] = {}
+    for s in summaries:
+        by.setdefault((s["config"], s["endpoint"], s["clients"]), []).append(s)
+    rows = [
+        "| endpoint | config | clients | runs | req/s | p50 ms | p99 ms | server CPU ms/req | mean batch "
+        "| load avg |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for (config, endpoint, clients), runs in by.items():
+        loads = [r["load_avg"] for r in runs if r.get("load_avg") is not None]
+        rows.append(
+            f"| {endpoint} | {config} | {clients} | {len(runs)} | {_median([r['rps'] for r in runs]):.1f} "
+            f"| {_median([r['p50_ms'] for r in runs]):.1f} | {_median([r['p99_ms'] for r in runs]):.1f} "
+            f"| {_median([r['server_cpu_ms_per_request'] for r in runs]):.2f} "
+            f"| {_median([r['mean_batch'] or 1.0 for r in runs]):.1f} "
+            f"| {min(loads, default=0):.1f}–{max(loads, default=0):.1f} |"
+        )
+    ratios = []
+    bases = list(dict.fromkeys(c for c, _, _ in by if c.startswith("base@")))
+    shipped = "2 ms, trust on"  # this checkout's defaults, spelled out
+    pairs = [(shipped, base) for base in bases] + [(shipped, "2 ms, trust off")]
+    pairs += [("shipped", base) for base in bases]
+    for new, old_config in pairs:
+        for (config, endpoint, clients), runs in by.items():
+            if config != new or (old_config, endpoint, clients) not in by:
+                continue
+            old = by[(old_config, endpoint, clients)]
+
+            def ratio(key: str, runs: list[dict] = runs, old: list[dict] = old) -> float:
+                return _median([r[key] for r in runs]) / _median([r[key] for r in old])
+
+            ratios.append(
+                f"| {endpoint} | {new} vs {old_config} | {clients} | {ratio('rps'):.2f} | {ratio('p50_ms'):.2f} "
+                f"| {ratio('p99_ms'):.2f} | {ratio('server_cpu_ms_per_request'):.2f} |"
+            )
+    lines = [
+        "## API hot path: before vs after, trust signals on vs off (`benchmarks/bench_api.py`)",
+        "",
+        "```bash",
+        f"DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python benchmarks/bench_api.py {command}",
+        "```",
+        "",
+        f"Machine: {machine['cpus']} cores / 24 GiB shared with other jobs, Python {machine['python']}; "
+        "durable logging on (spool, fsync) in every config; medians over the interleaved repeats.",
+        "",
+        *rows,
+        "",
+        "| endpoint | comparison | clients | req/s ratio | p50 ratio | p99 ratio | server CPU/req ratio |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *ratios,
+    ]
+    return "\n".join(lines)
+
+
 def parse_config(spec: str) -> tuple[str, dict[str, str]]:
+    if spec.startswith("base@"):  # an earlier revision of the server, its own defaults
+        return spec, {}
+    if spec == "shipped":  # this checkout's defaults
+        return "shipped", {}
     if spec.startswith("durability:"):
         # Micro-batching as shipped; only how an acknowledged row is made durable changes.
         mode = spec.partition(":")[2]
@@ -451,6 +536,11 @@ def main() -> None:
         "--index-size", type=int, default=0, help="publish a ticket index of this many points (similar-*)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON results go")
+    parser.add_argument(
+        "--section",
+        default=None,
+        help="also write the before/after and trust on/off summary to this BENCHMARKS.md section",
+    )
     args = parser.parse_args()
     client_counts = [int(c) for c in args.clients.split(",")]
 
@@ -464,9 +554,15 @@ def main() -> None:
         print("preparing model and KB index…", flush=True)
         texts = prepare(data_dir, db_url, cache_dir, args.index_size)
         configs = [parse_config(spec) for spec in args.configs.split(",")]
+        sources = {
+            config: export_revision(config.partition("@")[2], data_dir / "src" / config.partition("@")[2])
+            for config, _ in configs
+            if config.startswith("base@") and not (data_dir / "src" / config.partition("@")[2]).exists()
+        }
         for config, env in configs:
+            source = sources.get(config, REPO_ROOT)
             process, base_url = start_server(
-                data_dir, db_url, cache_dir, env, data_dir / f"server-{config}.log"
+                data_dir, db_url, cache_dir, env, data_dir / f"server-{config}.log", source
             )
             try:
                 for endpoint in args.endpoints.split(","):
@@ -481,6 +577,7 @@ def main() -> None:
                         after = batch_counters(base_url)
                         batches = after[1] - before[1]
                         run.mean_batch = (after[0] - before[0]) / batches if batches else None
+                        run.load_avg = round(os.getloadavg()[0], 1)
                         summaries.append(run.summary())
                         print(json.dumps(summaries[-1]), flush=True)
             finally:
@@ -502,6 +599,10 @@ def main() -> None:
     print()
     print(markdown(summaries, logging_cost))
     print(f"\nload average at end: {machine['load_avg_at_end']}")
+    if args.section:
+        section = hot_path_section(summaries, machine, " ".join(sys.argv[1:]))
+        write_section(REPO_ROOT / "BENCHMARKS.md", args.section, section)
+        print(section)
 
 
 if __name__ == "__main__":

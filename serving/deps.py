@@ -1,4 +1,9 @@
-"""FastAPI dependencies: the serving state built by the app's lifespan, and API-key auth."""
+"""FastAPI dependencies: the serving state built by the app's lifespan, and API-key auth.
+
+All are ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency in its thread
+pool, and three thread hand-offs per request were a fifth of the event loop's time under load
+(BENCHMARKS.md, "API hot path"). None of them blocks.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ class ServingState:
     label_names: LabelNames = field(default_factory=LabelNames)  # what people read for label keys
 
 
-def get_state(request: Request) -> ServingState:
+async def get_state(request: Request) -> ServingState:
     state: ServingState | None = getattr(request.app.state, "serving", None)
     if state is None:  # only if a request races the lifespan startup
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "service is starting")
@@ -47,29 +52,29 @@ def get_state(request: Request) -> ServingState:
 StateDep = Annotated[ServingState, Depends(get_state)]
 
 
-def get_settings_dep(state: StateDep) -> Settings:
+async def get_settings_dep(state: StateDep) -> Settings:
     return state.settings
 
 
-def get_model(state: StateDep) -> ServingModel:
+async def get_model(state: StateDep) -> ServingModel:
     model = state.models.current
     if model is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no model version is loaded yet")
     return model
 
 
-def get_kb(state: StateDep) -> Any:
+async def get_kb(state: StateDep) -> Any:
     kb = state.kb.current
     if kb is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the knowledge-base index is not loaded yet")
     return kb
 
 
-def get_model_store(state: StateDep) -> ModelStore:
+async def get_model_store(state: StateDep) -> ModelStore:
     return state.models
 
 
-def get_log_writer(state: StateDep) -> PredictionLogWriter:
+async def get_log_writer(state: StateDep) -> PredictionLogWriter:
     return state.log_writer
 
 
@@ -83,7 +88,7 @@ LogWriterDep = Annotated[PredictionLogWriter, Depends(get_log_writer)]
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="One of the server's API keys.")
 
 
-def require_api_key(state: StateDep, api_key: Annotated[str | None, Security(api_key_header)]) -> None:
+async def require_api_key(state: StateDep, api_key: Annotated[str | None, Security(api_key_header)]) -> None:
     """401 unless the header matches a configured key; no keys configured -> auth disabled."""
     keys = state.settings.api_keys
     if not keys:

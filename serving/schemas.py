@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -104,6 +105,11 @@ class Ticket(BaseModel):
 
     def model_input(self) -> str:
         """The text the classifier sees, built exactly as training builds it (stg_tickets.sql)."""
+        return self.cleaned_input
+
+    @cached_property
+    def cleaned_input(self) -> str:
+        # Computed once per request: inference, escalation rules and the log row all need it.
         return model_text(self.title, self.text)
 
 

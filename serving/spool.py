@@ -168,7 +168,9 @@ class Spool:
             if self._pending:
                 group, self._pending = self._pending, []
                 await self._commit(group)
-            self._compact()
+            if self._compaction_due():
+                # ftruncate + fsync (or a rotation's directory fsync): never on the event loop.
+                await anyio.to_thread.run_sync(self._compact)
             if self._closing and not self._pending:
                 return
 
@@ -200,6 +202,14 @@ class Spool:
         # fdatasync: the appended bytes and the new length reach the disk; no other metadata needed.
         os.fdatasync(self._fd)
         self._current_size += len(data)
+
+    def _compaction_due(self) -> bool:
+        if self._current_size >= self._segment_bytes:
+            return True
+        return any(
+            left <= 0 and (seq != self._current or self._current_size > 0)
+            for seq, left in self._outstanding.items()
+        )
 
     def _compact(self) -> None:
         """Between writes only: drop fully released segments, rotate a large current one."""

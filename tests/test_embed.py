@@ -21,6 +21,7 @@ import pytest
 from ticket_assets.core.paths import REPO_ROOT
 from ticket_assets.ml.embed import (
     EMBEDDING_DIM,
+    SPREAD_MIN_TEXTS,
     build_embedder,
     ensure_onnx_model,
     get_embedder,
@@ -182,6 +183,16 @@ def test_int8_vector_does_not_depend_on_batch(int8, texts: list[str]) -> None:
     batched = int8.encode(texts, batch_size=64)
     single = np.vstack([int8.encode([text]) for text in texts])
     np.testing.assert_allclose(single, batched, atol=1e-6)
+
+
+def test_bulk_encode_runs_texts_side_by_side_with_the_same_vectors(int8, texts: list[str]) -> None:
+    many = (texts * 2)[: SPREAD_MIN_TEXTS + 3]
+    assert int8._pool is not None  # 2 threads: bulk encodes take the side-by-side path
+    done: list[int] = []
+    bulk = int8.encode(many, batch_size=16, progress=lambda n, total: done.append(n))
+    single = np.vstack([int8.encode([text]) for text in many])  # the multi-threaded session
+    np.testing.assert_allclose(bulk, single, atol=1e-6)
+    assert done[-1] == len(many) and len(done) > 1 and done == sorted(done)
 
 
 def test_fp32_batch_and_single_agree(fp32, texts: list[str]) -> None:

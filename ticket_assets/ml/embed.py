@@ -26,6 +26,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -49,6 +50,7 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 # Bump when the export/optimise/quantise steps change: it is part of the cache key.
 EXPORT_RECIPE = "torchscript-opset17-padded+ort-bert-fusion+int8-dynamic-per-channel-matmul/v1"
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+SPREAD_MIN_TEXTS = 64  # fewer texts run one after another on the multi-threaded session
 
 Progress = Callable[[int, int], None]
 
@@ -121,13 +123,32 @@ class OnnxEmbedder:
         self._session = ort.InferenceSession(
             str(model_path), _session_options(threads), providers=["CPUExecutionProvider"]
         )
+        # One text per run and several cores: a short text split over threads inside one run
+        # spends a good part of its time handing work between them. Bulk encodes (training, the
+        # embedding store) run texts side by side instead, each single-threaded (``_spread``):
+        # ~10 % less CPU per text, 1.4-1.9x the throughput. Not below SPREAD_MIN_TEXTS: the API's
+        # micro-batches would then hand the GIL between the event loop and two embedding
+        # threads once per text, which halved its 32-client throughput (BENCHMARKS.md, "API hot path").
+        self._narrow: onnxruntime.InferenceSession | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        if one_text_per_run and threads > 1:
+            self._narrow = ort.InferenceSession(
+                str(model_path), _session_options(1), providers=["CPUExecutionProvider"]
+            )
+            self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="embed")
+        self._threads = threads
 
     def encode(
         self, texts: Sequence[str], batch_size: int = 64, progress: Progress | None = None
     ) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        token_ids = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
+        if len(texts) == 1:  # the API's lone request: encode_batch's parallel machinery costs more
+            token_ids = [self._tokenizer.encode(texts[0]).ids]
+        else:
+            token_ids = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
+        if self._pool is not None and len(token_ids) >= SPREAD_MIN_TEXTS:
+            return self._spread(token_ids, batch_size, progress)
         return _encode_in_length_order(
             [len(ids) for ids in token_ids],
             1 if self.one_text_per_run else batch_size,
@@ -135,7 +156,29 @@ class OnnxEmbedder:
             lambda indices: self._forward([token_ids[i] for i in indices]),
         )
 
-    def _forward(self, token_ids: list[list[int]]) -> np.ndarray:
+    def _spread(self, token_ids: list[list[int]], batch_size: int, progress: Progress | None) -> np.ndarray:
+        """One text per run on single-threaded runs in parallel; rows in input order."""
+        assert self._pool is not None and self._narrow is not None
+        session = self._narrow
+        n = len(token_ids)
+        chunk = max(1, min(batch_size, -(-n // self._threads)))  # every thread busy, progress per chunk
+        out = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
+
+        def run(start: int) -> int:
+            for i in range(start, min(start + chunk, n)):
+                out[i] = self._forward([token_ids[i]], session)[0]
+            return min(start + chunk, n) - start
+
+        done = 0
+        for future in [self._pool.submit(run, start) for start in range(0, n, chunk)]:
+            done += future.result()
+            if progress is not None:
+                progress(done, n)
+        return out
+
+    def _forward(
+        self, token_ids: list[list[int]], session: onnxruntime.InferenceSession | None = None
+    ) -> np.ndarray:
         width = max(len(ids) for ids in token_ids)
         input_ids = np.zeros((len(token_ids), width), dtype=np.int64)  # [PAD] is id 0
         mask = np.zeros_like(input_ids)
@@ -143,7 +186,7 @@ class OnnxEmbedder:
             input_ids[row, : len(ids)] = ids
             mask[row, : len(ids)] = 1
         feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-        hidden = self._session.run(None, feeds)[0]
+        hidden = (session or self._session).run(None, feeds)[0]
         # Mean over real tokens only, exactly as sentence-transformers' Pooling(mean) does.
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
