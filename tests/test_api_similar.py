@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.schemas import model_text
-from tests.support.api import API_KEYS, ApiWorld, wait_for
+from tests.support.api import API_KEYS, ApiWorld, stored_memory, wait_for
 from ticket_assets.memory.ticket_index import PAYLOAD_COLUMNS, sync_published
 from ticket_assets.sources.synthetic import generate_tickets
 
@@ -153,10 +153,8 @@ def test_a_server_mode_index_serves_the_same_similar_tickets_and_duplicates(clie
 
 
 def test_incidents_and_kb_gaps_are_served_from_what_the_assets_stored(client, world):
-    import psycopg
-
-    from ticket_assets.memory.incidents import Incident, store_incidents
-    from ticket_assets.memory.kb_gaps import Gap, store_gaps
+    from ticket_assets.memory.incidents import Incident
+    from ticket_assets.memory.kb_gaps import Gap
 
     now = datetime.now(UTC)
     incident = Incident(
@@ -175,16 +173,19 @@ def test_incidents_and_kb_gaps_are_served_from_what_the_assets_stored(client, wo
         3, 0.7, 0.3, 0.45, ["projector", "room"], [{"id": "t-1", "kb_score": 0.3, "text": "No signal"}], 1
     )
     url = world.settings.database_url.get_secret_value()
-    with psycopg.connect(url) as conn:
-        store_incidents(conn, [(incident, None)], "model", "run-1234")
-        store_gaps(conn, [replace(gap, incident_ids=(incident.incident_id,)), gap], "run-5678")
-
-    incidents = client.get("/v1/incidents?hours=1").json()["incidents"]
-    served = next(i for i in incidents if i["incident_id"] == incident.incident_id)
-    assert served["size"] == 41 and served["top_terms"] == ["vpn", "connect"] and served["predictions"] == 0
-    assert served["run_url"].endswith("/runs/run-1234") and served["departments"] == incident.departments
-    gaps = client.get("/v1/kb-gaps?limit=5").json()
-    assert gaps["run_id"] == "run-5678" and [g["rank"] for g in gaps["gaps"]] == [1, 2]
-    assert gaps["gaps"][0]["incident_ids"] == [incident.incident_id] and gaps["gaps"][1]["incident_ids"] == []
-    assert gaps["gaps"][0]["title_terms"] == ["projector", "room"]
-    assert client.get("/v1/kb-gaps?limit=0").status_code == 422
+    stored = [replace(gap, incident_ids=(incident.incident_id,)), gap]
+    with stored_memory(url, [incident], stored, "run-1234", "run-5678"):
+        incidents = client.get("/v1/incidents?hours=1").json()["incidents"]
+        served = next(i for i in incidents if i["incident_id"] == incident.incident_id)
+        assert (
+            served["size"] == 41 and served["top_terms"] == ["vpn", "connect"] and served["predictions"] == 0
+        )
+        assert served["run_url"].endswith("/runs/run-1234") and served["departments"] == incident.departments
+        gaps = client.get("/v1/kb-gaps?limit=5").json()
+        assert gaps["run_id"] == "run-5678" and [g["rank"] for g in gaps["gaps"]] == [1, 2]
+        assert (
+            gaps["gaps"][0]["incident_ids"] == [incident.incident_id]
+            and gaps["gaps"][1]["incident_ids"] == []
+        )
+        assert gaps["gaps"][0]["title_terms"] == ["projector", "room"]
+        assert client.get("/v1/kb-gaps?limit=0").status_code == 422

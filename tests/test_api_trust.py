@@ -173,7 +173,16 @@ def test_review_queue_puts_what_the_api_said_needs_review_first(client, world) -
     served.append(_triage(client, "Preheat the oven to 180 degrees and fold in the flour."))  # out of scope
     by_id = {r["request_id"]: r for r in served}
     _logged(world, list(by_id))
-    queue = client.get("/v1/predictions/recent", params={"limit": 500}).json()["predictions"]
+    # The session's other tests logged hundreds of rows: move them out of the queue's window while
+    # it is read, so the queue holds exactly these, and put them back as found.
+    url = world.settings.database_url.get_secret_value()
+    shift = "update ops.predictions set created_at = created_at {} interval '400 days' where request_id <> all(%s::uuid[])"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(shift.format("-"), (list(by_id),))
+        try:
+            queue = client.get("/v1/predictions/recent", params={"limit": 500}).json()["predictions"]
+        finally:
+            conn.execute(shift.format("+"), (list(by_id),))
     mine = [p for p in queue if p["request_id"] in by_id]
     assert len(mine) == len(by_id)
     for p in mine:  # the stored verdict, not a re-derivation from the confidence

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from serving.app import create_app
-from tests.support.api import API_KEYS, ApiWorld, ServerThread, running_server, wait_for
+from tests.support.api import API_KEYS, ApiWorld, ServerThread, running_server, stored_memory, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
@@ -175,8 +175,8 @@ def test_console_shows_major_incidents_and_kb_gaps(page: Any, server: ServerThre
 
     import numpy as np
 
-    from ticket_assets.memory.incidents import Incident, store_incidents
-    from ticket_assets.memory.kb_gaps import Gap, store_gaps
+    from ticket_assets.memory.incidents import Incident
+    from ticket_assets.memory.kb_gaps import Gap
 
     now = datetime.now(UTC)
     incident = Incident(
@@ -200,16 +200,14 @@ def test_console_shows_major_incidents_and_kb_gaps(page: Any, server: ServerThre
         [{"id": "t", "kb_score": 0.2, "text": "No signal"}],
         0,
     )
-    with psycopg.connect(world.settings.database_url.get_secret_value()) as conn:
-        store_incidents(conn, [(incident, None)], "model", "run-console")
-        store_gaps(conn, [gap], "run-gaps")
-
-    page.goto(f"{server.base_url}/console")
-    page.wait_for_selector("#key-panel:not([hidden])")
-    page.evaluate(f"sessionStorage.setItem('ticketops.apiKey', {API_KEYS[0]!r})")
-    page.reload()
-    item = page.locator(f"#incidents li[data-incident-id='{incident.incident_id}']")
-    item.wait_for(timeout=15_000)
-    assert "40 tickets: vpn, connect, down" in item.text_content()
-    assert item.locator("a").get_attribute("href").endswith("/runs/run-console")
-    page.wait_for_selector("#kb-gaps li:has-text('projector, meeting, room')")
+    url = world.settings.database_url.get_secret_value()
+    with stored_memory(url, [incident], [gap], "run-console", "run-gaps"):
+        page.goto(f"{server.base_url}/console")
+        page.wait_for_selector("#key-panel:not([hidden])")
+        page.evaluate(f"sessionStorage.setItem('ticketops.apiKey', {API_KEYS[0]!r})")
+        page.reload()
+        item = page.locator(f"#incidents li[data-incident-id='{incident.incident_id}']")
+        item.wait_for(timeout=15_000)
+        assert "40 tickets: vpn, connect, down" in item.text_content()
+        assert item.locator("a").get_attribute("href").endswith("/runs/run-console")
+        page.wait_for_selector("#kb-gaps li:has-text('projector, meeting, room')")

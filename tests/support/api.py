@@ -245,3 +245,23 @@ def running_server(app: FastAPI) -> Iterator[ServerThread]:
     finally:
         if server.thread.is_alive():
             server.stop()
+
+
+@contextmanager
+def stored_memory(url: str, incidents: list, gaps: list, incident_run: str, gaps_run: str) -> Iterator[None]:
+    """Incidents and KB gaps stored as the memory assets store them, removed afterwards: the
+    session's database is shared, and the incident tests expect to start with none."""
+    from ticket_assets.memory.incidents import store_incidents
+    from ticket_assets.memory.kb_gaps import store_gaps
+
+    with psycopg.connect(url) as conn:
+        store_incidents(conn, [(incident, None) for incident in incidents], "model", incident_run)
+        store_gaps(conn, gaps, gaps_run)
+    try:
+        yield
+    finally:
+        with psycopg.connect(url) as conn:
+            conn.execute(
+                "delete from ops.incidents where incident_id = any(%s)", ([i.incident_id for i in incidents],)
+            )
+            conn.execute("delete from ops.kb_gaps where run_id = %s", (gaps_run,))
