@@ -275,17 +275,21 @@ def section(rows: list[dict]) -> str:
     lines = [
         "## Training at scale (`benchmarks/bench_train_scale.py`)",
         "",
-        "Command: `.venv/bin/python benchmarks/bench_train_scale.py --sizes 30000,100000,300000 "
-        "--unbounded-sizes 30000,100000 --write BENCHMARKS.md`  ",
+        "Commands: `.venv/bin/python benchmarks/bench_train_scale.py --sizes 0 --unbounded-sizes 0` (the real "
+        "training split, default grids), `... --grids quick --sizes 100000,300000 --unbounded-sizes ''` and "
+        "`... --grids quick --sizes '' --unbounded-sizes 100000` (results accumulate in "
+        "`benchmarks/results/train_scale.jsonl`; `--report-only --write BENCHMARKS.md` renders them).  ",
         f"Machine: {platform.machine()}, 2 cores / 24 GiB shared with other jobs (load average per run "
         "below), Python " + platform.python_version() + ". Data: tickets derived from the shared real set "
         "(resampled real training tickets, word dropout 0.15, one same-topic word inserted, a Zipf "
         "identifier token in 30 %; embedding = the source's real MiniLM int8 vector + N(0, 0.015²) noise, "
         "renormalised; see the script). Quality: topic macro-F1 on the real 20 % holdout (7,654 tickets, "
         "real embeddings, never used as sources); out-of-scope: share of that in-domain holdout flagged.  ",
-        "Training: `TrainConfig` defaults (3 folds, C grids of 3, stack with kNN) — bounded = the shipped "
-        "bounds, unbounded = every bound lifted (the previous training). Peak RSS: the training process "
-        "and its workers, data included.",
+        "Training: `TrainConfig` defaults (default grids: 3 folds, C grids of 3, stack with kNN; quick: 2 "
+        "folds, one C each, as TICKETOPS_TRAIN_QUICK) — bounded = the shipped bounds, unbounded = every "
+        "bound lifted (the previous training). Peak RSS: the training process and its workers, data "
+        "included. CPU: the same, user + system. The machine was shared (load average 5-20 on 2 cores): "
+        "compare CPU seconds, wall times are inflated up to ~5x.",
         "",
         "| tickets | grids | training | time | CPU | peak RSS | model | load | macro-F1 | auto (precision) | OOS in-domain "
         "| rows fitted / searched | kNN vectors | features | load avg |",
