@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 import numpy as np
 import polars as pl
@@ -214,3 +215,46 @@ def test_a_class_with_two_examples_is_learned_and_a_single_one_dropped() -> None
     assert report.rare_labels == {"time_travel": 2}
     [prediction] = outcome.model.predict(["the flux capacitor is overheating again"])
     assert prediction.topic == "time_travel"
+
+
+def test_training_stays_bounded_and_keeps_the_ids_of_the_kept_vectors(tmp_path) -> None:
+    """Past its caps the model stops growing: the kNN and the out-of-scope detector keep at most
+    ``knn_max_per_class`` vectors per class (with their ticket ids), the search runs on a sample
+    and the vocabulary is fitted on one, and the pickled model holds no more than that."""
+    import joblib
+
+    data = corpus()
+    cap = 12
+    config = tiny_config(
+        candidates=("stack",), knn_max_per_class=cap, search_rows=200, tfidf_fit_rows=150, max_fit_rows=400
+    )
+    outcome = train_triage_model(data.train, data.train_embeddings, data.embedding_model_id, config)
+    model = outcome.model
+    report = outcome.reports["topic"]
+    # About the caps (a stratified sample rounds per class and keeps a floor of each class).
+    assert 380 <= report.n_train <= 420 < data.train.height and model.metadata["n_given"] == data.train.height
+    assert 200 <= report.n_search < report.n_train
+
+    knn = model.targets["topic"].knn
+    per_class = Counter(knn.label_index_.tolist())
+    assert max(per_class.values()) == cap and len(per_class) == len(model.labels("topic"))
+    # Every kept vector is the training vector of the ticket named next to it, with its topic.
+    row_of = {tid: i for i, tid in enumerate(data.train["ticket_id"].to_list())}
+    topics = data.train["topic"].to_list()
+    assert len(knn.ticket_ids_) == len(knn.reference_)
+    for tid, vector, label in zip(knn.ticket_ids_, knn.reference_, knn.label_index_, strict=True):
+        assert np.allclose(vector, data.train_embeddings[row_of[tid]])
+        assert topics[row_of[tid]] == knn.classes_[label]
+
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    restored = joblib.load(path)
+    assert restored.scope.reference.shape[0] == len(knn.reference_) <= cap * len(per_class)
+    assert list(restored.scope.reference_ids) == list(knn.ticket_ids_)
+    assert restored.targets["topic"].knn.reference_.shape == knn.reference_.shape
+    # Bounded is still a working model.
+    predicted = [p.topic for p in restored.predict(data.test["text"].to_list(), data.test_embeddings)]
+    accuracy = np.mean(
+        np.array(predicted, dtype=object) == np.array(data.test["topic"].to_list(), dtype=object)
+    )
+    assert accuracy > 0.8

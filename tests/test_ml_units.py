@@ -45,6 +45,36 @@ def test_fast_transform_matches_scikit_learn() -> None:
     assert np.allclose(norms, np.sqrt(2), atol=1e-5)
 
 
+def test_fit_on_a_sample_then_transform_many_in_processes_matches_transform() -> None:
+    features = TextFeatures(min_df=1).fit(TEXTS[:6])
+    many = features.transform_many(TEXTS * 3, n_jobs=2, chunk=7)
+    assert many.shape == (len(TEXTS) * 3, features.n_features)
+    assert abs(many - features.transform(TEXTS * 3)).max() == 0
+    # Fitting on the sample gives scikit-learn's vocabulary of that sample.
+    reference = sp.hstack([v.transform(TEXTS) for v in features.vectorizers], format="csr")
+    assert abs(features.transform(TEXTS) - reference).max() < 1e-6
+
+
+def test_capped_samples_keep_at_most_the_cap_per_class_and_the_long_tail() -> None:
+    from ticket_assets.ml.predict import EmbeddingKNN, per_class_sample
+    from ticket_assets.ml.train import stratified_sample
+
+    y = np.array(["a"] * 500 + ["b"] * 40 + ["c"] * 2, dtype=object)
+    kept = per_class_sample(y, 30, seed=1)
+    assert Counter(y[kept].tolist()) == {"a": 30, "b": 30, "c": 2}
+    assert len(per_class_sample(y, None, seed=1)) == len(y)
+    sample = stratified_sample(y, 100, seed=1, floor=10)
+    counts = Counter(y[sample].tolist())
+    assert counts["a"] == round(500 * 100 / len(y)) and counts["b"] == 10 and counts["c"] == 2
+    assert len(stratified_sample(y, 1000, seed=1)) == len(y)
+
+    vectors = np.random.default_rng(0).normal(size=(len(y), 8)).astype(np.float32)
+    knn = EmbeddingKNN(n_neighbors=5, max_per_class=30).fit(vectors, y)
+    assert len(knn.reference_) == 62 and list(knn.classes_) == ["a", "b", "c"]
+    assert np.array_equal(knn.reference_, vectors[knn.kept_])
+    assert np.array_equal(knn.classes_[knn.label_index_], y[knn.kept_])
+
+
 def test_fit_on_tiny_corpus_keeps_a_vocabulary() -> None:
     # min_df=2 cannot hold in two documents: the effective threshold drops so fitting still works.
     features = TextFeatures(min_df=2)

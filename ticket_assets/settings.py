@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     model_name: str = Field(default="ticket-triage", validation_alias=_env("MODEL_NAME"))
     # Small hyper-parameter grids and 2 CV folds: demos, CI and laptops; production keeps the full search.
     train_quick: bool = Field(default=False, validation_alias=_env("TRAIN_QUICK"))
+    # Training bounds (ml/train.py): rows fitted (a topic-stratified sample beyond), and training
+    # vectors the kNN vote / out-of-scope detector keep per class, so the model stays bounded.
+    train_max_rows: int = Field(default=300_000, ge=1000, validation_alias=_env("TRAIN_MAX_ROWS"))
+    train_knn_max_per_class: int = Field(
+        default=5_000, ge=10, validation_alias=_env("TRAIN_KNN_MAX_PER_CLASS")
+    )
 
     # LLM (any OpenAI-compatible endpoint). Unset base URL -> extractive drafts.
     llm_base_url: str | None = Field(default=None, validation_alias=_env("LLM_BASE_URL", "LLM_BASE_URL"))

@@ -59,12 +59,14 @@ class ChampionConfig(dg.Config):
 
 
 def train_config(config: ClassifierConfig, settings: Settings) -> TrainConfig:
-    """The run's training config: the tier targets from the settings; quick (TICKETOPS_TRAIN_QUICK):
+    """The run's training config: the tier targets and training bounds from the settings; quick (TICKETOPS_TRAIN_QUICK):
     small grids and 2 CV folds."""
     overrides: dict = {
         "tier_auto_precision": settings.tier_auto_precision,
         "tier_suggest_precision": settings.tier_suggest_precision,
         "tier_min_examples": settings.tier_min_examples,
+        "max_fit_rows": settings.train_max_rows,
+        "knn_max_per_class": settings.train_knn_max_per_class,
     }
     if settings.train_quick:
         overrides |= {

@@ -182,18 +182,41 @@ class EmbeddingKNN:
     the real-ticket benchmark when stacked). Vectors are L2-normalised, so a dot product is the
     cosine similarity. Scores: log vote share per class, plus the top-1 similarity (how close the
     nearest known ticket is, i.e. how much to trust the votes).
+
+    ``max_per_class`` bounds the model: at most that many training vectors of each class are kept
+    (a seeded random sample), so the pickled model and each query's scan stop growing with the
+    training set. ``kept_`` holds the kept rows' positions among the training rows (training adds
+    their ticket ids as ``ticket_ids_``, so a neighbour can be named).
     """
 
-    def __init__(self, n_neighbors: int = 20, temperature: float = 0.05) -> None:
+    def __init__(
+        self,
+        n_neighbors: int = 20,
+        temperature: float = 0.05,
+        max_per_class: int | None = None,
+        seed: int = 0,
+    ) -> None:
         self.n_neighbors = n_neighbors
         self.temperature = temperature
+        self.max_per_class = max_per_class
+        self.seed = seed
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:  # lets sklearn.clone copy it
-        return {"n_neighbors": self.n_neighbors, "temperature": self.temperature}
+        return {
+            "n_neighbors": self.n_neighbors,
+            "temperature": self.temperature,
+            "max_per_class": self.max_per_class,
+            "seed": self.seed,
+        }
 
     def fit(self, embeddings: np.ndarray, y: Sequence[str]) -> EmbeddingKNN:
-        self.classes_, self.label_index_ = np.unique(np.asarray(y, dtype=object), return_inverse=True)
-        self.reference_ = np.ascontiguousarray(embeddings, dtype=np.float32)
+        y = np.asarray(y, dtype=object)
+        self.kept_ = per_class_sample(y, self.max_per_class, self.seed)
+        self.classes_ = np.unique(y)
+        self.label_index_ = np.searchsorted(self.classes_, y[self.kept_])
+        # Only the kept rows are copied (nothing extra when every row is kept).
+        kept = self.kept_ if len(self.kept_) < len(y) else slice(None)
+        self.reference_ = np.ascontiguousarray(embeddings[kept], dtype=np.float32)
         return self
 
     def scores(self, embeddings: np.ndarray, chunk: int = 2048) -> np.ndarray:
@@ -216,6 +239,19 @@ class EmbeddingKNN:
             out[start : start + len(top), :n_classes] = np.log(shares + 1e-4)
             out[start : start + len(top), n_classes] = top.max(axis=1)
         return out
+
+
+def per_class_sample(y: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
+    """Sorted indices keeping at most ``cap`` rows of each class (every row when ``cap`` is None)."""
+    if cap is None:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    _, index = np.unique(np.asarray(y, dtype=object), return_inverse=True)
+    keep = []
+    for label in range(index.max() + 1):
+        rows = np.flatnonzero(index == label)
+        keep.append(rows if len(rows) <= cap else rng.choice(rows, size=cap, replace=False))
+    return np.sort(np.concatenate(keep))
 
 
 def base_scores(model: LinearSVC | LogisticRegression | EmbeddingKNN, features: Any) -> np.ndarray:

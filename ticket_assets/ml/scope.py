@@ -29,6 +29,9 @@ import numpy as np
 DEFAULT_K = 10
 DEFAULT_QUANTILE = 0.975
 CALIBRATION_ROWS = 3000
+# The wording vocabulary keeps at most this many words (the most frequent): names, hosts and codes
+# make a help desk's vocabulary grow with every export, and the model must not.
+MAX_VOCABULARY = 200_000
 _WORD = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
 
 
@@ -54,7 +57,8 @@ class OutOfScopeDetector:
     calibration: dict[str, Any] = field(default_factory=dict)
     vocabulary: frozenset[str] | None = None  # words seen in training (None: meaning signal only)
     unseen_threshold: float = float("inf")
-    reference_ids: tuple[str, ...] | None = None  # training ticket id per reference row
+    # Ticket ids of the reference rows (same order), when training knew them: names the neighbours.
+    reference_ids: tuple[str, ...] | None = None
 
     def score(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """The larger signal over its threshold, per ticket: over 1 is out of scope."""
@@ -108,6 +112,7 @@ def fit_out_of_scope(
     k: int = DEFAULT_K,
     quantile: float = DEFAULT_QUANTILE,
     calibration_rows: int = CALIBRATION_ROWS,
+    max_vocabulary: int = MAX_VOCABULARY,
     seed: int = 0,
     ids: Sequence[str] | None = None,
 ) -> OutOfScopeDetector:
@@ -134,7 +139,7 @@ def fit_out_of_scope(
         order = rng.permutation(len(texts))
         n_held = max(1, min(calibration_rows, len(texts) // 10))
         counts = Counter(word for i in order[n_held:] for word in set(_words(texts[i])))
-        detector.vocabulary = frozenset(word for word, n in counts.items() if n >= 2)
+        detector.vocabulary = frozenset(word for word, n in counts.most_common(max_vocabulary) if n >= 2)
         unseen = unseen_share([texts[i] for i in order[:n_held]], detector.vocabulary)
         detector.unseen_threshold = max(float(np.quantile(unseen, each)), 1e-3)
     detector.calibration = {

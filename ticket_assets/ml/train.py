@@ -19,6 +19,14 @@ the out-of-fold scores give each candidate's CV macro-F1, and the best candidate
 the simpler one: tfidf, then embedding, then stack). Cross-validation reuses one fitted
 vectorizer: TF-IDF is label-free, and refitting it per fold would double the training time for a
 negligible difference in the estimate.
+
+Bounded at scale (``TrainConfig``, "bounds"): at most ``max_fit_rows`` rows are used (a
+topic-stratified sample beyond it); the vocabulary and idf are fitted on at most
+``tfidf_fit_rows`` texts and capped at ``max_features`` n-grams per analyzer; the search (folds,
+grids, calibrator) runs on a stratified sample of at most ``search_rows`` rows, then each chosen
+base model is fitted once on every row; the kNN vote and the out-of-scope detector keep at most
+``knn_max_per_class`` training vectors per class (with their ticket ids), so the pickled model does
+not grow with the training set. ``None`` lifts a bound (the unbounded training of the benchmarks).
 """
 
 from __future__ import annotations
@@ -43,7 +51,14 @@ from threadpoolctl import threadpool_limits
 
 from ticket_assets.ml.dataset import routing_target_names, with_routing_columns
 from ticket_assets.ml.features import TextFeatures, most_urgent_label
-from ticket_assets.ml.predict import EmbeddingKNN, StackCalibrator, TargetModel, TriageModel, base_scores
+from ticket_assets.ml.predict import (
+    EmbeddingKNN,
+    StackCalibrator,
+    TargetModel,
+    TriageModel,
+    base_scores,
+    per_class_sample,
+)
 from ticket_assets.ml.scope import fit_out_of_scope
 
 log = logging.getLogger(__name__)
@@ -89,6 +104,12 @@ class TrainConfig:
     # of held-out in-domain scores (0: no detector).
     out_of_scope_k: int = 10
     out_of_scope_quantile: float = 0.975
+    # Bounds (module docstring): memory, time and model size stop growing with the training set.
+    max_fit_rows: int | None = 300_000
+    search_rows: int | None = 50_000
+    tfidf_fit_rows: int | None = 100_000
+    knn_max_per_class: int | None = 5_000
+    scope_vocabulary_rows: int | None = 200_000
     seed: int = 42
 
     def as_params(self) -> dict[str, Any]:
@@ -112,6 +133,7 @@ class TargetTrainingReport:
     labels: list[str]
     dropped_labels: dict[str, int]
     n_train: int
+    n_search: int  # rows the hyper-parameter search and the calibrator saw (a stratified sample)
     rare_labels: dict[str, int]  # learned from fewer than rare_class_examples examples
     candidates: list[CandidateResult]
     search: dict[str, dict[str, float]]  # base model -> parameter value -> CV macro-F1
@@ -124,6 +146,7 @@ class TargetTrainingReport:
             "labels": self.labels,
             "dropped_labels": self.dropped_labels,
             "n_train": self.n_train,
+            "n_search": self.n_search,
             "rare_labels": self.rare_labels,
             "candidates": {c.candidate: asdict(c) for c in self.candidates},
             "search_cv_macro_f1": self.search,
@@ -172,10 +195,26 @@ def _train(
     if embeddings is not None and embeddings.shape[0] != train.height:
         raise ValueError(f"{embeddings.shape[0]} embeddings for {train.height} training rows")
     candidates = config.candidates if embeddings is not None else ("tfidf",)
+    n_given = train.height
+    if config.max_fit_rows is not None and train.height > config.max_fit_rows:
+        # Past the cap the learning curve is flat (BENCHMARKS.md "Training at scale") while memory
+        # and time keep growing: fit on a topic-stratified sample.
+        kept = stratified_sample(
+            np.asarray(train["topic"].to_list(), dtype=object), config.max_fit_rows, config.seed
+        )
+        train = train[kept]
+        embeddings = embeddings[kept] if embeddings is not None else None
+        log.info("training on a stratified %d of %d rows (max_fit_rows)", train.height, n_given)
     train = with_routing_columns(train)
 
+    texts = train["text"].to_list()
     vectorizer = TextFeatures(config.word_ngrams, config.char_ngrams, config.min_df, config.max_features)
-    tfidf = vectorizer.fit_transform(train["text"].to_list())
+    vocabulary_rows = _sample(len(texts), config.tfidf_fit_rows, config.seed)
+    if vocabulary_rows is None:
+        tfidf = vectorizer.fit_transform(texts)
+    else:  # vocabulary and idf from a sample: the n-gram counts of every text need not fit in memory
+        vectorizer.fit([texts[i] for i in vocabulary_rows])
+        tfidf = vectorizer.transform_many(texts, n_jobs=config.n_jobs)
     log.info("tfidf: %d rows x %d features in %.1fs", *tfidf.shape, time.perf_counter() - started)
 
     targets: dict[str, TargetModel] = {}
@@ -192,22 +231,36 @@ def _train(
             config,
         )
         report.dropped_labels = dropped
+        if target_model.knn is not None and "ticket_id" in train.columns:
+            target_model.knn.ticket_ids_ = np.asarray(train["ticket_id"].cast(pl.Utf8).to_numpy()[rows])[
+                target_model.knn.kept_
+            ]
         targets[target] = target_model
         reports[target] = report
         alternatives[target] = fitted
 
     scope = None
     if embeddings is not None and config.out_of_scope_quantile > 0:
-        # The topic kNN already holds the training vectors: share them rather than store a copy.
+        # The topic kNN already holds the (capped) training vectors: share them rather than store a
+        # copy; without a kNN, the same per-class cap picks them.
         knn = targets["topic"].knn
-        reference = knn.reference_ if knn is not None else embeddings
+        if knn is not None:
+            reference, reference_ids = knn.reference_, getattr(knn, "ticket_ids_", None)
+        else:
+            topic_rows, topic_labels, _ = _target_rows(train, "topic", config)
+            kept = topic_rows[per_class_sample(topic_labels, config.knn_max_per_class, config.seed)]
+            reference = embeddings[kept]
+            reference_ids = (
+                train["ticket_id"].cast(pl.Utf8).to_numpy()[kept] if "ticket_id" in train.columns else None
+            )
+        vocabulary_texts = _sample(len(texts), config.scope_vocabulary_rows, config.seed)
         scope = fit_out_of_scope(
             reference,
-            train["text"].to_list(),
+            texts if vocabulary_texts is None else [texts[i] for i in vocabulary_texts],
             k=config.out_of_scope_k,
             quantile=config.out_of_scope_quantile,
             seed=config.seed,
-            ids=train["ticket_id"].cast(str).to_list() if "ticket_id" in train.columns else None,
+            ids=None if reference_ids is None else list(reference_ids),
         )
     seconds = time.perf_counter() - started
     model = TriageModel(
@@ -220,6 +273,7 @@ def _train(
         metadata={
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "n_train": train.height,
+            "n_given": n_given,
             "chosen": {t: r.chosen for t, r in reports.items()},
             "train_config": config.as_params(),
             "training_embedding_model_id": embedding_model_id,
@@ -262,6 +316,30 @@ def _target_rows(
     return keep, kept_labels, dropped
 
 
+def _sample(n: int, cap: int | None, seed: int) -> np.ndarray | None:
+    """Sorted indices of ``cap`` of ``n`` rows drawn uniformly, or None when all fit under the cap."""
+    if cap is None or n <= cap:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
+
+
+def stratified_sample(y: np.ndarray, cap: int | None, seed: int, floor: int = 20) -> np.ndarray:
+    """Sorted indices of about ``cap`` rows with the label mix of ``y`` (every row when under the cap).
+    A class keeps at least ``floor`` rows (all of them when it has fewer), so the search still sees
+    the long tail that a proportional sample would lose."""
+    if cap is None or len(y) <= cap:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    share = cap / len(y)
+    _, index = np.unique(y, return_inverse=True)
+    keep = []
+    for label in range(index.max() + 1):
+        rows = np.flatnonzero(index == label)
+        quota = min(len(rows), max(floor, round(len(rows) * share)))
+        keep.append(rng.choice(rows, size=quota, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
 # --------------------------------------------------------------------------------------------------
 # One target
 
@@ -276,35 +354,45 @@ def fit_target(
 ) -> tuple[TargetModel, TargetTrainingReport, dict[str, TargetModel]]:
     """The chosen model of one target, its report, and every fitted candidate by name."""
     started = time.perf_counter()
+    # The search (folds x grids, calibrators) runs on a stratified sample; the chosen bases are then
+    # fitted once on every row. The calibrator is fitted on the sample's out-of-fold scores.
+    search = stratified_sample(y, config.search_rows, config.seed)
+    sampled = len(search) < len(y)
+    y_search = y[search] if sampled else y
     with warnings.catch_warnings():
         # "The least populated class has only 2 members": intended for long tails (see TrainConfig).
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         folds = list(
             StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed).split(
-                np.zeros(len(y)), y
+                np.zeros(len(y_search)), y_search
             )
         )
     available = _base_models(tfidf, embeddings, config)
+    searching = (
+        _base_models(tfidf[search], embeddings[search] if embeddings is not None else None, config)
+        if sampled
+        else available
+    )
     usable = {c: bases_of(c, config) for c in candidates if set(bases_of(c, config)) <= set(available)}
     searched = {
         base: search_param(
-            available[base].factory, available[base].features, y, folds, available[base].grid, config
+            searching[base].factory, searching[base].features, y_search, folds, searching[base].grid, config
         )
         for base in dict.fromkeys(b for bases in usable.values() for b in bases)
     }
 
     results: list[CandidateResult] = []
-    counts = Counter(y.tolist())
+    counts = Counter(y_search.tolist())
     for candidate, bases in usable.items():
         probabilities, classes = _calibrated_cv_probabilities(
-            [searched[b].oof for b in bases], y, folds, config
+            [searched[b].oof for b in bases], y_search, folds, config
         )
-        alpha, predicted = _best_prior_correction(probabilities, classes, y, counts, config)
+        alpha, predicted = _best_prior_correction(probabilities, classes, y_search, counts, config)
         results.append(
             CandidateResult(
                 candidate=candidate,
-                cv_macro_f1=float(f1_score(y, predicted, average="macro")),
-                cv_accuracy=float(np.mean(predicted == y)),
+                cv_macro_f1=float(f1_score(y_search, predicted, average="macro")),
+                cv_accuracy=float(np.mean(predicted == y_search)),
                 params={b: searched[b].best for b in bases} | {"prior_correction": alpha},
             )
         )
@@ -333,7 +421,7 @@ def fit_target(
             usable[candidate],
             searched,
             fitted_bases,
-            y,
+            y_search,
             most_urgent,
             config,
             alphas[candidate],
@@ -346,6 +434,7 @@ def fit_target(
         labels=fitted[best.candidate].labels,
         dropped_labels={},
         n_train=len(y),
+        n_search=len(y_search),
         rare_labels={
             str(label): n
             for label, n in sorted(Counter(y.tolist()).items())
@@ -387,7 +476,12 @@ def _base_models(
     bases = {"svc": _Base(svc, tfidf, config.tfidf_c_grid)}
     if embeddings is not None:
         lr = lambda c: LogisticRegression(C=c, class_weight="balanced", max_iter=1000)  # noqa: E731
-        knn = lambda k: EmbeddingKNN(n_neighbors=k, temperature=config.knn_temperature)  # noqa: E731
+        knn = lambda k: EmbeddingKNN(  # noqa: E731
+            n_neighbors=k,
+            temperature=config.knn_temperature,
+            max_per_class=config.knn_max_per_class,
+            seed=config.seed,
+        )
         bases["lr"] = _Base(lr, embeddings, config.embedding_c_grid)
         if config.knn_k_grid:
             bases["knn"] = _Base(knn, embeddings, config.knn_k_grid)
