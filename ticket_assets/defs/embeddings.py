@@ -18,11 +18,12 @@ def progress_logger(context: dg.AssetExecutionContext, label: str, every_s: floa
     """Progress in the run log without flooding it: at most one line every few seconds."""
     last = [0.0]
 
-    def report(done: int, total: int) -> None:
+    def report(done: int, total: int, what: str | None = None) -> None:
         now = time.monotonic()
         if done == total or now - last[0] >= every_s:
             last[0] = now
-            context.log.info(f"{label}: {done}/{total} ({done / max(total, 1):.0%})")
+            step = f" · {what}" if what else ""
+            context.log.info(f"{label}: {done}/{total} ({done / max(total, 1):.0%}){step}")
 
     return report
 
