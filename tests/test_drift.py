@@ -268,7 +268,7 @@ def test_a_window_too_small_still_gets_a_report_saying_what_is_missing(
     assert pending.verdict == "insufficient_data" and pending.current_size == 12
     assert pending.reason == "12 of 200 predictions needed for a verdict"
     html = save_report(pending, tmp_path).read_text(encoding="utf-8")
-    assert "<title>TicketOps drift report: insufficient_data (model v7)</title>" in html
+    assert "<title>TicketOps drift report: insufficient data (model v7)</title>" in html
     summary = html[html.index("id='ticketops-summary'") :]
     assert "12 of 200 predictions needed for a verdict" in summary and "model v7" in summary
     assert str(window["created_at"].min().isoformat()) in summary  # the window so far

@@ -358,11 +358,12 @@ def with_summary(page: str, result: DriftResult, model_version: str | None) -> s
         )
     )
     colour = {"drift": "#b91c1c", "no_drift": "#15803d"}.get(result.verdict, "#a16207")
+    verdict = result.verdict.replace("_", " ")
     block = (
         "<section id='ticketops-summary' style='font-family:sans-serif;margin:16px;padding:12px 16px;"
         "border:1px solid #ddd;border-radius:6px'>"
         f"<h1 style='margin:0 0 8px'>TicketOps drift report · model v{esc(model_version or '?')}</h1>"
-        f"<p style='font-size:1.2em;margin:4px 0'><b style='color:{colour}'>{esc(result.verdict)}</b>: "
+        f"<p style='font-size:1.2em;margin:4px 0'><b style='color:{colour}'>{esc(verdict)}</b>: "
         f"{esc(result.reason)}</p>"
         f"<p style='margin:4px 0'>Window: {esc(window)} · {result.current_size} predictions · reference "
         f"{result.reference_size} held-out predictions · verdict rule: &ge; {config.min_drifted_signals} "
@@ -371,7 +372,7 @@ def with_summary(page: str, result: DriftResult, model_version: str | None) -> s
         f"<tr><th>signal</th><th>drift when</th><th>measured</th></tr>{rows}</table></section>"
     )
     title = (
-        f"<title>TicketOps drift report: {esc(result.verdict)} (model v{esc(model_version or '?')})</title>"
+        f"<title>TicketOps drift report: {esc(verdict)} (model v{esc(model_version or '?')})</title>"
     )
     start, end = page.find("<title>"), page.find("</title>")
     if 0 <= start < end:
