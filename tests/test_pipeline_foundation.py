@@ -44,7 +44,7 @@ def test_ingest_to_marts_materialises_with_passing_dbt_checks(instance, fresh_db
     # Each built model's columns: the database's types, every one described in its schema.yml.
     with psycopg.connect(fresh_db) as conn:
         for key in ("staging/stg_tickets", "marts/training_set", "marts/dim_topics", "marts/live_quality"):
-            schema = outcome.metadata[key]["dagster/column_schema"].schema
+            schema = outcome.metadata[key]["dagster/column_schema"]  # the TableSchema
             built = conn.execute(
                 "select column_name, data_type from information_schema.columns"
                 " where table_schema || '/' || table_name = %s order by ordinal_position",
