@@ -85,3 +85,64 @@ def test_promotion_and_rollback_each_notify_on_call_once(world: ApiWorld, receiv
         f"alias:{settings.model_name}:{moves[1][0]}",
         f"alias:{settings.model_name}:{moves[0][0]}",
     ]
+
+
+def _served_and_corrected(url: str, version: str, n: int) -> None:
+    """``n`` served predictions of ``version`` that agents corrected (the model said printer)."""
+    import uuid
+
+    with psycopg.connect(url) as conn:
+        for _ in range(n):
+            request_id = uuid.uuid4()
+            conn.execute(
+                "insert into ops.predictions (request_id, call_request_id, endpoint, text, text_sha256,"
+                " text_chars, topic, topic_confidence, probabilities, low_confidence, model_name,"
+                " model_version, latency_ms) values (%s, %s, 'triage', 'vpn down', 'x', 8, 'printer', 0.9,"
+                " '{}', false, 'ticket-triage-livetest', %s, 5)",
+                (request_id, request_id, version),
+            )
+            conn.execute(
+                "insert into ops.feedback (request_id, true_topic) values (%s, 'network')", (request_id,)
+            )
+
+
+def test_live_accuracy_under_its_threshold_notifies_once_with_a_link(
+    fresh_db: str, tmp_path, receiver: WebhookReceiver
+) -> None:
+    """The real dbt mart and the real check: more feedback on the same failing champion stays quiet."""
+    import dagster as dg
+
+    from tests.support.ml import ml_settings, trained
+    from ticket_assets.ml import registry
+    from ticket_assets.runner import materialize
+
+    quiet = ml_settings(tmp_path, fresh_db, "ticket-triage-livetest")
+    registered = registry.log_training_run(
+        trained().outcome.model,
+        metrics={"topic": {"macro_f1": 0.9, "accuracy": 0.9}},
+        figures={},
+        params={},
+        data_version={"training_set_rows": 1},
+        settings=quiet,
+        db_url=fresh_db,
+    )
+    registry.promote(registered.version, "test", "first champion", settings=quiet, url=fresh_db)
+    settings = quiet.model_copy(
+        update={"alert_webhook_url": SecretStr(receiver.url), "public_dagster_url": "http://dagster.example"}
+    )
+    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    check = "marts/live_quality:live_quality_thresholds"
+    with dg.instance_for_test() as instance:
+        for n in (60, 10):
+            _served_and_corrected(fresh_db, registered.version, n)
+            outcome = materialize(
+                "key:marts/live_quality", instance=instance, run_config=run_config, settings=settings
+            )
+            assert outcome.success and outcome.checks[check] is False, outcome.checks
+
+    [payload] = [p for p in receiver.payloads if "Live quality" in p["text"]]
+    assert f"Live quality below threshold for champion v{registered.version}" in payload["text"]
+    assert "live topic accuracy 0.000 < 0.7" in payload["text"] and "on 60 agent labels" in payload["text"]
+    assert payload["url"] == "http://dagster.example/assets/marts/live_quality"
+    [row] = _rows(fresh_db, "source = 'live_quality'")
+    assert row["delivered"] and row["url"] == payload["url"]

@@ -61,7 +61,9 @@ def test_every_materializable_asset_is_documented_and_owned() -> None:
             "dbt",
             "embeddings",
             "knowledge_base",
+            "data_profile",
             "training",
             "monitoring",
             "memory",
+            "serving",
         }, key

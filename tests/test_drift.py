@@ -21,6 +21,7 @@ from ticket_assets.monitoring import (
     SignalSpec,
     compute_drift,
     domain_classifier_auc,
+    pending_window,
     prediction_frame,
     save_report,
 )
@@ -257,3 +258,34 @@ def test_flood_of_one_text_skips_the_domain_classifier(drift_world: DriftWorld) 
     result = compute_drift(drift_world.reference, window.frame, drift_world.ref_embeddings, flood)
     assert EMBEDDINGS_NAME in result.skipped_signals
     assert result.verdict == "no_drift" and len(result.signals) == 4
+
+
+def test_a_window_too_small_still_gets_a_report_saying_what_is_missing(
+    drift_world: DriftWorld, tmp_path
+) -> None:
+    window = drift_world.windows["stationary-0"].frame[:12]
+    pending = pending_window(window, model_version="7")
+    assert pending.verdict == "insufficient_data" and pending.current_size == 12
+    assert pending.reason == "12 of 200 predictions needed for a verdict"
+    html = save_report(pending, tmp_path).read_text(encoding="utf-8")
+    assert "<title>TicketOps drift report: insufficient data (model v7)</title>" in html
+    summary = html[html.index("id='ticketops-summary'") :]
+    assert "12 of 200 predictions needed for a verdict" in summary and "model v7" in summary
+    assert str(window["created_at"].min().isoformat()) in summary  # the window so far
+
+
+def test_the_report_opens_with_its_verdict_window_model_and_thresholds(drift_world: DriftWorld) -> None:
+    window = drift_world.windows["urgency_mix"]
+    result = compute_drift(
+        drift_world.reference, window.frame, drift_world.ref_embeddings, window.embeddings, model_version="3"
+    )
+    html = result.html
+    block = html[html.index("id='ticketops-summary'") : html.index("</section>")]
+    assert html.index("id='ticketops-summary'") < html.index("window.drawDashboard(")
+    assert "model v3" in block and ">drift</b>" in block and result.reason in block
+    assert result.summary["window_start"] in block and result.summary["window_end"] in block
+    for spec in DriftConfig().signals:  # every threshold, with what was measured
+        measured = next(s for s in result.signals if s.name == spec.column)
+        assert f"{spec.method} &ge; {spec.threshold}" in block
+        assert f"{measured.statistic:.3f} ({'drift' if measured.drifted else 'ok'})" in block
+    assert f"ROC AUC &ge; {DriftConfig().domain_auc_threshold}" in block

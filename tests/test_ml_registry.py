@@ -48,11 +48,13 @@ def registered(pg_url: str) -> Registered:
         params={"train": tiny_config().as_params()},
         data_version={
             "training_set_rows": data.frame.height,
+            "training_set_sha256": "1a2b3c4d" + "0" * 56,
             "max_event_at": str(data.frame["event_at"].max()),
         },
         settings=settings,
         reports={"training": world.outcome.as_dict()},
         db_url=pg_url,
+        datasets={"train": data.train, "holdout": data.test},
     )
     return Registered(settings, pg_url, version.version, evaluation.metrics)
 
@@ -79,6 +81,38 @@ def test_registered_version_is_the_challenger_with_its_data_version(registered: 
         registered.metrics["topic"]["macro_f1"], abs=1e-6
     )
     assert ("challenger", None, int(registered.version), "training") in _events(registered.url, name)
+
+
+def test_the_run_says_what_it_is_and_the_ui_opens_on_runs(registered: Registered) -> None:
+    from ticket_assets.ml.dataset import content_hash
+
+    settings, name = registered.settings, registered.settings.model_name
+    client = registry.configure_mlflow(settings)
+    # The MLflow 3 UI shows an experiment without this tag as GenAI traces, not training runs.
+    experiment = client.get_experiment_by_name(name)
+    assert experiment.tags[registry.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    version = client.get_model_version(name, registered.version)
+    run = client.get_run(version.run_id)
+    rows = f"{corpus().frame.height:,} rows"
+    chosen = trained().outcome.model.metadata["chosen"]["topic"]
+    assert run.info.run_name == f"{name} v{registered.version} · {chosen} · {rows} · data 1a2b3c4d"
+
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {f"{name}-train", f"{name}-holdout"}
+    train = inputs[f"{name}-train"]
+    assert train.dataset.digest == content_hash(corpus().train)[:16]
+    assert {t.key: t.value for t in train.tags}["mlflow.data.context"] == "train"
+    assert json.loads(train.dataset.profile)["num_rows"] == corpus().train.height
+    assert "topic" in train.dataset.schema
+
+    assert "predicts the topic" in client.get_registered_model(name).description
+    description = version.description
+    assert description.startswith("Predicts: topic") and rows in description
+    assert "topic.macro_f1" in description and description.endswith("Gate: not judged yet.")
+    registry.record_gate_verdict(settings, registered.version, False, "macro-F1 0.41 < baseline + 0.05")
+    registry.record_gate_verdict(settings, registered.version, True, "beats the baseline")
+    again = client.get_model_version(name, registered.version).description
+    assert again.endswith("Gate: passed: beats the baseline") and again.count("Gate:") == 1
 
 
 def test_run_artifacts_are_in_the_data_dir_store(registered: Registered) -> None:

@@ -258,3 +258,22 @@ def test_training_stays_bounded_and_keeps_the_ids_of_the_kept_vectors(tmp_path) 
         np.array(predicted, dtype=object) == np.array(data.test["topic"].to_list(), dtype=object)
     )
     assert accuracy > 0.8
+
+
+def test_training_reports_progress_over_every_planned_fit() -> None:
+    from ticket_assets.ml.train import TrainConfig, planned_fits
+    from ticket_assets.sources.synthetic import generate_tickets
+
+    tickets = generate_tickets(300, seed=5)
+    frame = tickets.select("topic", "urgency").with_columns(text=tickets["body"])
+    config = TrainConfig(cv_folds=2, tfidf_c_grid=(0.3, 1.0), candidates=("tfidf",), out_of_scope_quantile=0)
+    calls: list[tuple[str, int, int]] = []
+    train_triage_model(frame, None, None, config, progress=lambda *call: calls.append(call))
+
+    total = planned_fits(2, False, config)  # topic and urgency
+    assert total == 1 + 2 * (2 * 2 + 1)  # features, then per target 2 C values x 2 folds + the final fit
+    assert [done for _, done, _ in calls] == list(range(1, total + 1))
+    assert {planned for _, _, planned in calls} == {total}
+    assert calls[0][0] == "tf-idf features (300 tickets)"
+    assert [what for what, _, _ in calls].count("topic: cross-validating svc") == 4
+    assert calls[-1][0] == "urgency: final tfidf model"

@@ -321,11 +321,41 @@ def test_a_worse_retrained_model_fails_the_gate_keeps_the_champion_and_alerts(
         for e in result.all_events
         if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
     )
-    assert any("Promotion gate failed" in payload["text"] for payload in worse_retraining["payloads"])
+    [failed] = [p for p in worse_retraining["payloads"] if "Promotion gate failed" in p["text"]]
+    assert failed["url"] == f"{loop.settings.dagster_url}/runs/{result.run_id}"  # the run that judged
     with psycopg.connect(loop.url) as conn:
         assert (
             conn.execute("select count(*) from ops.alerts where source = 'promotion_gate'").fetchone()[0] >= 1
         )
+    # The verdict is the last line of the rejected version's description in the MLflow UI.
+    from ticket_assets.ml import registry
+
+    rejected = registry.configure_mlflow(loop.settings).get_model_version(
+        loop.settings.model_name, gate[0].metadata["challenger_version"].value
+    )
+    assert rejected.description.splitlines()[-1].startswith("Gate: failed: ")
+
+
+def test_the_ui_shows_links_as_urls_and_a_first_drift_report_before_any_traffic(loop: Loop) -> None:
+    """Every materialisation of the first full run: serialisable metadata, every link url-typed."""
+    graph = loop.defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        event = loop.instance.fetch_materializations(key, limit=1, ascending=True).records
+        for name, value in event[0].asset_materialization.metadata.items() if event else []:
+            text = str(value.value) if isinstance(value, dg.TextMetadataValue) else ""
+            assert "(unserializable)" not in text and not text.startswith("http"), (key, name, text)
+    first = loop.instance.fetch_materializations(dg.AssetKey("ticket_classifier"), limit=1, ascending=True)
+    metadata = first.records[0].asset_materialization.metadata
+    assert isinstance(metadata["mlflow_run"], dg.UrlMetadataValue)
+    assert metadata["mlflow_run"].value.endswith(f"/runs/{metadata['mlflow_run_id'].value}")
+    # A champion serves before any traffic: the drift report says what its verdict still needs.
+    first = loop.instance.fetch_materializations(DRIFT_REPORT, limit=1, ascending=True).records[0]
+    report = first.asset_materialization.metadata
+    assert report["verdict"].value == "insufficient_data"
+    assert report["reason"].value == "0 of 200 predictions needed for a verdict"
+    assert isinstance(report["report"], dg.UrlMetadataValue)
+    page = loop.client.get("/reports/" + report["report"].value.rsplit("/", 1)[1])
+    assert page.status_code == 200 and "0 of 200 predictions needed for a verdict" in page.text
 
 
 def test_new_labels_sensor_requests_retraining_once_per_batch(loop: Loop, drift_episode: dict) -> None:

@@ -41,6 +41,18 @@ def test_ingest_to_marts_materialises_with_passing_dbt_checks(instance, fresh_db
     assert outcome.checks, "dbt tests must surface as asset checks"
     assert all(outcome.checks.values()), {k: v for k, v in outcome.checks.items() if not v}
 
+    # Each built model's columns: the database's types, every one described in its schema.yml.
+    with psycopg.connect(fresh_db) as conn:
+        for key in ("staging/stg_tickets", "marts/training_set", "marts/dim_topics", "marts/live_quality"):
+            schema = outcome.metadata[key]["dagster/column_schema"]  # the TableSchema
+            built = conn.execute(
+                "select column_name, data_type from information_schema.columns"
+                " where table_schema || '/' || table_name = %s order by ordinal_position",
+                (key,),
+            ).fetchall()
+            assert [(c.name, c.type) for c in schema.columns] == built, key
+            assert all(c.description for c in schema.columns), (key, [c.name for c in schema.columns])
+
     raw_event = instance.get_latest_materialization_event(dg.AssetKey(["raw", "tickets"]))
     assert raw_event.asset_materialization.metadata["dagster/row_count"].value == 400
     with psycopg.connect(fresh_db) as conn:

@@ -94,8 +94,40 @@ def test_render_png_is_a_decodable_2x2_figure(frame: pl.DataFrame) -> None:
     png = render_png(profile_training_set(frame), dpi=50)
     assert png.startswith(PNG_SIGNATURE)
     image = imread(io.BytesIO(png), format="png")
-    assert image.shape[:2] == (425, 650)  # 13 x 8.5 inches at 50 dpi
+    assert image.shape[:2] == (400, 600)  # 12 x 8 inches at 50 dpi
     assert image[..., :3].std() > 0.05  # something was drawn, not a blank canvas
+
+
+def test_figure_keeps_every_label_inside_with_many_long_topics() -> None:
+    """Forty topics with long names: the tail is one bar, labels are shortened, nothing is clipped."""
+    from matplotlib.text import Text
+
+    from ticket_assets.reports.profile import MAX_BARS, render_figure
+
+    topics = [f"Department of very long label names number {i:02d}" for i in range(40)]
+    frame = pl.DataFrame(
+        {"text": [f"ticket {i}" for i in range(400)], "topic": [topics[i % 40] for i in range(400)]}
+    )
+    figure = render_figure(profile_training_set(frame))
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)  # lays the figure out as savefig does
+    canvas = figure.bbox
+    texts = [t for t in figure.findobj(Text) if t.get_visible() and t.get_text()]
+    outside = [
+        t.get_text()
+        for t in texts
+        if not (
+            (box := t.get_window_extent(renderer)).x0 >= canvas.x0 - 1
+            and box.x1 <= canvas.x1 + 1
+            and box.y0 >= canvas.y0 - 1
+            and box.y1 <= canvas.y1 + 1
+        )
+    ]
+    assert not outside, outside
+    topic_ax = figure.axes[0]
+    labels = [tick.get_text() for tick in topic_ax.get_yticklabels()]
+    assert len(labels) == MAX_BARS and "21 other labels" in labels
+    assert all(len(label) <= 32 for label in labels)
 
 
 def test_markdown_tables(frame: pl.DataFrame) -> None:

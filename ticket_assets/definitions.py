@@ -44,7 +44,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *training.training_assets,
             *monitoring.monitoring_assets,
             *memory.memory_assets,
-            *serving.serving_assets,
+            *serving.serving_assets_for(settings),
         ],
         asset_checks=[*training.training_checks, *monitoring.monitoring_checks],
         jobs=[training.retrain_job, *automation.jobs, *memory.memory_jobs],

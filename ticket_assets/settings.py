@@ -43,6 +43,9 @@ class Settings(BaseSettings):
 
     # Model registry
     model_name: str = Field(default="ticket-triage", validation_alias=_env("MODEL_NAME"))
+    # Base URL of the MLflow UI that run and model-version links point at; unset -> the tracking URI
+    # when it is a server without credentials in it, else `mlflow ui`'s default address.
+    public_mlflow_url: str | None = Field(default=None, validation_alias=_env("PUBLIC_MLFLOW_URL"))
     # Small hyper-parameter grids and 2 CV folds: demos, CI and laptops; production keeps the full search.
     train_quick: bool = Field(default=False, validation_alias=_env("TRAIN_QUICK"))
     # Training bounds (ml/train.py): rows fitted (a topic-stratified sample beyond), and training
@@ -187,6 +190,7 @@ class Settings(BaseSettings):
         "alert_webhook_url",
         "public_api_url",
         "public_dagster_url",
+        "public_mlflow_url",
         mode="before",
     )
     @classmethod
@@ -229,6 +233,20 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return f"sqlite:///{self.data_dir / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def api_url(self) -> str:
+        """The API's base URL as links in the Dagster UI and alerts name it."""
+        return (self.public_api_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def mlflow_ui_url(self) -> str:
+        if self.public_mlflow_url:
+            return self.public_mlflow_url.rstrip("/")
+        uri = self.resolved_mlflow_uri
+        if uri.startswith(("http://", "https://")) and "@" not in uri.split("//", 1)[1].split("/", 1)[0]:
+            return uri.rstrip("/")
+        return "http://127.0.0.1:5000"
 
     @property
     def mlflow_artifact_root(self) -> Path:

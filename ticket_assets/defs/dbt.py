@@ -53,6 +53,14 @@ class TicketDbtTranslator(DagsterDbtTranslator):
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return OWNERS
 
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        # dagster-dbt falls back to the model's raw SQL; the schema.yml description is what to read.
+        description = (dbt_resource_props.get("description") or "").strip()
+        if description:
+            return description
+        kind = dbt_resource_props["resource_type"]
+        return f"dbt {kind} `{dbt_resource_props['name']}` (no description in its schema.yml)"
+
     def get_automation_condition(
         self, dbt_resource_props: Mapping[str, Any]
     ) -> dg.AutomationCondition | None:
@@ -63,9 +71,10 @@ class TicketDbtTranslator(DagsterDbtTranslator):
 translator = TicketDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
+# No `project=`: dagster-dbt would put the DbtProject object in every spec's metadata, which the UI
+# can only show as "[DbtProject] (unserializable)"; the resource knows the project directory.
 @dbt_assets(
     manifest=dbt_project.manifest_path,
-    project=dbt_project,
     dagster_dbt_translator=translator,
     name="ticket_dbt_models",
 )
@@ -106,7 +115,15 @@ def ticket_dbt_models(
                 key = context.asset_key_for_output(event.output_name)
                 unique_id = _model_for_key(key)
                 extra = {INPUTS_DIGEST: digests[unique_id]} if unique_id in digests else {}
-                event = event.with_metadata({**event.metadata, **row_count(conn, key), **extra})
+                documented = context.assets_def.specs_by_key[key].metadata.get("dagster/column_schema")
+                event = event.with_metadata(
+                    {
+                        **event.metadata,
+                        **row_count(conn, key),
+                        **column_schema(conn, key, documented),
+                        **extra,
+                    }
+                )
             yield event
         keep_partial_parse(invocation.target_path, cache)
 
@@ -202,3 +219,25 @@ def row_count(conn, key: dg.AssetKey) -> dict[str, object]:
         0
     ]
     return {"dagster/row_count": dg.MetadataValue.int(int(count))}
+
+
+def column_schema(conn, key: dg.AssetKey, documented: dg.TableSchema | None) -> dict[str, object]:
+    """The built relation's columns with the database's types, described from schema.yml. dagster-dbt's
+    fetch_column_metadata would ask the parse-time relation (see row_count) and drop the descriptions."""
+    schema, table = key.path
+    rows = conn.execute(
+        "select column_name, data_type from information_schema.columns"
+        " where table_schema = %s and table_name = %s order by ordinal_position",
+        (schema, table),
+    ).fetchall()
+    if not rows:
+        return {}
+    documented = getattr(documented, "schema", documented)  # the spec may hold the metadata value
+    described = {column.name: column.description for column in (documented.columns if documented else [])}
+    return {
+        "dagster/column_schema": dg.TableSchema(
+            columns=[
+                dg.TableColumn(name, data_type, description=described.get(name)) for name, data_type in rows
+            ]
+        )
+    }

@@ -21,13 +21,15 @@ def progress_logger(context: dg.AssetExecutionContext, label: str, every_s: floa
     started = time.monotonic()
     last = [0.0]
 
-    def report(done: int, total: int) -> None:
+    def report(done: int, total: int, what: str | None = None) -> None:
         now = time.monotonic()
         if done == total or now - last[0] >= every_s:
             last[0] = now
             rate = done / max(now - started, 1e-9)
+            pace = f"{rate:.0f}/s" if rate >= 1 else f"{1 / rate:.0f} s each" if rate > 0 else "starting"
             left = f", {(total - done) / rate:.0f}s left" if 0 < done < total else ""
-            context.log.info(f"{label}: {done}/{total} ({done / max(total, 1):.0%}, {rate:.0f}/s{left})")
+            step = f" · {what}" if what else ""
+            context.log.info(f"{label}: {done}/{total} ({done / max(total, 1):.0%}, {pace}{left}){step}")
 
     return report
 

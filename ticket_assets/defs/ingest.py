@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from ticket_assets.defs.embeddings import progress_logger
 from ticket_assets.defs.keys import RAW_TICKETS
 from ticket_assets.defs.metadata import counts_markdown, table_metadata
 from ticket_assets.defs.resources import PostgresResource
@@ -38,7 +39,12 @@ def raw_tickets(
     seeded = 0
     if existing == 0 and config.seed_if_empty:
         context.log.info(f"raw.tickets is empty: seeding {config.synthetic_tickets} synthetic tickets")
-        report = ingest_synthetic(url, n=config.synthetic_tickets, seed=config.seed)
+        report = ingest_synthetic(
+            url,
+            n=config.synthetic_tickets,
+            seed=config.seed,
+            progress=progress_logger(context, "seeding synthetic tickets"),
+        )
         seeded = report.inserted
     return dg.MaterializeResult(metadata=raw_tickets_metadata(postgres, seeded=seeded))
 

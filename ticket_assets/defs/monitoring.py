@@ -13,7 +13,6 @@ import polars as pl
 
 from ticket_assets.defs.config import config_class, to_plain
 from ticket_assets.defs.keys import CHAMPION_MODEL, DRIFT_REPORT
-from ticket_assets.defs.metadata import markdown_table
 from ticket_assets.defs.resources import (
     AlertsResource,
     MlflowResource,
@@ -23,7 +22,7 @@ from ticket_assets.defs.resources import (
 from ticket_assets.ml import registry
 from ticket_assets.ml.dataset import embeddings_for_frame, load_training_set
 from ticket_assets.ml.embed import get_embedder
-from ticket_assets.monitoring import DriftConfig, compute_drift, prediction_frame, save_report
+from ticket_assets.monitoring import DriftConfig, compute_drift, pending_window, prediction_frame, save_report
 from ticket_assets.monitoring.reference import drift_reference
 from ticket_assets.settings import Settings
 
@@ -86,8 +85,34 @@ def prune_reports(reports_dir: Path, keep: int = KEEP_REPORTS) -> None:
 
 def report_url(path: Path, settings: Settings) -> str:
     """The API serves the reports directory, so the UI can link to a report over HTTP."""
-    base = settings.public_api_url or f"http://{settings.api_host}:{settings.api_port}"
-    return f"{base.rstrip('/')}/reports/{path.name}"
+    return f"{settings.api_url}/reports/{path.name}"
+
+
+def signals_table(signals: list[dict]) -> dg.TableMetadataValue:
+    """One row per signal, typed columns (the UI neither cuts nor re-orders them)."""
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord(
+                {
+                    "signal": s["name"],
+                    "method": f"{s['kind']}: {s['method']}",
+                    "statistic": round(float(s["statistic"]), 4),
+                    "threshold": float(s["threshold"]),
+                    "drift": bool(s["drifted"]),
+                }
+            )
+            for s in signals
+        ],
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("signal", "string"),
+                dg.TableColumn("method", "string", description="input or prediction signal: its test"),
+                dg.TableColumn("statistic", "float"),
+                dg.TableColumn("threshold", "float", description="drift when the statistic reaches it"),
+                dg.TableColumn("drift", "bool"),
+            ]
+        ),
+    )
 
 
 @dg.asset(
@@ -123,16 +148,22 @@ def drift_report(
     with postgres.connect() as conn:
         current = load_window(conn, champion_version, previous_end, config.max_window)
         if current.height < config.min_window:
-            context.log.info(
-                f"{current.height} predictions since {previous_end or 'the start'}: window not full"
-            )
+            # A report already, saying what is missing; the window is not consumed (window_end
+            # stays where the last verdict ended).
+            pending = pending_window(current, drift_config, model_version=champion_version)
+            path = save_report(pending, settings.reports_dir)
+            prune_reports(settings.reports_dir)
+            context.log.info(f"{pending.reason} (predictions since {previous_end or 'the start'})")
             return dg.MaterializeResult(
                 metadata={
                     "verdict": "insufficient_data",
-                    "reason": f"{current.height} < {config.min_window} predictions in the window",
+                    "reason": pending.reason,
                     "champion_version": champion_version,
                     "window_size": current.height,
+                    "min_window": config.min_window,
                     "window_end": previous_end or "",
+                    "report": dg.MetadataValue.url(report_url(path, settings)),
+                    "report_path": dg.MetadataValue.path(str(path)),
                 }
             )
         model, info = registry.load_model_version(settings.model_name, champion_version, settings)
@@ -148,22 +179,18 @@ def drift_report(
     cur_embeddings = None
     if all(text is not None for text in texts):  # redacted deployments keep prediction drift only
         cur_embeddings = embedder.encode(texts, batch_size=settings.embed_batch_size)
-    result = compute_drift(reference, current.drop("text"), ref_embeddings, cur_embeddings, drift_config)
+    result = compute_drift(
+        reference,
+        current.drop("text"),
+        ref_embeddings,
+        cur_embeddings,
+        drift_config,
+        model_version=champion_version,
+    )
     path = save_report(result, settings.reports_dir)
     prune_reports(settings.reports_dir)
     summary = result.summary
     context.log.info(f"drift verdict {result.verdict}: {result.reason}")
-    signal_rows = [
-        (
-            s["name"],
-            s["kind"],
-            s["method"],
-            f"{s['statistic']:.3f}",
-            s["threshold"],
-            "drift" if s["drifted"] else "ok",
-        )
-        for s in summary["signals"]
-    ]
     return dg.MaterializeResult(
         metadata={
             "verdict": result.verdict,
@@ -171,9 +198,7 @@ def drift_report(
             "drift_share": dg.MetadataValue.float(float(summary["drift_share"])),
             "drifted_signals": ", ".join(summary["drifted_signals"]) or "none",
             "domain_auc": dg.MetadataValue.float(float(summary["domain_auc"] or 0.0)),
-            "signals": dg.MetadataValue.md(
-                markdown_table(["signal", "kind", "method", "statistic", "threshold", "result"], signal_rows)
-            ),
+            "signals": signals_table(summary["signals"]),
             "method": "domain classifier on embeddings (ROC AUC) + pinned distance tests on predictions",
             "champion_version": champion_version,
             "reference_size": result.reference_size,
@@ -204,6 +229,7 @@ def no_drift_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResul
 
 class LiveQualityConfig(dg.Config):
     min_feedback: int = 50
+    min_topic_accuracy: float = 0.70
     min_topic_macro_f1: float = 0.70
     min_critical_recall: float = 0.60
 
@@ -211,8 +237,8 @@ class LiveQualityConfig(dg.Config):
 @dg.asset_check(
     asset=LIVE_QUALITY,
     name="live_quality_thresholds",
-    description="With enough agent feedback, live topic macro-F1 and critical recall of the champion must stay "
-    "above their thresholds; a failure alerts on-call.",
+    description="With enough agent feedback, live topic accuracy, macro-F1 and critical recall of the champion "
+    "must stay above their thresholds; the first failure for a champion alerts on-call (once).",
 )
 def live_quality_check(
     config: LiveQualityConfig, postgres: PostgresResource, mlflow: MlflowResource, alerts: AlertsResource
@@ -221,8 +247,8 @@ def live_quality_check(
     champion = mlflow.alias_version(registry.CHAMPION)
     with postgres.connect() as conn:
         row = conn.execute(
-            "select n_feedback, topic_macro_f1, n_critical, critical_recall from marts.live_quality"
-            " where model_version = %s",
+            "select n_feedback, topic_macro_f1, n_critical, critical_recall, topic_accuracy"
+            " from marts.live_quality where model_version = %s",
             (champion,),
         ).fetchone()
     n_feedback = int(row[0]) if row else 0
@@ -237,7 +263,10 @@ def live_quality_check(
         )
     topic_f1 = float(row[1] or 0.0)
     critical_recall = None if row[3] is None else float(row[3])
+    topic_accuracy = float(row[4] or 0.0)
     failures = []
+    if topic_accuracy < config.min_topic_accuracy:
+        failures.append(f"live topic accuracy {topic_accuracy:.3f} < {config.min_topic_accuracy}")
     if topic_f1 < config.min_topic_macro_f1:
         failures.append(f"live topic macro-F1 {topic_f1:.3f} < {config.min_topic_macro_f1}")
     if critical_recall is not None and critical_recall < config.min_critical_recall:
@@ -245,16 +274,19 @@ def live_quality_check(
     if failures:
         alerts.send(
             f"Live quality below threshold for champion v{champion}",
-            "; ".join(failures),
+            f"{'; '.join(failures)} (on {n_feedback} agent labels).",
             severity="critical",
             source="live_quality",
-            dedup_key=f"live:{champion}:{n_feedback}",
+            # Once per champion: more feedback on the same model is the same problem.
+            dedup_key=f"live-quality:{mlflow.model_name}:{champion}",
+            url=alerts.asset_url(LIVE_QUALITY),
         )
     return dg.AssetCheckResult(
         passed=not failures,
         metadata={
             "champion_version": champion or "none",
             "n_feedback": n_feedback,
+            "topic_accuracy": topic_accuracy,
             "topic_macro_f1": topic_f1,
             "critical_recall": critical_recall if critical_recall is not None else -1.0,
             "failures": "; ".join(failures) or "none",

@@ -12,7 +12,7 @@ from ticket_assets.reports.profile import profile_training_set, render_png, to_m
 @dg.asset(
     key="ticket_profile",
     deps=[TRAINING_SET],
-    group_name="monitoring",
+    group_name="data_profile",  # between the marts and training: read before the model trains
     kinds={"polars", "matplotlib"},
     owners=["team:data-platform"],
     automation_condition=dg.AutomationCondition.eager(),

@@ -126,6 +126,9 @@ class AlertsResource(dg.ConfigurableResource):
     def run_url(self, run_id: str) -> str:
         return f"{self.dagster_url.rstrip('/')}/runs/{run_id}"
 
+    def asset_url(self, key: dg.AssetKey) -> str:
+        return f"{self.dagster_url.rstrip('/')}/assets/{'/'.join(key.path)}"
+
     def send(
         self,
         title: str,

@@ -10,12 +10,25 @@ API: feedback labels flow back into the training set, so that edge would close a
 import dagster as dg
 
 from ticket_assets.defs.keys import CHAMPION_MODEL
+from ticket_assets.settings import Settings
 
 SERVING_API = dg.AssetKey("ticketops_api")
 KB_INDEX = dg.AssetKey("kb_index")
 OWNERS = ["team:ml-platform"]
 
-serving_api = dg.AssetSpec(
+
+def serving_api_spec(settings: Settings) -> dg.AssetSpec:
+    """The API's node, with links to its docs and console at the configured address."""
+    return _SERVING_API.merge_attributes(
+        metadata={
+            "docs": dg.MetadataValue.url(f"{settings.api_url}/docs"),
+            "redoc": dg.MetadataValue.url(f"{settings.api_url}/redoc"),
+            "console": dg.MetadataValue.url(f"{settings.api_url}/console"),
+        }
+    )
+
+
+_SERVING_API = dg.AssetSpec(
     key=SERVING_API,
     deps=[CHAMPION_MODEL, KB_INDEX],
     group_name="serving",
@@ -55,4 +68,6 @@ feedback_log = dg.AssetSpec(
     metadata={"table": "ops.feedback", "written_by": "ticketops_api (serving.routers.feedback)"},
 )
 
-serving_assets = [serving_api, predictions_log, feedback_log]
+
+def serving_assets_for(settings: Settings) -> list[dg.AssetSpec]:
+    return [serving_api_spec(settings), predictions_log, feedback_log]

@@ -15,6 +15,7 @@ import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 
 from ticket_assets.defs.config import config_class, to_plain
+from ticket_assets.defs.embeddings import progress_logger
 from ticket_assets.defs.k8s import HEAVY_STEP_TAGS, TRAINING_RUN_TAGS
 from ticket_assets.defs.keys import CHAMPION_MODEL, KB_CHUNKS, TICKET_EMBEDDINGS, TRAINING_SET
 from ticket_assets.defs.metadata import markdown_table, png_markdown
@@ -233,6 +234,9 @@ def ticket_classifier(
                 "training": reason,
                 "model_name": settings.model_name,
                 "model_version": unchanged,
+                "mlflow_model_version": dg.MetadataValue.url(
+                    registry.mlflow_version_url(settings.mlflow_ui_url, settings.model_name, unchanged)
+                ),
                 "training_fingerprint": version["training_fingerprint"],
                 "split_rule": version.get("split_rule", ""),
                 "train_rows": data.train.height,
@@ -240,9 +244,12 @@ def ticket_classifier(
             }
         )
     context.log.info(f"training on {data.train.height} tickets, holdout {data.test.height}")
-    candidate = pipeline.train_and_evaluate(data, cfg)
+    fits = progress_logger(context, "training: model fits")
+    candidate = pipeline.train_and_evaluate(data, cfg, lambda what, done, total: fits(done, total, what))
+    context.log.info(f"evaluated on {data.test.height} held-out tickets; learning the KB topic map")
     pipeline.attach_kb_topic_map(candidate.outcome.model, data, chunks, get_embedder(settings))
     champion = pipeline.score_champion(data, base_champion, settings)  # recorded for the gate
+    context.log.info("logging the run and registering the version in MLflow")
     registered = pipeline.register(candidate, data, settings, url, cfg, version, champion)
     mlflow.client().set_model_version_tag(
         registered.name, registered.version, registry.BASE_CHAMPION_TAG, base_champion or "none"
@@ -255,6 +262,14 @@ def ticket_classifier(
         "model_name": registered.name,
         "model_version": registered.version,
         "mlflow_run_id": registered.run_id,
+        "mlflow_run": dg.MetadataValue.url(
+            registry.mlflow_run_url(
+                settings.mlflow_ui_url, registry.experiment_id(mlflow.client(), settings), registered.run_id
+            )
+        ),
+        "mlflow_model_version": dg.MetadataValue.url(
+            registry.mlflow_version_url(settings.mlflow_ui_url, registered.name, registered.version)
+        ),
         # The URI itself may carry credentials when configured; only the embedded default is shown.
         "mlflow_tracking": "MLFLOW_TRACKING_URI"
         if settings.mlflow_tracking_uri
@@ -346,6 +361,7 @@ def promotion_gate(
     mlflow.client().set_model_version_tag(
         settings.model_name, challenger_info.version, GATE_TAG, verdict.to_json()
     )
+    registry.record_gate_verdict(settings, challenger_info.version, decision.passed, summary)
     if not decision.passed:
         alerts.send(
             f"Promotion gate failed for {settings.model_name} v{challenger_info.version}",
@@ -353,6 +369,7 @@ def promotion_gate(
             severity="warning",
             source="promotion_gate",
             dedup_key=f"gate:{settings.model_name}:{challenger_info.version}",
+            url=alerts.run_url(context.run.run_id),
         )
     return dg.AssetCheckResult(
         passed=decision.passed,
@@ -364,6 +381,11 @@ def promotion_gate(
             "evidence": evidence,
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons) or "-"),
             "comparisons": dg.MetadataValue.json(json.loads(json.dumps(decision.comparisons, default=str))),
+            "challenger": dg.MetadataValue.url(
+                registry.mlflow_version_url(
+                    settings.mlflow_ui_url, settings.model_name, challenger_info.version
+                )
+            ),
         },
     )
 
@@ -435,6 +457,11 @@ def champion_model(
             "action": "gate",
             "gate": verdict.summary[:500],
             "model_uri": f"models:/{settings.model_name}@champion",
+            "mlflow_model_version": dg.MetadataValue.url(
+                registry.mlflow_version_url(
+                    settings.mlflow_ui_url, settings.model_name, str(challenger.version)
+                )
+            ),
         }
     )
 
@@ -469,6 +496,9 @@ def _move_by_hand(
             "action": config.action,
             "reason": reason[:500],
             "model_uri": f"models:/{settings.model_name}@champion",
+            "mlflow_model_version": dg.MetadataValue.url(
+                registry.mlflow_version_url(settings.mlflow_ui_url, settings.model_name, str(version))
+            ),
         }
     )
 

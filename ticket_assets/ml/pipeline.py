@@ -40,7 +40,7 @@ from ticket_assets.ml.registry import (
     log_training_run,
 )
 from ticket_assets.ml.tiers import TierConfig, fit_tiers, thresholds, tier_summary
-from ticket_assets.ml.train import TrainConfig, TrainingOutcome, train_triage_model
+from ticket_assets.ml.train import TrainConfig, TrainingOutcome, TrainingProgress, train_triage_model
 from ticket_assets.services.postgres import connect
 from ticket_assets.settings import Settings
 
@@ -61,8 +61,10 @@ def load_data(settings: Settings, url: str, with_embeddings: bool = True) -> Tra
         return load_training_data(conn, get_embedder(settings) if with_embeddings else None)
 
 
-def train_and_evaluate(data: TrainingData, config: TrainConfig | None = None) -> TrainedCandidate:
-    outcome = train_triage_model(data.train, data.train_embeddings, data.embedding_model_id, config)
+def train_and_evaluate(
+    data: TrainingData, config: TrainConfig | None = None, progress: TrainingProgress | None = None
+) -> TrainedCandidate:
+    outcome = train_triage_model(data.train, data.train_embeddings, data.embedding_model_id, config, progress)
     describe_training_data(outcome.model, data)
     outcome.model.metadata["rare_labels"] = {t: r.rare_labels for t, r in outcome.reports.items()}
     model = outcome.model
@@ -235,6 +237,7 @@ def register(
         settings=settings,
         reports=reports,
         db_url=url,
+        datasets={"train": data.train, "holdout": data.test},
     )
 
 

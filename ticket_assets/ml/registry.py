@@ -41,6 +41,19 @@ BASE_CHAMPION_TAG = "ticketops.base_champion"
 # First key of pg_advisory_lock(int, int) for alias moves; the second is the model name's hash.
 ALIAS_LOCK_NAMESPACE = 742002
 MODEL_ARTIFACT = "model"
+# The MLflow UI (3.x) opens an experiment on its traces unless this tag says it trains models.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# Columns of the train and holdout datasets logged as run inputs (their schema shows in the UI).
+DATASET_COLUMNS = ("ticket_id", "text", "topic", "topic_display", "urgency", "channel", "event_at", "split")
+# What the registered model is, whatever version: its description in the MLflow UI.
+MODEL_DESCRIPTION = (
+    "Triage model for IT support tickets: predicts the topic (and, when labels exist, the urgency and "
+    "routing targets such as the assignment group) with calibrated confidences and tiers, from the ticket "
+    "text (TF-IDF and sentence embeddings). Trained on `marts.training_set` by the `ticket_classifier` "
+    "asset; the `champion` alias is what the API serves, moved only by the `promotion_gate`-guarded "
+    "`champion_model` asset (or `ticketops model promote|rollback`)."
+)
 # Metrics shown by list_versions and copied onto each version as tags.
 KEY_METRICS = (
     "topic.macro_f1",
@@ -144,13 +157,19 @@ def experiment_id(client: Any, settings: Settings) -> str:
 def _get_or_create_experiment(client: Any, settings: Settings) -> str:
     experiment = client.get_experiment_by_name(settings.model_name)
     if experiment is not None:
+        if (experiment.tags or {}).get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made before the tag
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return experiment.experiment_id
     artifact_location = None
     if _is_local_store(settings.resolved_mlflow_uri):
         settings.mlflow_artifact_root.mkdir(parents=True, exist_ok=True)
         artifact_location = settings.mlflow_artifact_root.resolve().as_uri()
     try:
-        return client.create_experiment(settings.model_name, artifact_location=artifact_location)
+        return client.create_experiment(
+            settings.model_name,
+            artifact_location=artifact_location,
+            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+        )
     except Exception:  # another process created it first
         experiment = client.get_experiment_by_name(settings.model_name)
         if experiment is None:
@@ -174,11 +193,14 @@ def log_training_run(
     run_name: str | None = None,
     actor: str = "training",
     db_url: str | None = None,
+    datasets: dict[str, Any] | None = None,
 ) -> RegisteredVersion:
     """Log one training run and register its model as a new version with alias ``challenger``.
 
     ``metrics`` are holdout metrics (``evaluate`` layout) — logged flattened as MLflow metrics and
-    whole as JSON; ``reports`` are extra JSON documents (CV results, baseline, gate ...) by name.
+    whole as JSON; ``reports`` are extra JSON documents (CV results, baseline, gate ...) by name;
+    ``datasets`` (``train``, ``holdout`` polars frames) are logged as the run's inputs. The run is
+    named after the model, its version and its data; the version gets a description.
     """
     import mlflow
 
@@ -187,9 +209,15 @@ def log_training_run(
     data_tags = {f"data.{key}": _tag_value(value) for key, value in data_version.items()}
     with (
         _fluent_store(settings),
-        mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=data_tags) as run,
+        mlflow.start_run(
+            experiment_id=exp_id,
+            run_name=run_name or training_run_name(settings.model_name, None, model, data_version),
+            tags=data_tags,
+        ) as run,
     ):
         run_id = run.info.run_id
+        for context, frame in (datasets or {}).items():
+            mlflow.log_input(training_dataset(frame, settings.model_name, context), context=context)
         _log_params(client, run_id, params)
         _log_metrics(client, run_id, flatten_metrics(metrics))
         mlflow.log_dict(metrics, "metrics/holdout.json")
@@ -206,11 +234,93 @@ def log_training_run(
             with embedder_settings(settings):  # MLflow predicts the input example while logging
                 model_info = _log_pyfunc(model, Path(tmp), settings.model_name)
     version = str(model_info.registered_model_version)
+    if run_name is None:  # the version number is known now
+        client.update_run(run_id, name=training_run_name(settings.model_name, version, model, data_version))
     for key, value in {**data_tags, **_key_metric_tags(metrics)}.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
+    client.update_registered_model(settings.model_name, description=MODEL_DESCRIPTION)
+    client.update_model_version(
+        settings.model_name, version, description=version_description(model, metrics, data_version)
+    )
     set_alias(settings.model_name, CHALLENGER, version, actor, "new training run", db_url, settings=settings)
     log.info("registered %s version %s (run %s)", settings.model_name, version, run_id)
     return RegisteredVersion(name=settings.model_name, version=version, run_id=run_id)
+
+
+def data_label(data_version: dict[str, Any]) -> str:
+    """The data version in a few characters: rows and the content hash's prefix."""
+    rows = data_version.get("training_set_rows")
+    digest = str(data_version.get("training_set_sha256", ""))[:8]
+    return " · ".join(
+        part
+        for part in (f"{rows:,} rows" if isinstance(rows, int) else "", digest and f"data {digest}")
+        if part
+    )
+
+
+def training_run_name(
+    name: str, version: str | None, model: TriageModel, data_version: dict[str, Any]
+) -> str:
+    """``ticket-triage v7 · stack · 1,234 rows · data 1a2b3c4d`` (``candidate`` before registration)."""
+    chosen = model.metadata.get("chosen", {}).get("topic")
+    parts = [f"{name} v{version}" if version else f"{name} candidate", chosen, data_label(data_version)]
+    return " · ".join(part for part in parts if part)
+
+
+def training_dataset(frame: Any, model_name: str, context: str) -> Any:
+    """A run input: the split's rows as an MLflow polars dataset named after the split, its digest the
+    split's content hash (the data is not copied; its schema and row count show in the UI)."""
+    import mlflow.data
+    import polars as pl
+
+    from ticket_assets.ml.dataset import content_hash
+
+    columns = [c for c in DATASET_COLUMNS if c in frame.columns]
+    selected = frame.select(columns).with_columns(
+        [pl.col(c).cast(pl.String) for c in columns if frame.schema[c] == pl.Object]
+    )
+    return mlflow.data.from_polars(
+        selected,
+        name=f"{model_name}-{context}",
+        digest=content_hash(frame)[:16],  # MLflow stores at most 36 characters
+        targets="topic" if "topic" in columns else None,
+    )
+
+
+def version_description(model: TriageModel, metrics: dict[str, Any], data_version: dict[str, Any]) -> str:
+    """What a version predicts, from which data, how well on its holdout; the gate verdict follows."""
+    targets = ", ".join(sorted(model.targets))
+    flat = flatten_metrics(metrics)
+    scores = ", ".join(f"{key} {flat[key]:.3f}" for key in KEY_METRICS if key in flat)
+    data = data_label(data_version)
+    split = data_version.get("split_rule")
+    lines = [
+        f"Predicts: {targets} (chosen: {', '.join(f'{t}={c}' for t, c in sorted(model.metadata.get('chosen', {}).items()))}).",
+        f"Data: marts.training_set, {data}"
+        + (
+            f", {data_version['train_rows']:,} train / {data_version['test_rows']:,} holdout"
+            if "train_rows" in data_version and "test_rows" in data_version
+            else ""
+        )
+        + (f", split {split}" if split else "")
+        + ".",
+        f"Holdout: {scores or 'no metrics'}.",
+        "Gate: not judged yet.",
+    ]
+    return "\n".join(lines)
+
+
+def record_gate_verdict(settings: Settings, version: str, passed: bool, summary: str) -> None:
+    """The gate's verdict as the last line of the version's description (what the UI shows first)."""
+    client = configure_mlflow(settings)
+    current = client.get_model_version(settings.model_name, str(version)).description or ""
+    kept = [line for line in current.splitlines() if not line.startswith("Gate:")]
+    verdict = f"Gate: {'passed' if passed else 'failed'}: {summary}"[:2000]
+    client.update_model_version(settings.model_name, str(version), description="\n".join([*kept, verdict]))
+
+
+def mlflow_run_url(base: str, experiment: str, run_id: str) -> str:
+    return f"{base.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
 
 
 def _log_pyfunc(model: TriageModel, tmp: Path, registered_name: str) -> Any:
@@ -449,7 +559,7 @@ def _move_alias(
             event_id,
             rollback=rollback,
             run_id=mv.run_id,
-            tracking_uri=settings.resolved_mlflow_uri,
+            mlflow_url=settings.mlflow_ui_url,
         )
         webhook = settings.alert_webhook_url.get_secret_value() if settings.alert_webhook_url else None
         send_alert(notice, webhook, url)
@@ -466,7 +576,7 @@ def champion_notice(
     *,
     rollback: bool,
     run_id: str | None,
-    tracking_uri: str,
+    mlflow_url: str,
 ) -> Alert:
     was = f"v{previous}" if previous else "no champion"
     what = "rolled back" if rollback else "changed"
@@ -477,15 +587,13 @@ def champion_notice(
         severity="warning" if rollback else "info",
         source="registry",
         dedup_key=f"alias:{name}:{event_id}",
-        url=mlflow_version_url(tracking_uri, name, version),
+        url=mlflow_version_url(mlflow_url, name, version),
     )
 
 
-def mlflow_version_url(uri: str, name: str, version: str) -> str | None:
-    """The version's page in the MLflow UI, when the tracking store is a server (not a local file)."""
-    if not uri.startswith(("http://", "https://")):
-        return None
-    return f"{uri.rstrip('/')}/#/models/{name}/versions/{version}"
+def mlflow_version_url(base: str, name: str, version: str) -> str:
+    """The version's page in the MLflow UI (``Settings.mlflow_ui_url``)."""
+    return f"{base.rstrip('/')}/#/models/{name}/versions/{version}"
 
 
 def record_alias_event(

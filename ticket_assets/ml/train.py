@@ -32,6 +32,7 @@ not grow with the training set. ``None`` lifts a bound (the unbounded training o
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import warnings
 from collections import Counter
@@ -175,21 +176,26 @@ def train_triage_model(
     embeddings: np.ndarray | None,
     embedding_model_id: str | None,
     config: TrainConfig | None = None,
+    progress: TrainingProgress | None = None,
 ) -> TrainingOutcome:
     """Fit the triage model on the train split.
 
     ``train`` needs ``text`` and ``topic`` (and ``urgency``, possibly null); ``embeddings`` rows
-    follow ``train`` rows (None restricts the candidates to ``tfidf``).
+    follow ``train`` rows (None restricts the candidates to ``tfidf``). ``progress`` follows the fits.
     """
     config = config or TrainConfig()
     # One level of parallelism: joblib threads over (fold, C) fits, single-threaded BLAS inside.
     # Nested BLAS threads oversubscribe the cores and make small fits ~10x slower.
     with threadpool_limits(limits=config.blas_threads):
-        return _train(train, embeddings, embedding_model_id, config)
+        return _train(train, embeddings, embedding_model_id, config, progress)
 
 
 def _train(
-    train: pl.DataFrame, embeddings: np.ndarray | None, embedding_model_id: str | None, config: TrainConfig
+    train: pl.DataFrame,
+    embeddings: np.ndarray | None,
+    embedding_model_id: str | None,
+    config: TrainConfig,
+    progress: TrainingProgress | None = None,
 ) -> TrainingOutcome:
     started = time.perf_counter()
     if embeddings is not None and embeddings.shape[0] != train.height:
@@ -209,6 +215,8 @@ def _train(
 
     texts = train["text"].to_list()
     vectorizer = TextFeatures(config.word_ngrams, config.char_ngrams, config.min_df, config.max_features)
+    to_train = trainable_targets(train, config)
+    fits = _Fits(planned_fits(len(to_train), embeddings is not None, config), progress)
     vocabulary_rows = _sample(len(texts), config.tfidf_fit_rows, config.seed)
     if vocabulary_rows is None:
         tfidf = vectorizer.fit_transform(texts)
@@ -216,11 +224,12 @@ def _train(
         vectorizer.fit([texts[i] for i in vocabulary_rows])
         tfidf = vectorizer.transform_many(texts, n_jobs=config.n_jobs)
     log.info("tfidf: %d rows x %d features in %.1fs", *tfidf.shape, time.perf_counter() - started)
+    fits.tick(f"tf-idf features ({train.height} tickets)")
 
     targets: dict[str, TargetModel] = {}
     reports: dict[str, TargetTrainingReport] = {}
     alternatives: dict[str, dict[str, TargetModel]] = {}
-    for target in trainable_targets(train, config):
+    for target in to_train:
         rows, labels, dropped = _target_rows(train, target, config)
         target_model, report, fitted = fit_target(
             target,
@@ -229,6 +238,7 @@ def _train(
             labels,
             candidates,
             config,
+            fits,
         )
         report.dropped_labels = dropped
         if target_model.knn is not None and "ticket_id" in train.columns:
@@ -351,8 +361,10 @@ def fit_target(
     y: np.ndarray,
     candidates: tuple[str, ...],
     config: TrainConfig,
+    fits: _Fits | None = None,
 ) -> tuple[TargetModel, TargetTrainingReport, dict[str, TargetModel]]:
     """The chosen model of one target, its report, and every fitted candidate by name."""
+    fits = fits or _Fits(0, None)
     started = time.perf_counter()
     # The search (folds x grids, calibrators) runs on a stratified sample; the chosen bases are then
     # fitted once on every row. The calibrator is fitted on the sample's out-of-fold scores.
@@ -376,7 +388,13 @@ def fit_target(
     usable = {c: bases_of(c, config) for c in candidates if set(bases_of(c, config)) <= set(available)}
     searched = {
         base: search_param(
-            searching[base].factory, searching[base].features, y_search, folds, searching[base].grid, config
+            searching[base].factory,
+            searching[base].features,
+            y_search,
+            folds,
+            searching[base].grid,
+            config,
+            lambda: fits.tick(f"{target}: cross-validating {base}"),  # noqa: B023 - called within the loop
         )
         for base in dict.fromkeys(b for bases in usable.values() for b in bases)
     }
@@ -407,6 +425,7 @@ def fit_target(
             for b in final_bases
         )
     )
+    fits.tick(f"{target}: final {best.candidate} model")
     labels = sorted(set(y))
     most_urgent = (
         most_urgent_label(labels, Counter(y.tolist()), config.most_urgent_fallback)
@@ -458,6 +477,31 @@ def bases_of(candidate: str, config: TrainConfig) -> tuple[str, ...]:
 
 
 Factory = Callable[[Any], Any]
+# (what is being fitted, fits done, fits planned): called after every model fit of the search.
+TrainingProgress = Callable[[str, int, int], None]
+
+
+class _Fits:
+    """Counts model fits against the plan, thread-safely (the search fits in threads)."""
+
+    def __init__(self, total: int, progress: TrainingProgress | None) -> None:
+        self.total, self.done, self.progress = total, 0, progress
+        self._lock = threading.Lock()
+
+    def tick(self, what: str, n: int = 1) -> None:
+        if self.progress is None:
+            return
+        with self._lock:  # reported under the lock so counts arrive in order
+            self.done = min(self.done + n, self.total)
+            self.progress(what, self.done, self.total)
+
+
+def planned_fits(n_targets: int, has_embeddings: bool, config: TrainConfig) -> int:
+    """Fits a training will make: per target each base model's grid x folds, then one final fit."""
+    candidates = config.candidates if has_embeddings else ("tfidf",)
+    grids = {"svc": config.tfidf_c_grid, "lr": config.embedding_c_grid, "knn": config.knn_k_grid}
+    bases = {b for c in candidates for b in bases_of(c, config) if has_embeddings or b == "svc"}
+    return 1 + n_targets * (sum(len(grids[b]) * config.cv_folds for b in bases) + 1)
 
 
 @dataclass(frozen=True)
@@ -563,12 +607,13 @@ def search_param(
     folds: list[tuple[np.ndarray, np.ndarray]],
     grid: tuple[Any, ...],
     config: TrainConfig,
+    fitted_one: Callable[[], None] | None = None,
 ) -> SearchResult:
     """Best parameter by out-of-fold macro-F1 of the base model's own argmax."""
     jobs = [(value, i) for value in grid for i in range(len(folds))]
     # Threads, not processes: the fits release the GIL and the feature matrix is not copied.
     fitted = Parallel(n_jobs=config.n_jobs, prefer="threads")(
-        delayed(_fit_fold)(factory, features, y, folds[i], value) for value, i in jobs
+        delayed(_fit_fold)(factory, features, y, folds[i], value, fitted_one) for value, i in jobs
     )
     classes = np.array(sorted(set(y)), dtype=object)
     oof_by_value: dict[Any, np.ndarray] = {}
@@ -589,10 +634,17 @@ def _fit_named(name: str, model: Any, features: Any, y: np.ndarray) -> tuple[str
 
 
 def _fit_fold(
-    factory: Factory, features: Any, y: np.ndarray, fold: tuple[np.ndarray, np.ndarray], value: Any
+    factory: Factory,
+    features: Any,
+    y: np.ndarray,
+    fold: tuple[np.ndarray, np.ndarray],
+    value: Any,
+    fitted_one: Callable[[], None] | None = None,
 ) -> np.ndarray:
     fit_rows, score_rows = fold
     model = factory(value).fit(features[fit_rows], y[fit_rows])
+    if fitted_one is not None:
+        fitted_one()
     return base_scores(model, features[score_rows])
 
 

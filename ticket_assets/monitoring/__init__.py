@@ -8,6 +8,7 @@ from ticket_assets.monitoring.drift import (
     SignalResult,
     SignalSpec,
     compute_drift,
+    pending_window,
     prediction_frame,
     save_report,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "SignalSpec",
     "compute_drift",
     "domain_classifier_auc",
+    "pending_window",
     "prediction_frame",
     "save_report",
 ]

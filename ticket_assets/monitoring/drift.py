@@ -32,7 +32,7 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -182,8 +182,12 @@ def compute_drift(
     ref_embeddings: np.ndarray | None,
     cur_embeddings: np.ndarray | None,
     config: DriftConfig | None = None,
+    *,
+    model_version: str | None = None,
 ) -> DriftResult:
     """Compare a window of predictions (``current``) with held-out reference predictions.
+
+    ``model_version`` (the model both sides come from) is named in the report's summary block.
 
     Frames need ``topic``, ``topic_confidence``, ``text_chars`` (or ``text_length``) and
     ``urgency`` (may be all null: the signal is then skipped); ``current`` may carry
@@ -197,9 +201,9 @@ def compute_drift(
     window_start, window_end = _window_bounds(current)
 
     def result(
-        verdict: Verdict, reason: str, signals: list[SignalResult], skipped: list[str], html: str
+        verdict: Verdict, reason: str, signals: list[SignalResult], skipped: list[str], html: str | None
     ) -> DriftResult:
-        return DriftResult(
+        draft = DriftResult(
             verdict=verdict,
             reason=reason,
             signals=tuple(signals),
@@ -209,17 +213,17 @@ def compute_drift(
             window_start=window_start,
             window_end=window_end,
             config=config,
-            html=html,
+            html="",
         )
+        title = "Drift report" if html else f"Drift report: {verdict.replace('_', ' ')}"
+        return replace(draft, html=with_summary(html or _placeholder_html(title), draft, model_version))
 
     if current.height < config.min_window or reference.height < config.min_reference:
         reason = (
             f"{current.height} predictions in the window (minimum {config.min_window}), "
             f"{reference.height} reference rows (minimum {config.min_reference})"
         )
-        return result(
-            "insufficient_data", reason, [], [], _placeholder_html("Drift report: insufficient data", reason)
-        )
+        return result("insufficient_data", reason, [], [], None)
 
     reference, ref_embeddings = _sample(reference, ref_embeddings, config.reference_sample_size, config.seed)
     active = [
@@ -231,9 +235,7 @@ def compute_drift(
         skipped.append(EMBEDDINGS_NAME)
     if not active and embeddings is None:
         reason = f"no signal can be computed (skipped: {', '.join(skipped)})"
-        return result(
-            "insufficient_data", reason, [], skipped, _placeholder_html("Drift report: no signals", reason)
-        )
+        return result("insufficient_data", reason, [], skipped, None)
 
     signals, html = _run_report(reference, current, active, embeddings, config)
     drifted = [s.name for s in signals if s.drifted]
@@ -313,6 +315,84 @@ def _run_report(
             )
         )
     return signals, snapshot.get_html_str(as_iframe=False)
+
+
+def pending_window(
+    current: pl.DataFrame, config: DriftConfig | None = None, *, model_version: str | None = None
+) -> DriftResult:
+    """The report of a window still too small for a verdict: how many predictions it has of the
+    ``min_window`` needed, so the first report exists as soon as a reference model serves."""
+    config = config or DriftConfig()
+    window_start, window_end = _window_bounds(current)
+    reason = f"{current.height} of {config.min_window} predictions needed for a verdict"
+    draft = DriftResult(
+        verdict="insufficient_data",
+        reason=reason,
+        signals=(),
+        skipped_signals=(),
+        reference_size=0,
+        current_size=current.height,
+        window_start=window_start,
+        window_end=window_end,
+        config=config,
+        html="",
+    )
+    page = _placeholder_html("Drift report: waiting for traffic")
+    return replace(draft, html=with_summary(page, draft, model_version))
+
+
+def with_summary(page: str, result: DriftResult, model_version: str | None) -> str:
+    """``page`` with a title and a summary block (verdict, window, model version, thresholds) at
+    the top of its body, so the HTML says what it judged before Evidently's dashboard starts."""
+    config = result.config
+    esc = html_lib.escape
+    window = (
+        f"{_iso(result.window_start)} to {_iso(result.window_end)}"
+        if result.window_start is not None
+        else "no predictions yet"
+    )
+    thresholds = [
+        f"{EMBEDDINGS_NAME}: domain classifier ROC AUC &ge; {config.domain_auc_threshold}",
+        *(f"{s.column}: {s.method} &ge; {s.threshold}" for s in config.signals),
+    ]
+    measured = {s.name: s for s in result.signals}
+    rows = "".join(
+        f"<tr><td>{esc(name)}</td><td>{rule}</td><td>{_measured(measured.get(name))}</td></tr>"
+        for name, rule in zip(
+            [EMBEDDINGS_NAME, *(s.column for s in config.signals)],
+            (t.split(": ", 1)[1] for t in thresholds),
+            strict=True,
+        )
+    )
+    colour = {"drift": "#b91c1c", "no_drift": "#15803d"}.get(result.verdict, "#a16207")
+    verdict = result.verdict.replace("_", " ")
+    block = (
+        "<section id='ticketops-summary' style='font-family:sans-serif;margin:16px;padding:12px 16px;"
+        "border:1px solid #ddd;border-radius:6px'>"
+        f"<h1 style='margin:0 0 8px'>TicketOps drift report · model v{esc(model_version or '?')}</h1>"
+        f"<p style='font-size:1.2em;margin:4px 0'><b style='color:{colour}'>{esc(verdict)}</b>: "
+        f"{esc(result.reason)}</p>"
+        f"<p style='margin:4px 0'>Window: {esc(window)} · {result.current_size} predictions · reference "
+        f"{result.reference_size} held-out predictions · verdict rule: &ge; {config.min_drifted_signals} "
+        f"signal(s) at or above threshold, windows of at least {config.min_window}</p>"
+        "<table style='border-collapse:collapse' cellpadding='4' border='1'>"
+        f"<tr><th>signal</th><th>drift when</th><th>measured</th></tr>{rows}</table></section>"
+    )
+    title = f"<title>TicketOps drift report: {esc(verdict)} (model v{esc(model_version or '?')})</title>"
+    start, end = page.find("<title>"), page.find("</title>")
+    if 0 <= start < end:
+        page = page[:start] + title + page[end + len("</title>") :]
+    body = page.find("<body")
+    if body < 0:
+        return title + block + page
+    body_end = page.index(">", body) + 1
+    return page[:body_end] + block + page[body_end:]
+
+
+def _measured(signal: SignalResult | None) -> str:
+    if signal is None:
+        return "–"
+    return f"{signal.statistic:.3f} ({'drift' if signal.drifted else 'ok'})"
 
 
 def save_report(result: DriftResult, reports_dir: Path) -> Path:
@@ -443,9 +523,9 @@ def _to_pandas(frame: pl.DataFrame, active: list[SignalSpec], embeddings: np.nda
     return pd.concat([data, vectors], axis=1)
 
 
-def _placeholder_html(title: str, message: str) -> str:
+def _placeholder_html(title: str) -> str:
+    """A page without Evidently's dashboard (no verdict to show); ``with_summary`` fills it in."""
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html_lib.escape(title)}</title></head><body>"
-        f"<h1>{html_lib.escape(title)}</h1><p>{html_lib.escape(message)}</p></body></html>"
+        f"<title>{html_lib.escape(title)}</title></head><body></body></html>"
     )

@@ -20,6 +20,8 @@ from matplotlib.figure import Figure
 MISSING_LABEL = "(missing)"
 HISTOGRAM_BINS = 30
 MARKDOWN_WEEKS = 12
+MAX_BARS = 20  # topic bars drawn; the tail beyond is one "N other labels" bar
+LABEL_CHARS = 32  # longer labels are shortened on the axes (the markdown tables keep them whole)
 
 
 @dataclass(frozen=True)
@@ -187,9 +189,29 @@ def _label(value: str | None) -> str:
     return MISSING_LABEL if value is None else value
 
 
+def _short(label: str) -> str:
+    # Cut in the middle: labels of one export often share a long prefix, and equal shortened
+    # labels would merge into one bar on a categorical axis.
+    if len(label) <= LABEL_CHARS:
+        return label
+    head = (LABEL_CHARS - 1) // 2
+    return label[:head] + "…" + label[-(LABEL_CHARS - 1 - head) :]
+
+
 def render_png(profile: TrainingSetProfile, *, dpi: int = 100) -> bytes:
     """One 2x2 figure: topic balance, urgency balance, text-length histogram, weekly volume."""
-    figure = Figure(figsize=(13, 8.5), dpi=dpi, layout="constrained")
+    buffer = io.BytesIO()
+    render_figure(profile, dpi=dpi).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def render_figure(profile: TrainingSetProfile, *, dpi: int = 100) -> Figure:
+    """The profile figure, sized so every label fits: at most ``MAX_BARS`` topic bars (the rest
+    summed into one), long labels shortened, taller when there are many topics. Constrained layout
+    keeps tick labels and titles inside the canvas."""
+    n_bars = min(len(profile.topic_balance), MAX_BARS)
+    height = max(8.0, 4.5 + 0.28 * n_bars)
+    figure = Figure(figsize=(12, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     (topics_ax, urgency_ax), (length_ax, volume_ax) = figure.subplots(2, 2)
     figure.suptitle(f"Training set profile: {profile.n_rows:,} tickets")
@@ -214,10 +236,7 @@ def render_png(profile: TrainingSetProfile, *, dpi: int = 100) -> bytes:
         volume_ax.tick_params(axis="x", labelrotation=30)
     else:
         _empty(volume_ax, "no timestamps")
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure
 
 
 def _bar_panel(ax, balance: list[CategoryShare], title: str, *, horizontal: bool) -> None:
@@ -225,7 +244,15 @@ def _bar_panel(ax, balance: list[CategoryShare], title: str, *, horizontal: bool
     if not balance or all(item.value is None for item in balance):
         _empty(ax, "no labels")
         return
-    labels = [_label(item.value) for item in balance]
+    if len(balance) > MAX_BARS:  # a long tail as one bar: dozens of labels would overlap
+        rest = balance[MAX_BARS - 1 :]
+        balance = [
+            *balance[: MAX_BARS - 1],
+            CategoryShare(
+                f"{len(rest)} other labels", sum(i.count for i in rest), sum(i.share for i in rest)
+            ),
+        ]
+    labels = [_short(_label(item.value)) for item in balance]
     counts = [item.count for item in balance]
     if horizontal:
         ax.barh(labels[::-1], counts[::-1], color="tab:blue")
