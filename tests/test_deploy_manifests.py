@@ -581,11 +581,19 @@ def _step_job_manifest(
 
 
 def test_step_jobs_are_valid_and_sized_by_their_tags(k8s_instance, k8s_code_location: dict[str, Any]) -> None:
-    from ticket_assets.defs.k8s import HEAVY_RESOURCES, K8S_CONFIG_TAG, LIGHT_RESOURCES, STEP_WEIGHT_TAG
+    from ticket_assets.defs.k8s import (
+        HEAVY_RESOURCES,
+        K8S_CONFIG_TAG,
+        LIGHT_RESOURCES,
+        STEP_WEIGHT_TAG,
+        TRAINING_RESOURCES,
+    )
 
     op_tags = k8s_code_location["op_tags"]
     heavy = [op for op, tags in op_tags.items() if tags.get(STEP_WEIGHT_TAG) == "heavy"]
     assert heavy, "no asset carries HEAVY_STEP_TAGS (embeddings and training should)"
+    # Training gets the memory its fit cap needs; the other heavy steps (embeddings) the heavy size.
+    assert "ticket_classifier" in heavy
     untagged = [op for op, tags in op_tags.items() if K8S_CONFIG_TAG not in tags]
     executor_config = k8s_code_location["executor_config"]["config"]
 
@@ -593,7 +601,13 @@ def test_step_jobs_are_valid_and_sized_by_their_tags(k8s_instance, k8s_code_loca
         manifest = _step_job_manifest(k8s_instance, executor_config, op_tags[op], op)
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
         (step_container,) = manifest["spec"]["template"]["spec"]["containers"]
-        expected = HEAVY_RESOURCES if op in heavy else LIGHT_RESOURCES
+        expected = (
+            TRAINING_RESOURCES
+            if op == "ticket_classifier"
+            else HEAVY_RESOURCES
+            if op in heavy
+            else LIGHT_RESOURCES
+        )
         assert step_container["resources"] == expected, op
         threads = [e for e in step_container["env"] if e["name"] == "TICKETOPS_EMBED_THREADS"]
         assert len(threads) == 1 and threads[0]["valueFrom"]["resourceFieldRef"]["resource"] == "limits.cpu"

@@ -6,9 +6,9 @@ Where a step runs, and with which resources, depends on the executor:
   every step runs inside it, so the run-level resources in ``deploy/helm/dagster-values.yaml``
   (``runLauncher.config.k8sRunLauncher.resources``) apply and the step tags below are ignored.
 * ``TICKETOPS_EXECUTOR=k8s``: ``k8s_job_executor`` starts one Kubernetes Job per step. Steps get
-  ``LIGHT_RESOURCES`` by default; assets tagged with ``HEAVY_STEP_TAGS`` (embeddings, training)
-  get ``HEAVY_RESOURCES`` from their ``dagster-k8s/config`` op tag, and at most one heavy step runs
-  at a time within a run.
+  ``LIGHT_RESOURCES`` by default; embeddings (``HEAVY_STEP_TAGS``) get ``HEAVY_RESOURCES`` and
+  training (``TRAINING_STEP_TAGS``) ``TRAINING_RESOURCES`` from their ``dagster-k8s/config`` op
+  tag, and at most one heavy step runs at a time within a run.
 
 Thread counts are not set here: the Helm values give every run and step container
 ``TICKETOPS_EMBED_THREADS``/``OMP_NUM_THREADS`` from its own CPU limit (resourceFieldRef), so they
@@ -45,6 +45,9 @@ def container_resources(
 # Embedding and training are CPU-bound torch/sklearn work: CPU request == limit so the threads
 # get the cores they are sized for (oversubscribed torch collapses).
 HEAVY_RESOURCES = container_resources("2", "2", "3Gi", "4Gi")
+# Training peaks at 9.3 GiB at its 300k-row fit cap (BENCHMARKS.md "Training at scale"); larger data
+# is sampled down to that cap, so this bound holds at any size.
+TRAINING_RESOURCES = container_resources("2", "2", "10Gi", "12Gi")
 # dbt, ingestion, checks and reports: mostly waiting on PostgreSQL.
 LIGHT_RESOURCES = container_resources("250m", "1", "1Gi", "2Gi")
 
@@ -55,6 +58,7 @@ def step_tags(weight: str, resources: dict[str, Any]) -> dict[str, Any]:
 
 
 HEAVY_STEP_TAGS = step_tags("heavy", HEAVY_RESOURCES)
+TRAINING_STEP_TAGS = step_tags("heavy", TRAINING_RESOURCES)
 TRAINING_RUN_TAGS = {WORKLOAD_TAG: "training"}
 
 K8S_EXECUTOR_CONFIG: dict[str, Any] = {

@@ -16,7 +16,7 @@ from dagster_mlflow import end_mlflow_on_run_finished
 
 from ticket_assets.defs.config import config_class, to_plain
 from ticket_assets.defs.embeddings import progress_logger
-from ticket_assets.defs.k8s import HEAVY_STEP_TAGS, TRAINING_RUN_TAGS
+from ticket_assets.defs.k8s import TRAINING_RUN_TAGS, TRAINING_STEP_TAGS
 from ticket_assets.defs.keys import CHAMPION_MODEL, KB_CHUNKS, TICKET_EMBEDDINGS, TRAINING_SET
 from ticket_assets.defs.metadata import markdown_table, png_markdown
 from ticket_assets.defs.resources import (
@@ -185,7 +185,7 @@ def kb_topic_map_table(model_metadata: dict) -> str:
     group_name="training",
     kinds={"scikitlearn", "mlflow"},
     owners=OWNERS,
-    op_tags=HEAVY_STEP_TAGS,
+    op_tags=TRAINING_STEP_TAGS,
     description=(
         "Topic and (when labels exist) urgency classifier trained on `marts.training_set`: TF-IDF, embedding "
         "and stacked candidates compared by cross-validation, calibrated, scored on the mart's holdout (time "
