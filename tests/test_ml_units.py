@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -227,6 +228,17 @@ def test_one_class_recall_collapse_fails_even_if_macro_f1_is_tolerated() -> None
     assert not decision.passed
     assert any("'access'" in reason for reason in decision.reasons)
     assert decision.comparisons["topic"]["class_recall_deltas"]["access"] == pytest.approx(-0.2)
+
+
+def test_one_tickets_change_in_a_perfect_small_class_is_noise_not_a_veto() -> None:
+    champion = _world()
+    challenger = _world(topic_errors=range(0, 1))  # access recall 1.0 -> 0.95 on 20 tickets
+    config = GateConfig(max_macro_f1_drop=1.0, max_class_recall_drop=0.01)
+    decision = evaluate_gate(challenger, champion, BASELINE, config)
+    assert decision.comparisons["topic"]["class_recall_deltas"]["access"] == pytest.approx(-0.05)
+    assert decision.passed, decision.reasons  # within the add-one noise of 20 tickets
+    strict = evaluate_gate(challenger, champion, BASELINE, replace(config, noise_z=0.0))
+    assert not strict.passed
 
 
 def test_losing_the_urgency_model_fails() -> None:
