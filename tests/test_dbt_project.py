@@ -387,6 +387,34 @@ def test_degenerate_dates_take_the_stratified_hash_split(tickets_db: str, tmp_pa
     assert rules == {"time": 700}
 
 
+@pytest.mark.parametrize(
+    ("stamped", "others", "share", "rule"),
+    [
+        (50, 50, 0.5, "time"),  # exactly the share: still usable
+        (51, 49, 0.5, "hash"),
+        (21, 79, 0.2, "hash"),  # a share under one half: the stamp is not the median date
+        (20, 80, 0.2, "time"),
+        (1, 2, 0.5, "time"),
+    ],
+)
+def test_time_rule_is_exact_at_the_degenerate_share(
+    tickets_db: str, tmp_path: Path, stamped: int, others: int, share: float, rule: str
+) -> None:
+    """The rule counts only the dates at a few quantiles; a stamp holding more than the share fills
+    a run that one of them falls in, wherever the run lies among the sorted dates."""
+    stamp = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    rows = [ticket(f"S{i:03d}", f"stamped {i}", topic="Access", created_at=stamp) for i in range(stamped)]
+    rows += [
+        ticket(f"O{i:03d}", f"dated {i}", topic="Access", created_at=stamp + timedelta(hours=i - others // 3, minutes=30))
+        for i in range(others)
+    ]  # the stamp sits a third of the way through the other dates
+    insert(tickets_db, rows)
+    run_dbt(tickets_db, tmp_path, "run", "--select", "+training_set", "--vars",
+            f"{{degenerate_time_share: {share}}}")  # fmt: skip
+    rules = {row["split_rule"] for row in fetch(tickets_db, "select split_rule from marts.training_set")}
+    assert rules == {rule}
+
+
 def test_daily_predictions_share_the_logged_trust_signals(tickets_db: str, tmp_path: Path) -> None:
     from dataclasses import replace
 

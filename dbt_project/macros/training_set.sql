@@ -13,6 +13,7 @@
             ~ " where ticket_id not like 'feedback:%'"
         ) if 'updated_at' in columns and 'split_rule' in columns else '-infinity' -%}
         {%- set time_rule = training_set_time_rule() -%}
+        create temp table training_set_rule on commit drop as select {{ time_rule }} as usable;
         create temp table training_set_affected_hashes on commit drop as
         with changed as (
             select ticket_id, text_hash
@@ -27,10 +28,13 @@
         {%- if 'split_rule' in columns %}
         union
         -- The time rule switched on or off (dates became usable, or degenerate): dated rows move.
+        -- Feedback rows are undated; each branch reads one partial index (see split indexes).
         select text_hash from {{ this }}
-        where ticket_id not like 'feedback:%'
-            and split_rule is distinct from
-                case when created_at is not null and {{ time_rule }} then 'time' else 'hash' end
+        {%- if time_rule %}
+        where split_rule is distinct from 'time' and created_at is not null
+        {%- else %}
+        where split_rule = 'time'
+        {%- endif %}
         {%- endif %};
         analyze training_set_affected_hashes;
         -- Topics whose stratified hash split must be re-ranked (read before their rows go).
@@ -44,6 +48,7 @@
             and staged.topic is not null;
         delete from {{ this }} where ticket_id like 'feedback:%'
     {%- else -%}
+        create temp table training_set_rule on commit drop as select {{ training_set_time_rule() }} as usable;
         create temp table training_set_affected_hashes (text_hash text) on commit drop;
         create temp table training_set_affected_topics (topic text) on commit drop
     {%- endif -%}
@@ -62,14 +67,24 @@
 
 
 {#- Whether dated tickets may be split by time: some are dated and no single created_at value
-    holds more than `degenerate_time_share` of them. Evaluated when the model compiles. -#}
+    holds more than `degenerate_time_share` of them. Evaluated once per build, by the pre-hook.
+    A value holding more than that share fills a run longer than share * n of the sorted dates,
+    so it sits at one of the quantiles spaced share / 2 apart: counting those few candidates
+    is exact and costs one sort instead of a group-by over every distinct created_at. -#}
 {% macro training_set_time_rule() -%}
     {%- set share = var('degenerate_time_share') | float -%}
+    {%- set steps = ((2.0 / share) | round(0, 'ceil') | int) if share > 0 else 1 -%}
+    {%- set quantiles = [] -%}
+    {%- for k in range(1, steps + 1) %}{% do quantiles.append([k * share / 2.0, 1.0] | min) %}{% endfor -%}
+    {#- Run while the hook renders, before tune_session's settings apply: set them here too. -#}
     {%- set usable = scalar_query(
-        "select coalesce(max(n) <= " ~ share ~ " * sum(n), false) from ("
-        ~ "select count(*) as n from " ~ ref('stg_tickets')
-        ~ " where created_at is not null and not is_duplicate and topic is not null and text <> ''"
-        ~ " group by created_at) as by_time"
+        "set jit = off; set work_mem = '" ~ var('work_mem') ~ "';"
+        ~ " with dated as materialized (select created_at from " ~ ref('stg_tickets')
+        ~ " where created_at is not null and not is_duplicate and topic is not null and text <> ''),"
+        ~ " candidates as (select unnest(percentile_disc(array[" ~ quantiles | join(', ') ~ "]::float8[])"
+        ~ " within group (order by created_at)) as created_at from dated)"
+        ~ " select coalesce((select count(*) from dated where created_at in (select created_at from candidates)"
+        ~ " group by created_at order by 1 desc limit 1) <= " ~ share ~ " * (select count(*) from dated), false)"
     ) -%}
     {{ return(usable | default(false, true)) }}
 {%- endmacro %}
@@ -112,7 +127,8 @@
 
 {#- Puts every dated row on the right side of the time boundary (the oldest of the newest
     `test_fraction` dated rows). Only rows between the old and the new boundary change; the
-    partial indexes on each split find them without reading the other rows. -#}
+    partial indexes on each split find them without reading the other rows. With no boundary
+    (no dated rows) every dated row is 'train': the sentinel sorts after any real time. -#}
 {% macro training_set_move_time_boundary() -%}
     {%- set test_fraction = var('test_fraction') | float -%}
     with n_test as (
@@ -121,7 +137,7 @@
         where split_rule = 'time'
     ),
 
-    boundary as (
+    found as (
         select event_at, ticket_id
         from {{ this }}
         where split_rule = 'time'
@@ -130,15 +146,18 @@
         limit least((select n from n_test), 1)
     ),
 
+    boundary as (
+        select
+            coalesce((select event_at from found), 'infinity'::timestamptz) as event_at,
+            coalesce((select ticket_id from found), '') as ticket_id
+    ),
+
     to_train as (
         update {{ this }} as labelled
         set split = 'train'
         where labelled.split_rule = 'time'
             and labelled.split = 'test'
-            and (
-                (labelled.event_at, labelled.ticket_id) < (select event_at, ticket_id from boundary)
-                or not exists (select 1 from boundary)
-            )
+            and (labelled.event_at, labelled.ticket_id) < (select event_at, ticket_id from boundary)
         returning 1
     )
 
@@ -150,16 +169,31 @@
 {%- endmacro %}
 
 
-{#- ANALYZE only a freshly built table: on an incremental run a few percent of new rows barely
-    move the statistics (autovacuum re-analyzes after 10 % changed), and sampling a million
-    wide rows costs about half a second. -#}
-{% macro analyze_if_never_analyzed(relation) -%}
+{#- VACUUM (ANALYZE) only a freshly built table, after its transaction commits (VACUUM cannot
+    run inside one): the statistics let the next incremental run plan for its few new rows, and
+    the visibility map lets counts and boundary lookups over a million rows read only the index.
+    On an incremental run a few percent of changed rows barely move either (autovacuum follows
+    after 10-20 % changed); a million wide rows cost about a second. -#}
+{% macro vacuum_if_never_vacuumed(relation) -%}
+    {%- set never = scalar_query(
+        "select coalesce(last_vacuum, last_autovacuum) is null from pg_stat_user_tables"
+        ~ " where relid = '" ~ relation ~ "'::regclass"
+    ) -%}
+    {%- if never -%} vacuum (analyze) {{ relation }} {%- else -%} select 1 {%- endif -%}
+{%- endmacro %}
+
+
+{#- ANALYZE a source whose statistics are missing or stale (over 10 % of its rows written since,
+    autovacuum's own threshold, which it applies only later and asynchronously): without them the
+    planner guesses that a third of a million-row table is new and scans all of it. -#}
+{% macro analyze_if_stale(relation) -%}
     do $analyze$
     begin
-        if not exists (
-            select 1 from pg_stat_user_tables
-            where relid = '{{ relation }}'::regclass
-                and coalesce(last_analyze, last_autoanalyze) is not null
+        if exists (
+            select 1 from pg_stat_user_tables s join pg_class c on c.oid = s.relid
+            where s.relid = '{{ relation }}'::regclass
+                and (coalesce(s.last_analyze, s.last_autoanalyze) is null
+                     or s.n_mod_since_analyze > 0.1 * greatest(c.reltuples, 0))
         ) then
             execute 'analyze {{ relation }}';
         end if;
@@ -168,21 +202,27 @@
 {%- endmacro %}
 
 
-{#- Partial indexes on the dated rows and on each split (dbt's `indexes` config has no WHERE):
-    built once per table; names carry a timestamp so they never clash with the previous table's
-    while a full refresh swaps them. -#}
+{#- Partial indexes on the dated rows, on each split and on the rows not split by time (dbt's
+    `indexes` config has no WHERE): each built once per table; names carry a timestamp so they
+    never clash with the previous table's while a full refresh swaps them. -#}
 {% macro training_set_split_indexes() -%}
     {%- set suffix = modules.datetime.datetime.utcnow().strftime('%Y%m%d%H%M%S%f') -%}
+    {%- set indexes = [
+        ('dated', "(event_at, ticket_id) where split_rule = ''time''"),
+        ('test', "(event_at, ticket_id) where split_rule = ''time'' and split = ''test''"),
+        ('train', "(event_at, ticket_id) where split_rule = ''time'' and split = ''train''"),
+        ('untimed', "(created_at) where split_rule is distinct from ''time''"),
+    ] -%}
     do $indexes$
     begin
-        if not exists (select 1 from pg_index where indrelid = '{{ this }}'::regclass and indpred is not null) then
-            execute 'create index training_set_dated_{{ suffix }} on {{ this }} (event_at, ticket_id)'
-                || ' where split_rule = ''time''';
-            execute 'create index training_set_test_{{ suffix }} on {{ this }} (event_at, ticket_id)'
-                || ' where split_rule = ''time'' and split = ''test''';
-            execute 'create index training_set_train_{{ suffix }} on {{ this }} (event_at, ticket_id)'
-                || ' where split_rule = ''time'' and split = ''train''';
+        {%- for name, definition in indexes %}
+        if not exists (
+            select 1 from pg_index i join pg_class c on c.oid = i.indexrelid
+            where i.indrelid = '{{ this }}'::regclass and c.relname like 'training\_set\_{{ name }}\_%'
+        ) then
+            execute 'create index training_set_{{ name }}_{{ suffix }} on {{ this }} {{ definition }}';
         end if;
+        {%- endfor %}
     end
     $indexes$
 {%- endmacro %}

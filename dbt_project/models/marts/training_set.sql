@@ -47,14 +47,14 @@
             "{{ training_set_drop_stale_rows() }}",
             "{{ training_set_move_time_boundary() }}",
             "{{ training_set_stratify_hash_split() }}",
-            "{{ analyze_if_never_analyzed(this) }}",
+            after_commit("{{ vacuum_if_never_vacuumed(this) }}"),
         ],
     )
 }}
 
 {%- set test_fraction = var('test_fraction') | float %}
-{%- set time_rule = training_set_time_rule() %}
-{%- set dated = 'labelled.created_at is not null' if time_rule else 'false' %}
+{#- The pre-hook evaluated the time rule once for this build. -#}
+{%- set dated = 'labelled.created_at is not null and (select usable from training_set_rule)' %}
 
 with
 
