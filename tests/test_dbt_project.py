@@ -405,7 +405,12 @@ def test_time_rule_is_exact_at_the_degenerate_share(
     stamp = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
     rows = [ticket(f"S{i:03d}", f"stamped {i}", topic="Access", created_at=stamp) for i in range(stamped)]
     rows += [
-        ticket(f"O{i:03d}", f"dated {i}", topic="Access", created_at=stamp + timedelta(hours=i - others // 3, minutes=30))
+        ticket(
+            f"O{i:03d}",
+            f"dated {i}",
+            topic="Access",
+            created_at=stamp + timedelta(hours=i - others // 3, minutes=30),
+        )
         for i in range(others)
     ]  # the stamp sits a third of the way through the other dates
     insert(tickets_db, rows)
