@@ -100,15 +100,17 @@ class Settings(BaseSettings):
     escalation_rules_path: Path | None = Field(default=None, validation_alias=_env("ESCALATION_RULES_PATH"))
     # Display names of label keys for drafts and the API (YAML, ticket_assets/core/label_names.yaml).
     label_names_path: Path | None = Field(default=None, validation_alias=_env("LABEL_NAMES_PATH"))
-    # /v1/answer abstains (draft.mode "no_answer") when the relevance, (1 - w) * best passage cosine
-    # + w * lexical coverage (ticket_assets/rag/relevance.py, w = ANSWER_LEXICAL_WEIGHT), is below
-    # the floor; both calibrated on tests/data/kb_questions.yaml (BENCHMARKS.md "Answer abstention").
+    # /v1/answer abstains (draft.mode "no_answer") when the relevance, the best over articles of
+    # (1 - w) * the article's best passage cosine + w * the share of the ticket's ANSWER_COVERAGE_TERMS
+    # rarest words it holds (ticket_assets/rag/relevance.py, w = ANSWER_LEXICAL_WEIGHT, 0 terms: all),
+    # is below the floor; calibrated on tests/data/kb_questions.yaml (BENCHMARKS.md "Answer abstention").
     answer_min_relevance: float = Field(
-        default=0.475, ge=-1.0, le=1.0, validation_alias=_env("ANSWER_MIN_RELEVANCE")
+        default=0.422, ge=-1.0, le=1.0, validation_alias=_env("ANSWER_MIN_RELEVANCE")
     )
     answer_lexical_weight: float = Field(
         default=0.3, ge=0.0, le=1.0, validation_alias=_env("ANSWER_LEXICAL_WEIGHT")
     )
+    answer_coverage_terms: int = Field(default=3, ge=0, validation_alias=_env("ANSWER_COVERAGE_TERMS"))
     # How often the API checks the `champion` alias and the KB snapshot for a new version.
     model_poll_s: float = Field(default=10.0, gt=0, validation_alias=_env("MODEL_POLL_S"))
     # One inference thread: torch/ONNX already use embed_threads cores; more would oversubscribe.

@@ -26,7 +26,6 @@ from serving.schemas import AnswerRequest, AnswerResponse, DraftOut, PassageOut,
 from ticket_assets.core.language import detect_language
 from ticket_assets.core.passage import Passage
 from ticket_assets.rag.draft import draft_answer
-from ticket_assets.rag.relevance import hybrid_relevance
 
 router = APIRouter(prefix="/v1", tags=["answer"])
 
@@ -89,9 +88,14 @@ async def answer(
         retrieve, kb, result.embeddings[0], k, triage, language, metadata.get("kb_topic_map")
     )
     relevance = None
-    if found:  # dense score blended with how much of the ticket's wording one article holds
-        coverage = kb.coverage(ticket.model_input()) if settings.answer_lexical_weight > 0 else 0.0
-        relevance = hybrid_relevance(max(p.score for p in found), coverage, settings.answer_lexical_weight)
+    if found:  # per article, dense score blended with how many of the ticket's rare words it holds
+        relevance = await anyio.to_thread.run_sync(
+            kb.relevance,
+            result.embeddings[0],
+            ticket.model_input(),
+            settings.answer_lexical_weight,
+            settings.answer_coverage_terms,
+        )
     t0 = timings.since("retrieve", t0)
 
     # People read the draft: display names in the ticket's language, never keys.

@@ -74,7 +74,7 @@ async def draft_answer(
     """Draft a reply: LLM when configured and it answers well, else extractive (reason given).
     ``topic``, ``urgency`` and ``allowed_topics`` are what the customer reads: display names in the
     ticket's language (``LabelNames``), not keys.
-    When ``relevance`` (``rag.relevance.hybrid_relevance``; the best passage's score when not given)
+    When ``relevance`` (``rag.relevance.article_relevance``; the best passage's score when not given)
     is under ``min_relevance`` no article covers the ticket: a ``no_answer`` draft, without
     citations, says so and that an agent will follow up."""
     if relevance is None and passages:

@@ -48,7 +48,7 @@ from ticket_assets.rag.qdrant_alias import (
     server_client,
     switch_alias,
 )
-from ticket_assets.rag.relevance import LexicalIndex
+from ticket_assets.rag.relevance import LexicalIndex, article_relevance
 from ticket_assets.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -326,9 +326,26 @@ class KnowledgeBase:
     def n_chunks(self) -> int:
         return self._loaded.n_chunks
 
-    def coverage(self, text: str) -> float:
+    def coverage(self, text: str, top_terms: int = 0) -> float:
         """How much of ``text``'s wording the best-covering article holds (``rag.relevance``)."""
-        return self._loaded.lexical.coverage(text)
+        return self._loaded.lexical.coverage(text, top_terms)
+
+    def article_cosines(self, query_vector: np.ndarray) -> dict[str, float]:
+        """Each article's best passage cosine with ``query_vector``, over every chunk."""
+        loaded = self._loaded
+        vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        response = loaded.client.query_points(
+            loaded.collection, query=vector, limit=max(loaded.n_chunks, 1), with_payload=["article_id"]
+        )
+        best: dict[str, float] = {}
+        for point in response.points:  # best first
+            best.setdefault(str((point.payload or {})["article_id"]), float(point.score))
+        return best
+
+    def relevance(self, query_vector: np.ndarray, text: str, lexical_weight: float, top_terms: int) -> float:
+        """``rag.relevance.article_relevance`` of a ticket: what ``/v1/answer`` compares with its floor."""
+        coverage = self._loaded.lexical.article_coverage(text, top_terms) if lexical_weight > 0 else {}
+        return article_relevance(self.article_cosines(query_vector), coverage, lexical_weight)
 
     # Hot swap -------------------------------------------------------------------------------------
     def refresh_if_changed(self) -> bool:

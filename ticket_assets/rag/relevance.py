@@ -4,10 +4,15 @@ The serving embedder is an English model: French questions score ~0.45 against F
 whatever they ask, and near misses ("attachments over 10 MB are rejected" against the mailbox-quota
 article) score like real matches, so the best passage's cosine alone separates covered from
 uncovered questions poorly. Words help where the embedder is weak: a ticket about the coffee
-machine, payslips or Concur uses words no article contains. ``coverage`` is the IDF-weighted share
-of the ticket's words found in the best-covering article (title, tags and text; accents folded, EN
-and FR stop words dropped, a light suffix stemmer for both languages), and the relevance blends it
-with the dense score: ``(1 - w) * cosine + w * coverage``. ``w`` and the floor are calibrated on
+machine, payslips or Concur uses words no article contains. An article's ``coverage`` is the
+IDF-weighted share of the ticket's words it holds (title, tags and text; accents folded, EN and FR
+stop words dropped, a light suffix stemmer for both languages), counting only the ticket's
+``top_terms`` rarest words when given: what a ticket is about, not how it is phrased.
+
+Two relevances: ``hybrid_relevance``, ``(1 - w) * best passage cosine + w * best coverage`` (the
+two maxima may come from different articles), and ``article_relevance`` (served), the best of
+``(1 - w) * cosine + w * coverage`` over articles, so one article must both read like the ticket
+and hold its rare words. ``w``, ``top_terms`` and the floor are calibrated on
 tests/data/kb_questions.yaml (benchmarks/bench_abstention.py, cross-validated figures in
 BENCHMARKS.md "Answer abstention"); ``w = 0`` is the dense score alone.
 """
@@ -82,19 +87,42 @@ class LexicalIndex:
         n = len(self.article_terms)
         return math.log((n + 1) / (self.document_frequency.get(term, 0) + 0.5))
 
-    def coverage(self, text: str) -> float:
-        """The largest IDF-weighted share of the words of ``text`` that one article contains (0..1)."""
+    def article_coverage(self, text: str, top_terms: int = 0) -> dict[str, float]:
+        """Per article, the IDF-weighted share of the words of ``text`` it contains (0..1); with
+        ``top_terms`` > 0 only that many of the rarest words count."""
         query = terms(text)
         if not query or not self.article_terms:
-            return 0.0
+            return {}
         weights = {term: self.idf(term) for term in query}
+        if top_terms > 0:  # stable sort: ties keep the ticket's word order
+            weights = dict(sorted(weights.items(), key=lambda kv: -kv[1])[:top_terms])
         total = sum(weights.values())
-        return max(
-            sum(w for term, w in weights.items() if term in found) / total
-            for found in self.article_terms.values()
-        )
+        return {
+            article: sum(w for term, w in weights.items() if term in found) / total
+            for article, found in self.article_terms.items()
+        }
+
+    def coverage(self, text: str, top_terms: int = 0) -> float:
+        """The largest share of the words of ``text`` that one article contains (0..1)."""
+        return max(self.article_coverage(text, top_terms).values(), default=0.0)
 
 
 def hybrid_relevance(dense: float, coverage: float, lexical_weight: float) -> float:
     """The relevance ``/v1/answer`` compares with its floor; ``lexical_weight = 0``: the cosine alone."""
     return (1.0 - lexical_weight) * dense + lexical_weight * coverage
+
+
+def article_relevance(
+    cosines: Mapping[str, float], coverage: Mapping[str, float], lexical_weight: float
+) -> float:
+    """The best ``(1 - w) * cosine + w * coverage`` over articles: ``cosines`` holds each candidate
+    article's best passage cosine; an article outside it is scored at the lowest cosine it holds
+    (an upper bound when ``cosines`` is the top of a search). ``w = 0``: the best cosine."""
+    if not cosines:
+        return 0.0
+    floor = min(cosines.values())
+    articles = set(cosines) | (set(coverage) if lexical_weight > 0 else set())
+    return max(
+        (1.0 - lexical_weight) * cosines.get(a, floor) + lexical_weight * coverage.get(a, 0.0)
+        for a in articles
+    )
