@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import httpx
-
 from ticket_assets.services.postgres import connect
 
 log = logging.getLogger("ticketops.alerts")
@@ -83,6 +81,8 @@ def send_alert(
     log.warning("ALERT [%s] %s: %s", alert.severity, alert.title, alert.body)
     delivered = False
     if webhook_url:
+        import httpx  # here: a fifth of a second to import, only needed with a webhook
+
         for attempt in range(2):
             try:
                 response = httpx.post(webhook_url, json=alert.slack_payload(), timeout=timeout_s)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
+import gc
 import json
 import os
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -40,7 +44,7 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _scenario_names() -> str:
-    from ticket_assets.sources.synthetic import SCENARIOS
+    from ticket_assets.sources.scenarios import SCENARIOS
 
     return ", ".join(sorted(SCENARIOS))
 
@@ -65,6 +69,59 @@ def _environment(migrate_schema: bool = True, prepare_dbt: bool = False):
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     with console.status("Preparing services (PostgreSQL, schema, dbt manifest)…"):
         return prepare_environment(get_settings(), migrate_schema=migrate_schema, prepare_dbt=prepare_dbt)
+
+
+@contextmanager
+def _loading():
+    """No garbage collection while modules and definitions load, then none of what they made.
+
+    Loading Dagster, dbt and the asset graph allocates hundreds of thousands of long-lived objects;
+    the collector would walk the growing heap several times over (most of a second) and find
+    almost nothing to free. Afterwards the loaded objects are frozen (``gc.freeze``): collections
+    skip them until :func:`_command_heap` ends (what loading left unreachable waits until then)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+@contextmanager
+def _command_heap():
+    """Around a command that uses :func:`_loading`: when it ends, frozen objects become ordinary
+    again (a process that goes on, such as a test calling commands, collects them as usual), and
+    the process's exit skips its last garbage collection.
+
+    That collection walks the whole heap (after a run: the asset graph, the dbt manifest, the run's
+    events), which takes longer than a small run itself, to free memory the process is giving back
+    anyway. Nothing durable depends on it: the commands close their Dagster instance and commit
+    their database work, atexit handlers still run (logging is flushed; this one, registered last,
+    runs first) and the standard streams are flushed as always."""
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        global _FREEZE_AT_EXIT
+        if not _FREEZE_AT_EXIT:
+            atexit.register(gc.freeze)
+            _FREEZE_AT_EXIT = True
+
+
+_FREEZE_AT_EXIT = False
+
+
+def _with_command_heap(command):
+    """Run a command inside :func:`_command_heap` (Typer reads the wrapped signature)."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        with _command_heap():
+            return command(*args, **kwargs)
+
+    return run
 
 
 # Options that several commands share.
@@ -112,21 +169,21 @@ def _record_raw_materialization(report, **extra: object) -> None:
     from ticket_assets.runner import dagster_instance
     from ticket_assets.settings import get_settings
 
-    instance = dagster_instance(get_settings())
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            asset_key=RAW_TICKETS,
-            description="Loaded by `ticketops ingest`",
-            metadata={
-                "rows_read": report.read,
-                "inserted": report.inserted,
-                "updated": report.updated,
-                "unchanged": report.unchanged,
-                "quarantined": report.quarantined,
-                **extra,
-            },
+    with dagster_instance(get_settings()) as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key=RAW_TICKETS,
+                description="Loaded by `ticketops ingest`",
+                metadata={
+                    "rows_read": report.read,
+                    "inserted": report.inserted,
+                    "updated": report.updated,
+                    "unchanged": report.unchanged,
+                    "quarantined": report.quarantined,
+                    **extra,
+                },
+            )
         )
-    )
 
 
 def _print_ingest_report(report) -> None:
@@ -173,6 +230,7 @@ def migrate() -> None:
 
 
 @app.command()
+@_with_command_heap
 def materialize(
     select: Annotated[
         str | None, typer.Option("--select", "-s", help="Asset selection, e.g. 'key:marts/*' or 'group:dbt'.")
@@ -181,15 +239,20 @@ def materialize(
 ) -> None:
     """Run the asset graph headless; exits non-zero when any step fails."""
     _force_training(force_train)
-    settings = _environment(prepare_dbt=True)
-    import dagster as dg
+    with _loading():
+        settings = _environment(prepare_dbt=True)
+        import dagster as dg
 
-    from ticket_assets.runner import dagster_instance
-    from ticket_assets.runner import materialize as run
+        from ticket_assets.definitions import build_definitions
+        from ticket_assets.runner import dagster_instance
+        from ticket_assets.runner import materialize as run
 
+        defs = build_definitions(settings)
     try:
-        with console.status(f"Materialising {select or 'the whole asset graph'}…"):
-            outcome = run(select, instance=dagster_instance(settings))
+        # Closed before exit: the run's events are in its storage, nothing is left open.
+        with dagster_instance(settings) as instance:
+            with console.status(f"Materialising {select or 'the whole asset graph'}…"):
+                outcome = run(select, instance=instance, defs=defs)
     except (ValueError, dg.DagsterError) as exc:
         if select is None:
             raise
@@ -286,6 +349,7 @@ def backfill_embeddings(
 
 
 @ingest_app.command("synthetic")
+@_with_command_heap
 def ingest_synthetic(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of tickets.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same tickets).")] = 42,
@@ -307,7 +371,8 @@ def ingest_synthetic(
     except ValueError:
         console.print(f"[red]--start must be YYYY-MM-DD, got {start!r}")
         raise typer.Exit(2) from None
-    settings = _environment()
+    with _loading():
+        settings = _environment()
     from ticket_assets.services.postgres import database_url
 
     with _progress() as progress:
@@ -325,6 +390,7 @@ def ingest_synthetic(
 
 
 @ingest_app.command("outage-burst")
+@_with_command_heap
 def ingest_outage_burst(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of tickets reporting the outage.")] = 40,
     minutes: Annotated[
@@ -357,7 +423,8 @@ def ingest_outage_burst(
     except ValueError:
         raise _user_error(f"--at must be an ISO 8601 time such as 2026-01-29T09:00, got {at!r}") from None
     start = start if start.tzinfo else start.replace(tzinfo=UTC)
-    settings = _environment()
+    with _loading():
+        settings = _environment()
     from ticket_assets.services.postgres import database_url
 
     with _progress() as progress:
@@ -383,6 +450,7 @@ _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "p
 
 
 @ingest_app.command("csv")
+@_with_command_heap
 def ingest_csv(
     path: Annotated[Path, typer.Argument(help="CSV file (plain or .gz).")],
     text_col: TextCol,
@@ -472,7 +540,8 @@ def ingest_csv(
     except ValueError as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(2) from None
-    settings = _environment()
+    with _loading():
+        settings = _environment()
     from ticket_assets.services.postgres import database_url
 
     try:

@@ -15,18 +15,8 @@ from ticket_assets.memory.incidents import (
     store_incidents,
     window_items,
 )
-from ticket_assets.memory.kb_gaps import (
-    WEAK_SCORE,
-    GapTicket,
-    find_gaps,
-    link_incidents,
-    render_gaps_png,
-    store_gaps,
-)
-from ticket_assets.memory.ticket_index import index_rows, sync_published, vector_fetcher
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.ml.embedding_store import EMBEDDING_DIM, load_embeddings
-from ticket_assets.rag.index import KnowledgeBase
 
 OWNERS = ["team:ml-platform"]
 STG_TICKETS = dg.AssetKey(["staging", "stg_tickets"])
@@ -69,6 +59,9 @@ def _run_link(dagster_url: str):
 def ticket_index(
     context: dg.AssetExecutionContext, postgres: PostgresResource, platform: PlatformSettingsResource
 ) -> dg.MaterializeResult:
+    # Here, not at module level: Qdrant's clients take half a second to import.
+    from ticket_assets.memory.ticket_index import index_rows, sync_published, vector_fetcher
+
     settings = platform.get()
     model_id = get_embedder(settings).model_id
     with postgres.connect() as conn:
@@ -270,6 +263,17 @@ def kb_gaps(
     postgres: PostgresResource,
     platform: PlatformSettingsResource,
 ) -> dg.MaterializeResult:
+    # Here, not at module level: matplotlib and Qdrant's client take most of a second to import.
+    from ticket_assets.memory.kb_gaps import (
+        WEAK_SCORE,
+        GapTicket,
+        find_gaps,
+        link_incidents,
+        render_gaps_png,
+        store_gaps,
+    )
+    from ticket_assets.rag.index import KnowledgeBase
+
     settings = platform.get()
     kb = KnowledgeBase.open(settings)
     embedder = get_embedder(settings)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
 import psycopg
 from dagster_dbt import DbtCliResource
+from dagster_dbt.compat import DBT_PYTHON_VERSION
 from pydantic import PrivateAttr, SecretStr
 
 from ticket_assets.alerts import Alert, send_alert
@@ -157,6 +159,21 @@ class PlatformDbtCliResource(DbtCliResource):
     def cli_with_env(self, args: Sequence[str], env: Mapping[str, str], **kwargs):
         with scoped_environment(env):
             return self.cli(args, **kwargs)
+
+    @cached_property
+    def _cli_version(self):
+        # dagster-dbt asks `dbt --version`, a dbt process start (seconds) per run; the dbt of this
+        # environment is the installed dbt-core, whose version is known without one.
+        if self.dbt_executable == DBT_EXECUTABLE and DBT_PYTHON_VERSION is not None:
+            return DBT_PYTHON_VERSION
+        return super()._cli_version
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]):
+        # dagster-dbt builds an in-process dbt adapter (profile, project, macros: seconds) for each
+        # `cli` call only so that the invocation can fetch_row_counts/fetch_column_metadata; the dbt
+        # asset reads those from the database itself (defs/dbt.py: row_count, column_schema). Without
+        # an adapter the invocation runs dbt all the same and those two methods add nothing.
+        return None
 
 
 def _secret(settings: Settings, field: str) -> str | dg.EnvVar | None:

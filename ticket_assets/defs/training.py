@@ -12,7 +12,6 @@ import json
 from typing import Literal
 
 import dagster as dg
-from dagster_mlflow import end_mlflow_on_run_finished
 
 from ticket_assets.defs.config import config_class, to_plain
 from ticket_assets.defs.embeddings import progress_logger
@@ -25,11 +24,10 @@ from ticket_assets.defs.resources import (
     PlatformSettingsResource,
     PostgresResource,
 )
-from ticket_assets.ml import pipeline, registry
+from ticket_assets.ml import registry
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.ml.gate import GateConfig, GateVerdict, gated_targets
-from ticket_assets.ml.train import TrainConfig
-from ticket_assets.rag.index import load_stored_chunks
+from ticket_assets.ml.train_config import TrainConfig
 from ticket_assets.settings import Settings
 
 CLASSIFIER = dg.AssetKey("ticket_classifier")
@@ -201,6 +199,10 @@ def ticket_classifier(
     platform: PlatformSettingsResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
+    # Here, not at module level: scikit-learn and Qdrant's client take a second to import.
+    from ticket_assets.ml import pipeline
+    from ticket_assets.rag.index import load_stored_chunks
+
     settings = platform.get()
     mlflow.configure()
     url = postgres.url()
@@ -349,6 +351,8 @@ def promotion_gate(
     mlflow: MlflowResource,
     alerts: AlertsResource,
 ) -> dg.AssetCheckResult:
+    from ticket_assets.ml import pipeline
+
     settings = platform.get()
     own = trained_in_this_run(context.instance, context.run.run_id)
     challenger_info = registry.version_info(mlflow.client(), settings.model_name, own or registry.CHALLENGER)
@@ -502,6 +506,21 @@ def _move_by_hand(
         }
     )
 
+
+def _end_mlflow_on_run_finished(context, event_list):
+    # dagster-mlflow's hook, imported when it first runs: importing it loads MLflow.
+    from dagster_mlflow import end_mlflow_on_run_finished
+
+    return end_mlflow_on_run_finished.hook_fn(context, event_list)
+
+
+# dagster-mlflow's `end_mlflow_on_run_finished` (same name and resource), deferred to its first run.
+end_mlflow_on_run_finished = dg.HookDefinition(
+    name="end_mlflow_on_run_finished",
+    hook_fn=_end_mlflow_on_run_finished,
+    required_resource_keys={"mlflow"},
+    decorated_fn=_end_mlflow_on_run_finished,
+)
 
 training_assets = [ticket_classifier, champion_model]
 training_checks = [promotion_gate]

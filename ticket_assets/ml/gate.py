@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from ticket_assets.ml.evaluate import evaluate_model
-from ticket_assets.ml.predict import TriageModel
+if TYPE_CHECKING:  # scikit-learn behind both: imported where a model is scored
+    from ticket_assets.ml.predict import TriageModel
 
 GATED_TARGETS = ("topic", "urgency")
 
@@ -106,6 +106,8 @@ def score_on_holdout(
     embedding_model_id: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of any model (e.g. the current champion) on a given holdout, without figures."""
+    from ticket_assets.ml.evaluate import evaluate_model
+
     return evaluate_model(model, holdout, embeddings, embedding_model_id, with_figures=False).metrics
 
 

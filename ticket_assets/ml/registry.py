@@ -23,15 +23,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 
 from ticket_assets.alerts import Alert, send_alert
 from ticket_assets.core.names import CHALLENGER, CHAMPION
-from ticket_assets.ml.predict import TriageModel, TriagePyfunc, embedder_settings
 from ticket_assets.services.postgres import connect, database_url
 from ticket_assets.settings import Settings, scoped_environment
+
+if TYPE_CHECKING:  # the model classes import scikit-learn, pandas and MLflow
+    from ticket_assets.ml.predict import TriageModel
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +233,8 @@ def log_training_run(
                 (figure_dir / file_name).write_bytes(png)
             if figures:
                 mlflow.log_artifacts(str(figure_dir), "figures")
+            from ticket_assets.ml.predict import embedder_settings
+
             with embedder_settings(settings):  # MLflow predicts the input example while logging
                 model_info = _log_pyfunc(model, Path(tmp), settings.model_name)
     version = str(model_info.registered_model_version)
@@ -328,6 +332,8 @@ def _log_pyfunc(model: TriageModel, tmp: Path, registered_name: str) -> Any:
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+
+    from ticket_assets.ml.predict import TriagePyfunc
 
     model_path = tmp / "triage_model.joblib"
     joblib.dump(model, model_path, compress=3)
@@ -432,6 +438,8 @@ def load_model_version(
 ) -> tuple[TriageModel, ModelVersionInfo]:
     """Load a registered version (by alias or number) and unwrap the ``TriageModel`` inside."""
     import mlflow.pyfunc
+
+    from ticket_assets.ml.predict import TriageModel
 
     name = name or settings.model_name
     client = configure_mlflow(settings)

@@ -25,10 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold
-from threadpoolctl import threadpool_limits
 
 
 @dataclass(frozen=True)
@@ -66,6 +62,12 @@ def domain_classifier_auc(
     Every row is scored by the fold model that did not see it, and one AUC is computed over all
     out-of-fold scores. Same inputs and seed give the same AUC.
     """
+    # Here, not at module level: scikit-learn takes most of a second to import.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+    from threadpoolctl import threadpool_limits
+
     reference = distinct_rows(np.asarray(reference, dtype=np.float32))
     current = distinct_rows(np.asarray(current, dtype=np.float32))
     if min(len(reference), len(current)) < folds:

@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
 from ticket_assets.monitoring.domain_classifier import distinct_rows
 
 if TYPE_CHECKING:
+    import pandas as pd
     from evidently import DataDefinition
 
 Verdict = Literal["drift", "no_drift", "insufficient_data"]
@@ -516,6 +516,8 @@ def _data_definition(active: list[SignalSpec], embedding_dim: int) -> DataDefini
 
 def _to_pandas(frame: pl.DataFrame, active: list[SignalSpec], embeddings: np.ndarray | None) -> pd.DataFrame:
     """Evidently reads pandas; embeddings become one column per dimension, added in one go."""
+    import pandas as pd
+
     data = frame.select([s.column for s in active]).to_pandas()
     if embeddings is None:
         return data

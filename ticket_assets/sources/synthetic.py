@@ -18,7 +18,7 @@ import json
 import random
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
@@ -28,6 +28,7 @@ import polars as pl
 from ticket_assets.core.labels import URGENCY_LEVELS
 from ticket_assets.sources import synthetic_content as content
 from ticket_assets.sources.frame import UTC_DATETIME, conform
+from ticket_assets.sources.scenarios import SCENARIOS, Scenario
 from ticket_assets.sources.text import text_hash_series
 
 __all__ = [
@@ -89,66 +90,6 @@ _HOUR_WEIGHTS = np.array(
     ]
 )
 
-
-@dataclass(frozen=True)
-class Scenario:
-    """A distribution shift that applies to tickets created on or after ``scenario_start``."""
-
-    name: str
-    description: str
-    topic_weights: Mapping[str, float] = field(default_factory=dict)  # replaces/adds topic weights
-    urgency_tilt: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # multiplies P(urgency)
-    products: Mapping[str, list[str]] = field(default_factory=dict)  # replaces product names
-    notes: Mapping[str, list[str]] = field(default_factory=dict)  # new phrasing, per language
-    note_rate: float = 0.0
-
-
-SCENARIOS: dict[str, Scenario] = {
-    "new_topic_surge": Scenario(
-        name="new_topic_surge",
-        description=(
-            "A company-wide MFA rollout: a new topic 'mfa_rollout' (~20% of tickets) with vocabulary "
-            "never seen before (authenticator, push prompts, enrolment), and more password tickets."
-        ),
-        topic_weights={"mfa_rollout": 0.25, "access_password": 0.18},
-    ),
-    "vocabulary_shift": Scenario(
-        name="vocabulary_shift",
-        description=(
-            "Migration to Google Workspace, Zscaler and Okta: the same topics, but product names and "
-            "phrasing change (Outlook -> Gmail, AnyConnect -> Zscaler, OneDrive -> Google Drive ...)."
-        ),
-        products={
-            "mail_app": ["Gmail", "Google Workspace mail"],
-            "calendar": ["Google Calendar"],
-            "vpn_client": ["Zscaler", "Zscaler Client Connector"],
-            "storage_app": ["Google Drive", "Google Shared Drives"],
-            "meeting_app": ["Google Meet"],
-            "sso": ["Okta"],
-        },
-        notes={
-            "en": [
-                "This started after last week's migration.",
-                "Since we moved to the new Google Workspace tools this keeps happening.",
-                "Is this related to the switch to Zscaler?",
-                "The new Okta guide doesn't cover this.",
-            ],
-            "fr": [
-                "Ça a commencé après la migration de la semaine dernière.",
-                "Depuis le passage aux outils Google, ça arrive souvent.",
-            ],
-        },
-        note_rate=0.5,
-    ),
-    "urgency_mix": Scenario(
-        name="urgency_mix",
-        description=(
-            "A period of incidents and deadlines: high and critical tickets roughly double at the "
-            "expense of low ones; topics and vocabulary stay the same."
-        ),
-        urgency_tilt=(0.35, 0.7, 1.8, 3.0),
-    ),
-}
 
 # Per-row fields that make up a ticket's content: near-duplicates copy these from their source
 # (same person, same problem) but keep their own greeting, closing and typos.

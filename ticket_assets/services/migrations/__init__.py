@@ -6,6 +6,7 @@ fixtures call it. :func:`check_schema` is what the API runs instead: it never ch
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import psycopg
@@ -51,8 +52,44 @@ def current_revision(url: str) -> str | None:
         return row[0] if row else None
 
 
+def _declared_head() -> str | None:
+    """The newest revision as the files in ``versions/`` declare it (``revision``/``down_revision``),
+    read without importing Alembic; None when the files do not name exactly one head in that plain
+    form (Alembic then decides)."""
+    revisions: dict[str, object] = {}
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        names: dict[str, object] = {}
+        for node in ast.parse(path.read_text()).body:
+            target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+            target = node.target if isinstance(node, ast.AnnAssign) else target
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") and node.value:
+                try:
+                    names[target.id] = ast.literal_eval(node.value)
+                except ValueError:
+                    return None
+        if "revision" not in names:
+            continue  # not a revision file (__init__.py)
+        if not isinstance(names["revision"], str) or "down_revision" not in names:
+            return None
+        revisions[names["revision"]] = names["down_revision"]
+    parents: set[object] = set()
+    for down in revisions.values():
+        parents |= set(down) if isinstance(down, (tuple, list)) else {down}
+    heads = [rev for rev in revisions if rev not in parents]
+    return heads[0] if len(heads) == 1 else None
+
+
 def migrate(url: str, revision: str = "head") -> None:
-    """Upgrade the database to ``revision`` (default: the newest) under an advisory lock."""
+    """Upgrade the database to ``revision`` (default: the newest) under an advisory lock.
+
+    A database already at the head is left as it is without starting Alembic (imports and script
+    loading cost a third of a second on every command and run): its version row is written in the
+    same transaction as the migration that reaches it."""
+    if revision == "head" and (head := _declared_head()) is not None:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            if conn.execute("select to_regclass('public.alembic_version')").fetchone()[0] is not None:
+                if conn.execute("select version_num from public.alembic_version").fetchall() == [(head,)]:
+                    return
     from alembic import command
 
     engine = _engine(url)
