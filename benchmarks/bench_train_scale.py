@@ -277,7 +277,8 @@ def section(rows: list[dict]) -> str:
         "",
         "Commands: `.venv/bin/python benchmarks/bench_train_scale.py --sizes 0 --unbounded-sizes 0` (the real "
         "training split, default grids), `... --grids quick --sizes 100000,300000 --unbounded-sizes ''` and "
-        "`... --grids quick --sizes '' --unbounded-sizes 100000` (results accumulate in "
+        "`... --grids quick --sizes '' --unbounded-sizes 100000`, `... --grids quick --sizes 1000000 --unbounded-sizes ''` "
+        "(results accumulate in "
         "`benchmarks/results/train_scale.jsonl`; `--report-only --write BENCHMARKS.md` renders them).  ",
         f"Machine: {platform.machine()}, 2 cores / 24 GiB shared with other jobs (load average per run "
         "below), Python " + platform.python_version() + ". Data: tickets derived from the shared real set "
@@ -316,8 +317,37 @@ def section(rows: list[dict]) -> str:
             )
     if ratios:
         lines += ["", "Ratios in the same run:", *ratios]
-    lines += ["", *million_estimate(by)]
+    lines += ["", *million_estimate(by), *million_targets(by)]
     return "\n".join(lines) + "\n"
+
+
+def million_targets(by: dict) -> list[str]:
+    """The scale targets at 1M tickets, judged on the 1M run against the 300k one (same grids)."""
+    million = next((r for key, r in by.items() if key[:2] == (1_000_000, "bounded")), None)
+    if million is None:
+        return []
+    grids = million.get("grids", "default")
+    smaller = by.get((300_000, "bounded", grids))
+    checks = [
+        ("train time", million["train_s"] <= 30 * 60, f"{million['train_s'] / 60:.1f} min (≤ 30 min)"),
+        (
+            "peak memory",
+            million["peak_rss_gb"] * 2**30 <= 12e9,
+            f"{million['peak_rss_gb'] * 2**30 / 1e9:.1f} GB (≤ 12 GB)",
+        ),
+        ("model", million["model_mb"] <= 200, f"{million['model_mb']:.0f} MB (≤ 200 MB)"),
+        ("load", million["load_s"] <= 5, f"{million['load_s']:.2f} s (≤ 5 s)"),
+    ]
+    if smaller is not None:
+        checks.append(
+            (
+                "quality",
+                million["macro_f1"] >= smaller["macro_f1"],
+                f"macro-F1 {million['macro_f1']:.4f} vs {smaller['macro_f1']:.4f} at 300k (no worse)",
+            )
+        )
+    met = ", ".join(f"{name} {text}: {'met' if ok else '**not met**'}" for name, ok, text in checks)
+    return [f"1M tickets ({grids} grids, load average {million['load_avg']:.1f} at the end): {met}."]
 
 
 def million_estimate(by: dict) -> list[str]:

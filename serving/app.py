@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -100,8 +101,8 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
         validate=lambda m: _check_embedding_compatible(m, embedder.model_id),
         on_swap=lambda m: _on_model_swap(metrics, models, m),
     )
-    kb = KnowledgeBaseStore(settings, on_change=metrics.set_kb)
-    tickets = TicketIndexStore(settings)
+    kb = KnowledgeBaseStore(settings, on_change=lambda version: _on_index_change(metrics, version))
+    tickets = TicketIndexStore(settings, on_change=lambda version: _freeze_heap())
     engine = InferenceEngine(
         embedder,
         models,
@@ -150,7 +151,19 @@ async def _start_serving(settings: Settings, metrics: ApiMetrics) -> ServingStat
         log.warning(
             "no API keys configured (TICKETOPS_API_KEYS): /v1 routes are open to anyone who can reach them"
         )
+    gc.collect()
+    _freeze_heap()
     return state
+
+
+def _freeze_heap() -> None:
+    """Take what is loaded (libraries, the model, the indexes, lingua's language models) out of the
+    cyclic collector's sight. Otherwise every full collection walks those objects with the GIL held:
+    170-260 ms, a stall every few seconds under load and the whole 32-client p99 (BENCHMARKS.md,
+    "API tail latency"). Called again after a hot reload: a replaced model or index leaves no
+    reference cycles (reference counting frees it; tests/test_api_server.py checks), so freezing
+    leaks nothing."""
+    gc.freeze()
 
 
 def _replay(writer: PredictionLogWriter, spool: Spool | None, replay: list[tuple[int, dict]]) -> None:
@@ -179,6 +192,12 @@ def _on_model_swap(metrics: ApiMetrics, models: ModelStore, loaded: ServingModel
     metrics.set_model(loaded.name, loaded.version)
     if models.reloads:
         metrics.model_reloads.inc()
+        _freeze_heap()
+
+
+def _on_index_change(metrics: ApiMetrics, version: str) -> None:
+    metrics.set_kb(version)
+    _freeze_heap()
 
 
 async def _stop_serving(state: ServingState) -> None:

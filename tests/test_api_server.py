@@ -171,6 +171,40 @@ def test_a_newly_published_kb_index_is_swapped_in_while_serving(world: ApiWorld)
     assert f'ticketops_kb_info{{version="{smaller.version}"}} 1.0' in metrics
 
 
+def test_the_heap_is_frozen_and_replaced_versions_leave_no_reference_cycles(world: ApiWorld) -> None:
+    """The server freezes its heap after loading (full collections otherwise stall it for hundreds
+    of milliseconds) and again after each hot reload. That leaks nothing only while a replaced
+    model or index is freed by reference counting, with no cycles for the collector to find."""
+    import gc
+
+    from ticket_assets.ml import registry
+    from ticket_assets.ml.embed import get_embedder
+    from ticket_assets.rag.index import KnowledgeBase
+
+    gc.unfreeze()  # servers started by earlier tests in this process froze it already
+    with running_server(create_app(world.settings)) as server:
+        assert httpx.get(f"{server.base_url}/readyz").status_code == 200
+        frozen_serving = gc.get_freeze_count()
+    assert frozen_serving > 50_000  # the libraries and the loaded model, not just a few objects
+
+    model, _ = registry.load_model_version(None, world.first_version, settings=world.settings)
+    index = KnowledgeBase.open(world.settings)
+    embedder = get_embedder(world.settings)
+    texts = world.holdout_texts[:3]
+    vectors = embedder.encode(texts)
+    # Served once, so the caches a request fills (analyzers, term arrays, tiers) are part of it.
+    model.predict(texts, embeddings=vectors, embedding_model_id=embedder.model_id, explain=True)
+    index.search(vectors[0], k=2)
+    gc.collect()  # the loading's own garbage
+    gc.disable()
+    try:
+        del model, index
+        cyclic = gc.collect()
+    finally:
+        gc.enable()
+    assert cyclic == 0
+
+
 # Prediction log: shutdown flush and database outage --------------------------------------------------
 def test_burst_then_shutdown_loses_no_prediction_rows(world: ApiWorld) -> None:
     # A flush interval longer than the test: rows can only reach Postgres through the shutdown flush.

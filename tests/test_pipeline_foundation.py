@@ -116,3 +116,37 @@ def test_raw_ticket_change_requests_the_marts(instance):
     requested = {key for key in dbt_keys if second.get_num_requested(key) > 0}
     assert downstream <= requested
     assert unrelated not in requested
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["dbt-in-process", "dbt-subprocess"])
+def test_dbt_runs_in_process_as_it_does_as_a_subprocess(instance, fresh_db, in_process):
+    """dbt's programmatic runner in the step's process and dagster-dbt's `dbt` subprocess give the
+    same run: models materialised with metadata, dbt tests as passing checks, and on a failing
+    model the step fails with dbt's own error message."""
+    import json
+    from pathlib import Path
+
+    from pydantic import SecretStr
+
+    from ticket_assets.core.paths import DBT_PROJECT_DIR
+    from ticket_assets.runner import materialize
+    from ticket_assets.settings import get_settings
+
+    settings = get_settings().model_copy(
+        update={"database_url": SecretStr(fresh_db), "dbt_in_process": in_process}
+    )
+    outcome = materialize(FOUNDATION, instance=instance, run_config=run_config(120), settings=settings)
+    assert outcome.success, outcome.errors
+    assert {"staging/stg_tickets", "marts/training_set", "marts/dim_topics"} <= set(outcome.materialized)
+    assert outcome.metadata["marts/training_set"]["dagster/row_count"] > 0
+    assert outcome.checks and all(outcome.checks.values())
+    # Which way dbt ran: its log names the thread that ran the invocation.
+    (target,) = (DBT_PROJECT_DIR / "target").glob(f"*-{outcome.run_id[:7]}-*")
+    first_event = json.loads(Path(target, "dbt.log").read_text().splitlines()[0])
+    assert (first_event["info"]["thread"] == "dbt-in-process") is in_process
+
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("alter table raw.tickets rename to tickets_elsewhere")
+    outcome = materialize("group:dbt", instance=instance, run_config=QUIET, settings=settings)
+    assert not outcome.success
+    assert any("stg_tickets" in e and "does not exist" in e for e in outcome.errors), outcome.errors

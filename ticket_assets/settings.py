@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     drift_cron: str = Field(default="*/15 * * * *", validation_alias=_env("DRIFT_CRON"))
     # Base URL the Dagster UI links drift reports under; unset -> http://api_host:api_port.
     public_api_url: str | None = Field(default=None, validation_alias=_env("PUBLIC_API_URL"))
+    # dbt runs in the step's process (dbt's programmatic runner, ticket_assets/services/dbt_runner.py);
+    # false: one `dbt` subprocess per invocation, as dagster-dbt does (2-3 s more per run).
+    dbt_in_process: bool = Field(default=True, validation_alias=_env("DBT_IN_PROCESS"))
     # Dagster executor: "k8s" runs one Kubernetes Job per step; unset runs steps in the run's process(es).
     executor: Literal["", "default", "multiprocess", "in_process", "k8s"] = Field(
         default="", validation_alias=_env("EXECUTOR")

@@ -4,10 +4,17 @@
     without it (first builds, full refreshes, plain `dbt build`) they check every row.
     Uniqueness of ticket_id is enforced by unique indexes, so rechecking a million unchanged
     rows on every run (12 s per million tickets) adds little. -#}
+{#- The watermark, read only when tests execute: read while dbt parses, the variable's new value
+    on every run would make dbt re-parse the files that read it (and write the manifest again). -#}
+{% macro tests_since() -%}
+    {{ return(var('tests_since', none) or (env_var('TICKETOPS_DBT_TESTS_SINCE', '') if execute else '')) }}
+{%- endmacro %}
+
+
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- if where and '__tests_since__' in where -%}
-        {%- set since = var('tests_since', none) or env_var('TICKETOPS_DBT_TESTS_SINCE', '') -%}
+        {%- set since = tests_since() -%}
         {%- if since -%}
             {%- set where = where | replace('__tests_since__', "'" ~ since ~ "'::timestamptz") -%}
         {%- else -%}

@@ -1,5 +1,5 @@
 -- Incremental day rebuilds must neither lose nor double-count tickets.
-{% set tests_since = var('tests_since', none) or env_var('TICKETOPS_DBT_TESTS_SINCE', '') %}
+{% set tests_since = tests_since() %}
 {% if tests_since %}
 -- Checked on the days of the tickets staged since `tests_since` (a ticket that moved day is
 -- staged again, so its new day is checked; its old day is rebuilt by the model's day check).

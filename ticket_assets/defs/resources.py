@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import psycopg
-from dagster_dbt import DbtCliResource
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource
 from dagster_dbt.compat import DBT_PYTHON_VERSION
 from pydantic import PrivateAttr, SecretStr
 
@@ -156,9 +156,68 @@ class PlatformDbtCliResource(DbtCliResource):
     variables are laid over the environment for exactly that call, then the previous values return.
     """
 
+    # dbt's programmatic runner in the run's process instead of a `dbt` subprocess (see
+    # ticket_assets/services/dbt_runner.py); only for the dbt-core installed here.
+    in_process: bool = True
+
     def cli_with_env(self, args: Sequence[str], env: Mapping[str, str], **kwargs):
+        if self.in_process and self.dbt_executable == DBT_EXECUTABLE and DBT_PYTHON_VERSION is not None:
+            return self._cli_in_process(args, env, context=kwargs.get("context"))
         with scoped_environment(env):
             return self.cli(args, **kwargs)
+
+    def _cli_in_process(self, args: Sequence[str], env: Mapping[str, str], context=None):
+        """What ``cli`` does, with the command run by :class:`InProcessDbt`: dagster-dbt's own
+        selection for the context, a fresh target directory, and the variables it gives dbt."""
+        from dagster_dbt.asset_utils import (
+            DBT_INDIRECT_SELECTION_ENV,
+            extract_runtime_selection_from_args,
+            get_updated_cli_invocation_params_for_context,
+        )
+        from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
+
+        from ticket_assets.services.dbt_runner import InProcessDbt
+
+        cleaned, selects, excludes = extract_runtime_selection_from_args(args)
+        params = get_updated_cli_invocation_params_for_context(
+            context=context,
+            manifest={},
+            dagster_dbt_translator=DagsterDbtTranslator(),
+            runtime_selects=selects,
+            runtime_excludes=excludes,
+        )
+        project_dir = Path(params.dbt_project.project_dir if params.dbt_project else self.project_dir)
+        target_path = self._get_unique_target_path(context=context)
+        if not target_path.is_absolute():
+            target_path = project_dir / target_path
+        dbt_env = {
+            **env,
+            "DAGSTER_DBT_CLI": "true",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DBT_LOG_FORMAT": "json",
+            "DBT_TARGET_PATH": str(target_path),
+            "DBT_LOG_PATH": str(target_path),
+            "DBT_PROJECT_DIR": str(project_dir),
+            **({"DBT_PROFILES_DIR": self.profiles_dir} if self.profiles_dir else {}),
+            **({DBT_INDIRECT_SELECTION_ENV: params.indirect_selection} if params.indirect_selection else {}),
+        }
+        profile = [
+            *(["--profile", self.profile] if self.profile else []),
+            *(["--target", self.target] if self.target else []),
+        ]
+        argv = [self.dbt_executable, *self.global_config_flags, *cleaned, *profile, *params.selection_args]
+        return DbtCliInvocation(
+            process=InProcessDbt(argv, dbt_env),
+            manifest=params.manifest,
+            dagster_dbt_translator=params.dagster_dbt_translator,
+            project_dir=project_dir,
+            target_path=target_path,
+            raise_on_error=True,
+            context=context,
+            adapter=None,
+            cli_version=self._cli_version,
+            project=params.dbt_project,
+        )
 
     @cached_property
     def _cli_version(self):
@@ -220,6 +279,9 @@ def resources_for(settings: Settings) -> dict[str, object]:
             tracking_uri=tracking_uri, model_name=settings.model_name, data_dir=data_dir
         ),
         "dbt": PlatformDbtCliResource(
-            project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=DBT_EXECUTABLE
+            project_dir=str(DBT_PROJECT_DIR),
+            profiles_dir=str(DBT_PROJECT_DIR),
+            dbt_executable=DBT_EXECUTABLE,
+            in_process=settings.dbt_in_process,
         ),
     }
