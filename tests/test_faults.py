@@ -35,6 +35,7 @@ from tests.support.api import (
     count_predictions,
     free_port,
     sample_prediction_row,
+    wait_for,
 )
 from ticket_assets.services.postgres import connection_params
 
@@ -405,3 +406,63 @@ def test_two_concurrent_materialisations_promote_once(
     assert registry.get_alias_version(settings.model_name, registry.CHAMPION, get_settings()) == str(
         moves[0][1]
     )
+
+
+def _dbt_sessions(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(
+            "select count(*) from pg_stat_activity where datname = current_database()"
+            " and pid <> pg_backend_pid() and (application_name = 'dbt' or query like '%%\"app\": \"dbt\"%%')"
+        ).fetchone()[0]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "sigint"])
+def test_a_run_stopped_while_dbt_runs_leaves_no_dbt_behind_and_the_rerun_builds_the_right_marts(
+    platform_env: Path, fresh_db: str, monkeypatch: pytest.MonkeyPatch, sig: signal.Signals
+) -> None:
+    """`ticketops materialize` killed (SIGKILL) or interrupted (SIGINT, Ctrl-C) while dbt runs in its
+    process: nothing of dbt outlives it (a `dbt` subprocess outlives a SIGKILL), an interrupt stops
+    dbt at once instead of letting it finish the build, its transactions roll back, and the next
+    run builds the marts the raw tickets call for."""
+    from tests.test_dbt_project import assert_marts_match_raw
+    from ticket_assets.sources.store import ingest_synthetic
+
+    monkeypatch.setenv("DATABASE_URL", fresh_db)
+    command = [
+        str(Path(sys.executable).parent / "ticketops"),
+        "materialize",
+        "-s",
+        "group:ingest or group:dbt",
+    ]
+
+    def materialize() -> subprocess.CompletedProcess:
+        return subprocess.run(command, cwd=REPO_ROOT, env=dict(os.environ), capture_output=True, timeout=600)
+
+    ingest_synthetic(fresh_db, n=1500, seed=4)
+    first = materialize()
+    assert first.returncode == 0, first.stdout.decode()[-3000:]
+
+    ingest_synthetic(fresh_db, n=400, seed=5)  # what the killed run is building
+    run = subprocess.Popen(command, cwd=REPO_ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while _dbt_sessions(fresh_db) == 0:
+        assert run.poll() is None and time.monotonic() < deadline, "dbt never connected"
+        time.sleep(0.01)
+    run.send_signal(sig)  # the process alone, not its group
+    stopped = time.monotonic()
+    assert run.wait(60) != 0
+    assert time.monotonic() - stopped < 15  # dagster-dbt would wait up to 25 s for dbt to stop
+    assert wait_for(lambda: _dbt_sessions(fresh_db) == 0, timeout_s=15), "a dbt session outlived the run"
+    if sig == signal.SIGINT:  # dbt itself took the interrupt: it cancelled its queries and stopped
+        from ticket_assets.core.paths import DBT_PROJECT_DIR
+
+        newest = max(
+            (DBT_PROJECT_DIR / "target").glob("ticket_dbt_models-*"), key=lambda p: p.stat().st_mtime
+        )
+        log = (newest / "dbt.log").read_text()
+        assert '"keyboard_interrupt": true' in log or "KeyboardInterrupt" in log
+
+    rerun = materialize()
+    assert rerun.returncode == 0, rerun.stdout.decode()[-3000:]
+    assert_marts_match_raw(fresh_db)

@@ -16,6 +16,7 @@ runs at a time per process: dbt's flags and event manager are process-global.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import queue
 import threading
@@ -122,6 +123,11 @@ class InProcessDbt:
         return self.poll()
 
     def send_signal(self, sig: int) -> None:
-        # A thread cannot be interrupted: the run is being stopped, and dbt's open transactions roll
-        # back when this process exits (the thread is a daemon) or its connections close.
+        """What SIGINT does to a `dbt` process, done to its thread: a KeyboardInterrupt, which dbt
+        answers by cancelling its running queries (their transactions roll back) and stopping. The
+        thread sees it at its next Python instruction, when a running node finishes at the latest."""
+        ident = self._thread.ident
+        if ident is None or not self._thread.is_alive():
+            return
         self.interrupted = True
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
