@@ -128,60 +128,34 @@ def run_cli(args: list[str], env: dict[str, str], home: Path | None = None) -> b
     return measured
 
 
+def ingest(n: int, seed: int, start: str, days: int) -> list[str]:
+    return ticketops(
+        "ingest", "synthetic", "--n", str(n), "--seed", str(seed), "--start", start, "--days", str(days)
+    )
+
+
 def measure_size(server_url: str, n: int) -> dict[str, base.Measured]:
     url = base.reset_database(server_url)
     increment = max(1, n // 100)
-    start = base_start = "2025-01-06"
-    new_day = (datetime.fromisoformat(base_start) + timedelta(days=DAYS)).date().isoformat()
+    start = "2025-01-06"
+    new_day = (datetime.fromisoformat(start) + timedelta(days=DAYS)).date().isoformat()
+    next_day = (datetime.fromisoformat(new_day) + timedelta(days=1)).date().isoformat()
     with tempfile.TemporaryDirectory(prefix="bench-incr-") as tmp:
         home = Path(tmp)
         env = cli_env(url, home)
+        materialize = ticketops("materialize", "-s", SELECTION)
         results = {
             "help": run_cli(ticketops("--help"), env),
-            "full_ingest": run_cli(
-                ticketops(
-                    "ingest", "synthetic", "--n", str(n), "--seed", "1", "--start", start, "--days", str(DAYS)
-                ),
-                env,
-            ),
-            "full_materialize": run_cli(ticketops("materialize", "-s", SELECTION), env, home),
+            "full_ingest": run_cli(ingest(n, 1, start, DAYS), env),
+            "full_materialize": run_cli(materialize, env, home),
             # 1 % new tickets arriving the day after the window, as a daily load would.
-            "incr_ingest": run_cli(
-                ticketops(
-                    "ingest",
-                    "synthetic",
-                    "--n",
-                    str(increment),
-                    "--seed",
-                    "2",
-                    "--start",
-                    new_day,
-                    "--days",
-                    "1",
-                ),
-                env,
-            ),  # fmt: skip
-            "incr_materialize": run_cli(ticketops("materialize", "-s", SELECTION), env, home),
+            "incr_ingest": run_cli(ingest(increment, 2, new_day, 1), env),
+            "incr_materialize": run_cli(materialize, env, home),
+            # The alternative for the dbt step, same run: another 1 % the next day, dbt as a subprocess.
+            "incr2_ingest": run_cli(ingest(increment, 3, next_day, 1), env),
         }
-        # The alternative for the dbt step, same run: another 1 % the next day, dbt as a subprocess.
-        next_day = (datetime.fromisoformat(new_day) + timedelta(days=1)).date().isoformat()
-        results["incr2_ingest"] = run_cli(
-            ticketops(
-                "ingest",
-                "synthetic",
-                "--n",
-                str(increment),
-                "--seed",
-                "3",
-                "--start",
-                next_day,
-                "--days",
-                "1",
-            ),
-            env,
-        )
         results["incr_materialize_subprocess"] = run_cli(
-            ticketops("materialize", "-s", SELECTION), {**env, "TICKETOPS_DBT_IN_PROCESS": "false"}, home
+            materialize, {**env, "TICKETOPS_DBT_IN_PROCESS": "false"}, home
         )
         incremental = base.marts_fingerprint(url)
         with tempfile.TemporaryDirectory(prefix="bench-incr-dbt-") as target:
