@@ -400,8 +400,8 @@ def test_degenerate_dates_take_the_stratified_hash_split(tickets_db: str, tmp_pa
 def test_time_rule_is_exact_at_the_degenerate_share(
     tickets_db: str, tmp_path: Path, stamped: int, others: int, share: float, rule: str
 ) -> None:
-    """The rule counts only the dates at a few quantiles; a stamp holding more than the share fills
-    a run that one of them falls in, wherever the run lies among the sorted dates."""
+    """The rule compares the largest run of one created_at with the share of all dated tickets: exact
+    at and around the limit, wherever the stamp lies among the other dates."""
     stamp = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
     rows = [ticket(f"S{i:03d}", f"stamped {i}", topic="Access", created_at=stamp) for i in range(stamped)]
     rows += [
@@ -418,6 +418,12 @@ def test_time_rule_is_exact_at_the_degenerate_share(
             f"{{degenerate_time_share: {share}}}")  # fmt: skip
     rules = {row["split_rule"] for row in fetch(tickets_db, "select split_rule from marts.training_set")}
     assert rules == {rule}
+    # What the rule reads: one partial index on exactly its rows.
+    (index,) = fetch(
+        tickets_db,
+        "select indexdef from pg_indexes where schemaname = 'staging' and indexname like 'stg\\_tickets\\_dated\\_%'",
+    )
+    assert "(created_at) WHERE" in index["indexdef"] and "is_duplicate" in index["indexdef"]
 
 
 def test_daily_predictions_share_the_logged_trust_signals(tickets_db: str, tmp_path: Path) -> None:

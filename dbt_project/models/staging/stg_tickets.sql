@@ -37,7 +37,10 @@
             "set local max_parallel_workers_per_gather = 0",
             "{{ analyze_if_stale(source('raw', 'tickets')) }}",
         ],
-        post_hook=after_commit("{{ vacuum_if_never_vacuumed(this) }}"),
+        post_hook=[
+            "{{ stg_tickets_dated_index() }}",
+            after_commit("{{ vacuum_if_never_vacuumed(this) }}"),
+        ],
     )
 }}
 
