@@ -80,7 +80,6 @@ class InProcessDbt:
         self.args = list(args)  # argv as a subprocess would get it: the executable first
         self.stdout = _LogLines()
         self.returncode: int | None = None
-        self.interrupted = False
         self._thread = threading.Thread(
             target=self._run, args=(dict(env),), name="dbt-in-process", daemon=True
         )
@@ -129,5 +128,4 @@ class InProcessDbt:
         ident = self._thread.ident
         if ident is None or not self._thread.is_alive():
             return
-        self.interrupted = True
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))

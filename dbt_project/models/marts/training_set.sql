@@ -63,9 +63,7 @@ ticket_labels as not materialized (
     select ticket_id, text, title, body, topic, topic_display, urgency, channel, department, language,
            created_at, event_at, text_hash, updated_at, labels
     from {{ ref('stg_tickets') }}
-    where not is_duplicate
-        and topic is not null
-        and text <> ''
+    where {{ labelled_predicate() }}
 ),
 
 -- Agents' corrections from production; a text already labelled at the source keeps that label
