@@ -40,9 +40,12 @@
         analyze training_set_affected_hashes;
         -- Topics whose stratified hash split must be re-ranked (read before their rows go).
         create temp table training_set_affected_topics on commit drop as
-        select distinct topic from {{ this }}
+        -- Two branches, not one OR: each reads an index (text_hash; ticket_id's "C" order serves
+        -- the prefix), where the OR read the whole table.
+        select topic from {{ this }}
         where text_hash in (select text_hash from training_set_affected_hashes)
-            or ticket_id like 'feedback:%'
+        union
+        select topic from {{ this }} where ticket_id like 'feedback:%'
         union
         select distinct staged.topic from {{ ref('stg_tickets') }} as staged
         where staged.text_hash in (select text_hash from training_set_affected_hashes)
@@ -123,14 +126,17 @@
                 else 'train'
             end as split
         from {{ this }}
-        where split_rule = 'hash'
+        -- The first clause is the untimed index's predicate: the planner reads that index when few
+        -- rows are split by hash (it cannot infer it from split_rule = 'hash').
+        where split_rule is distinct from 'time' and split_rule = 'hash'
         {%- if is_incremental() %}
             and topic in (
                 select topic from training_set_affected_topics
                 union
                 select topic from {{ this }}
                 where text_hash in (select text_hash from training_set_affected_hashes)
-                    or ticket_id like 'feedback:%'
+                union
+                select topic from {{ this }} where ticket_id like 'feedback:%'
             )
         {%- endif %}
     )

@@ -39,12 +39,14 @@ def table_metadata(
     conn: psycopg.Connection,
     schema: str,
     table: str,
+    *,
+    row_count: int,
     preview_rows: int = 5,
     preview_columns: list[str] | None = None,
 ) -> dict[str, object]:
-    """Row count, column schema and a small preview of a Postgres table."""
+    """Row count (the caller counts it, usually with other counts in one pass), column schema and a
+    small preview of a Postgres table."""
     ident = sql.Identifier(schema, table)
-    row_count = conn.execute(sql.SQL("select count(*) from {}").format(ident)).fetchone()[0]
     table_schema_value = table_schema(conn, schema, table)
     columns = preview_columns or [c.name for c in table_schema_value.columns][:8]
     preview = conn.execute(

@@ -4,16 +4,26 @@
   n_tickets counts every staged ticket with the topic (duplicates included); n_labelled counts
   the ones the classifier learns from (training_set: deduplicated, non-empty text, feedback
   labels included) and share is the topic's fraction of training_set - the class balance.
+
+  The staged side reads no staged rows in bulk: daily_ticket_volumes already counts every staged
+  ticket per day and topic (its tests hold it to that), so the totals come from its few thousand
+  rows, and first/last seen are two lookups per topic in stg_tickets' (topic, event_at) index.
+  The labelled side counts training_set through its own (topic, event_at) index.
 -#}
-with staged as (
-    select
-        topic,
-        count(*) as n_tickets,
-        min(event_at) as first_seen,
-        max(event_at) as last_seen
-    from {{ ref('stg_tickets') }}
+with staged_counts as (
+    select topic, sum(n_tickets)::bigint as n_tickets
+    from {{ ref('daily_ticket_volumes') }}
     where topic is not null
     group by topic
+),
+
+staged as (
+    select
+        counts.topic,
+        counts.n_tickets,
+        (select min(s.event_at) from {{ ref('stg_tickets') }} as s where s.topic = counts.topic) as first_seen,
+        (select max(s.event_at) from {{ ref('stg_tickets') }} as s where s.topic = counts.topic) as last_seen
+    from staged_counts as counts
 ),
 
 labelled as (

@@ -25,6 +25,8 @@
   - the time boundary is a global quantile, so new tickets move earlier ones from 'test' to
     'train': the post-hook finds the new boundary and flips only the rows on the wrong side
     of it, through partial indexes on each split (the rows between the old and new boundary);
+    rewritten rows take their split from the old boundary, so new tickets are written as 'test'
+    once instead of as 'train' and then updated;
   - the hash split is a per-topic quantile: a post-hook re-ranks the topics that changed.
   A table rebuild wrote every wide row (7 s per million tickets); this writes the changed ones.
   A training_set built as a table before lacks updated_at: on_schema_change adds it (null), so
@@ -40,6 +42,7 @@
             {'columns': ['ticket_id'], 'unique': True},
             {'columns': ['text_hash']},
             {'columns': ['updated_at']},
+            {'columns': ['topic', 'event_at']},
         ],
         pre_hook="{{ training_set_collect_changes() }}",
         post_hook=[
@@ -96,9 +99,15 @@ labelled as not materialized (
 ),
 
 {% if is_incremental() %}
--- Provisional for dated rows: the post-hook sets their split against the new boundary.
+-- Provisional for dated rows: the current boundary (the oldest test row, first in the test split's
+-- index). New tickets, newer than it, start in 'test', so the post-hook moves only the rows the
+-- new boundary passes.
 test_boundary as (
-    select null::timestamptz as event_at, null::text as ticket_id where false
+    select event_at, ticket_id
+    from {{ this }}
+    where split_rule = 'time' and split = 'test'
+    order by event_at, ticket_id
+    limit 1
 )
 {% else %}
 n_test_dated as (

@@ -10,6 +10,8 @@
   Incremental runs pick the raw rows updated since the newest staged updated_at and re-rank
   every hash group they touch as a whole: the groups they join and, for tickets whose text
   changed, the groups they leave. raw.tickets is upsert-only (no deletes), so that is enough.
+  Only the rows that change are written: the updated tickets and the group members whose
+  canonical ticket moved (a synthetic load re-ranked as many unchanged rows as it added).
   The watermark assumes ingestion commits before dbt runs (the asset graph orders them); the
   `staging_lookback` var widens it when loads can commit out of order.
 
@@ -19,7 +21,9 @@
   and autovacuum re-analyzes after 10 % changed); raw.tickets is analyzed first when its
   statistics are missing or stale, or the planner takes the new rows for a third of the table
   and hashes all of it (4 s instead of 0.5 s at 1M); ticket_id/text_hash use byte order ("C") so tie-breaks are
-  the same on every server locale and sorts/indexes skip locale-aware comparison.
+  the same on every server locale and sorts/indexes skip locale-aware comparison; joins back
+  to raw.tickets compare in raw's collation, or its text_hash index cannot serve them. The
+  (topic, event_at) index lets dim_topics count per topic from the index alone.
 -#}
 {{
     config(
@@ -32,6 +36,7 @@
             {'columns': ['text_hash']},
             {'columns': ['event_at']},
             {'columns': ['updated_at']},
+            {'columns': ['topic', 'event_at']},
         ],
         pre_hook=[
             "set local max_parallel_workers_per_gather = 0",
@@ -59,7 +64,8 @@ changed as (
 affected_hashes as (
     select text_hash from changed
     union
-    select staged.text_hash
+    -- Back to raw's collation: under staging's "C" the lookup below could not use raw's index.
+    select staged.text_hash collate "default"
     from {{ this }} as staged
     inner join changed on changed.ticket_id = staged.ticket_id
 ),
@@ -131,3 +137,13 @@ select
     canonical_ticket_id <> ticket_id as is_duplicate,
     nullif(canonical_ticket_id, ticket_id) as duplicate_of
 from ranked
+{% if is_incremental() %}
+-- Of the re-ranked groups, only rows that change are rewritten: the changed tickets and those
+-- whose canonical ticket moved (every other column comes from the unchanged raw row).
+where ranked.ticket_id in (select ticket_id from changed)
+    or not exists (
+        select 1 from {{ this }} as staged
+        where staged.ticket_id = ranked.ticket_id
+            and staged.duplicate_of is not distinct from nullif(ranked.canonical_ticket_id, ranked.ticket_id)
+    )
+{% endif %}
