@@ -23,7 +23,7 @@
   and hashes all of it (4 s instead of 0.5 s at 1M); ticket_id/text_hash use byte order ("C") so tie-breaks are
   the same on every server locale and sorts/indexes skip locale-aware comparison; joins back
   to raw.tickets compare in raw's collation, or its text_hash index cannot serve them. The
-  (topic, event_at) index lets dim_topics count per topic from the index alone.
+  (topic, event_at) index gives dim_topics each topic's first and last ticket in two lookups.
 -#}
 {{
     config(
