@@ -80,7 +80,8 @@ def prepare_corpus(server_url: str, corpus: str, n: int, data_dir: Path):
     import psycopg
     from pydantic import SecretStr
 
-    from ticket_assets.runner import dagster_instance, materialize, prepare_environment
+    from ticket_assets.runner import dagster_instance, materialize
+    from ticket_assets.services.environment import prepare_environment
     from ticket_assets.services.migrations import migrate
     from ticket_assets.settings import Settings
     from ticket_assets.sources.csv_import import ColumnMapping

@@ -63,7 +63,8 @@ def run(url: str, data_dir: Path, args: argparse.Namespace) -> dict:
     from pydantic import SecretStr
 
     from ticket_assets.ml import pipeline, registry
-    from ticket_assets.runner import materialize, prepare_environment
+    from ticket_assets.runner import materialize
+    from ticket_assets.services.environment import prepare_environment
     from ticket_assets.settings import Settings
     from ticket_assets.sources.store import ingest_synthetic
 

@@ -54,7 +54,7 @@ def run(url: str) -> None:
     import dagster as dg
 
     from ticket_assets.definitions import build_definitions
-    from ticket_assets.runner import prepare_environment
+    from ticket_assets.services.environment import prepare_environment
     from ticket_assets.sources.csv_import import ColumnMapping
     from ticket_assets.sources.store import ingest_csv
 

@@ -311,6 +311,26 @@ def test_build_cleans_dedupes_splits_and_updates_incrementally(tickets_db: str, 
     training_ids = {row["ticket_id"] for row in fetch(tickets_db, "select ticket_id from marts.training_set")}
     assert {row["ticket_id"] for row in new_rows if row["topic"]} & training_ids
 
+    # The enforced contracts: keys in "C" (the incremental's joins use their indexes) and the rules
+    # PostgreSQL holds on every write. A table built before its contract gets them on its next build.
+    keys = fetch(
+        tickets_db,
+        "select table_name, column_name, collation_name from information_schema.columns"
+        " where (table_name, column_name) in (('stg_tickets', 'ticket_id'), ('stg_tickets', 'text_hash'),"
+        " ('stg_tickets', 'duplicate_of'), ('training_set', 'ticket_id'), ('training_set', 'text_hash'))",
+    )
+    assert len(keys) == 5 and {row["collation_name"] for row in keys} == {"C"}
+    with psycopg.connect(tickets_db, autocommit=True) as conn:
+        conn.execute(
+            "alter table staging.stg_tickets alter column text drop not null,"
+            " drop constraint stg_tickets_urgency_known"
+        )
+    run_dbt(tickets_db, tmp_path, "build", "--select", "stg_tickets")
+    with psycopg.connect(tickets_db, autocommit=True) as conn:
+        for bad in ("text = null", "urgency = 'whenever'"):
+            with pytest.raises((psycopg.errors.NotNullViolation, psycopg.errors.CheckViolation)):
+                conn.execute(f"update staging.stg_tickets set {bad} where ticket_id = 'CLEAN2'")
+
 
 def dateless_rows() -> list[dict]:
     """Tickets with only id, text and topic: the shared dataset's first rows, or a stand-in of that shape."""
@@ -395,6 +415,8 @@ def test_degenerate_dates_take_the_stratified_hash_split(tickets_db: str, tmp_pa
         (21, 79, 0.2, "hash"),  # a share under one half: the stamp is not the median date
         (20, 80, 0.2, "time"),
         (1, 2, 0.5, "time"),
+        (60, 40, 0.6, "time"),  # over one half: the rule counts only the median date's run
+        (61, 39, 0.6, "hash"),
     ],
 )
 def test_time_rule_is_exact_at_the_degenerate_share(

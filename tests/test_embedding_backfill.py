@@ -36,7 +36,8 @@ MODEL_ID = model_id_for("onnx")
 def platform(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A database with a built `marts.training_set` (real ingest and dbt runs) and its settings:
     small write chunks, so a kill lands between commits."""
-    from ticket_assets.runner import dagster_instance, materialize, prepare_environment
+    from ticket_assets.runner import dagster_instance, materialize
+    from ticket_assets.services.environment import prepare_environment
     from ticket_assets.services.migrations import migrate
 
     with temporary_database(pg_server_url, "ticketops_backfill") as url:

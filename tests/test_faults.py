@@ -366,7 +366,8 @@ def test_two_concurrent_materialisations_promote_once(
     import dagster as dg
 
     from ticket_assets.ml import registry
-    from ticket_assets.runner import materialize, prepare_environment
+    from ticket_assets.runner import materialize
+    from ticket_assets.services.environment import prepare_environment
     from ticket_assets.settings import get_settings
 
     monkeypatch.setenv("DATABASE_URL", fresh_db)

@@ -86,7 +86,8 @@ class Loop:
 def loop(tmp_path_factory, pg_server_url):
     from tests.conftest import temporary_database
     from tests.support.platform import platform_environment
-    from ticket_assets.runner import materialize, prepare_environment
+    from ticket_assets.runner import materialize
+    from ticket_assets.services.environment import prepare_environment
     from ticket_assets.sources.store import ingest_synthetic
 
     data_dir = tmp_path_factory.mktemp("loop")

@@ -52,6 +52,13 @@ def test_ingest_to_marts_materialises_with_passing_dbt_checks(instance, fresh_db
             ).fetchall()
             assert [(c.name, c.type) for c in schema.columns] == built, key
             assert all(c.description for c in schema.columns), (key, [c.name for c in schema.columns])
+    # The contracts' constraints, as PostgreSQL enforces them, are in the column schema.
+    columns = {
+        c.name: c.constraints for c in outcome.metadata["marts/training_set"]["dagster/column_schema"].columns
+    }
+    assert columns["ticket_id"].unique and not columns["ticket_id"].nullable
+    assert columns["title"].nullable and not columns["title"].unique
+    assert columns["split"].other == ["CHECK ((split = ANY (ARRAY['train'::text, 'test'::text])))"]
 
     raw_event = instance.get_latest_materialization_event(dg.AssetKey(["raw", "tickets"]))
     assert raw_event.asset_materialization.metadata["dagster/row_count"].value == 400
@@ -116,6 +123,50 @@ def test_raw_ticket_change_requests_the_marts(instance):
     requested = {key for key in dbt_keys if second.get_num_requested(key) > 0}
     assert downstream <= requested
     assert unrelated not in requested
+
+
+def test_every_load_is_reported_once_and_runs_cover_the_loads_before_them(instance, fresh_db):
+    """`ticketops ingest` needs no Dagster: each committed load is logged in raw.ingest_loads and the
+    raw_ticket_loads sensor reports it as a raw/tickets materialisation, once; a raw_tickets run
+    covers the loads before it, so they are not reported again."""
+    from datetime import date
+
+    from pydantic import SecretStr
+
+    from ticket_assets.defs.ingest import raw_ticket_loads
+    from ticket_assets.defs.resources import PostgresResource
+    from ticket_assets.runner import materialize
+    from ticket_assets.settings import get_settings
+    from ticket_assets.sources.store import ingest_synthetic
+
+    resources = {"postgres": PostgresResource(database_url=fresh_db)}
+
+    def tick(cursor=None):
+        context = dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)
+        return raw_ticket_loads(context), context
+
+    first = ingest_synthetic(fresh_db, n=30, seed=1, start=date(2026, 1, 5), days=3)
+    again = ingest_synthetic(fresh_db, n=30, seed=1, start=date(2026, 1, 5), days=3)  # nothing new
+    assert (first.inserted, again.inserted, again.unchanged) == (30, 0, 30)
+    result, context = tick()
+    assert [event.metadata["load_id"].value for event in result.asset_events] == [
+        first.load_id,
+        again.load_id,
+    ]
+    assert result.asset_events[0].metadata["inserted"].value == 30
+    for event in result.asset_events:  # what the daemon does with a sensor's asset events
+        instance.report_runless_asset_event(event)
+    assert isinstance(tick(result.cursor)[0], dg.SkipReason)
+
+    # A run of raw_tickets covers every load before it; only a later load is reported.
+    covered = ingest_synthetic(fresh_db, n=10, seed=2, start=date(2026, 1, 8), days=1)
+    settings = get_settings().model_copy(update={"database_url": SecretStr(fresh_db)})
+    outcome = materialize("key:raw/tickets", instance=instance, run_config=QUIET, settings=settings)
+    assert outcome.success and outcome.metadata["raw/tickets"]["last_load_id"] == covered.load_id
+    assert isinstance(tick(result.cursor)[0], dg.SkipReason)
+    later = ingest_synthetic(fresh_db, n=10, seed=3, start=date(2026, 1, 9), days=1)
+    (event,) = tick(result.cursor)[0].asset_events
+    assert event.metadata["load_id"].value == later.load_id and event.metadata["inserted"].value == 10
 
 
 @pytest.mark.parametrize("in_process", [True, False], ids=["dbt-in-process", "dbt-subprocess"])

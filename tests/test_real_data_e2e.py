@@ -67,7 +67,8 @@ def real(tmp_path_factory, pg_server_url):
         pytest.skip(f"shared IT-service dataset not available at {SHARED_DATASET}")
     from tests.conftest import temporary_database
     from tests.support.platform import platform_environment
-    from ticket_assets.runner import materialize, prepare_environment
+    from ticket_assets.runner import materialize
+    from ticket_assets.services.environment import prepare_environment
     from ticket_assets.sources.csv_import import ColumnMapping
     from ticket_assets.sources.store import ingest_csv
 

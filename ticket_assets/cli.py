@@ -59,7 +59,7 @@ def _user_error(message: str) -> typer.Exit:
 
 def _environment(migrate_schema: bool = True, prepare_dbt: bool = False):
     """Services for one command; the dbt manifest only for commands that load the asset graph."""
-    from ticket_assets.runner import prepare_environment
+    from ticket_assets.services.environment import prepare_environment
     from ticket_assets.settings import get_settings
 
     # dagster-dbt's manifest preparer and the child services run `dbt`/`dagster` from PATH: this
@@ -160,32 +160,6 @@ def _progress_callback(progress: Progress, description: str):
     return update
 
 
-def _record_raw_materialization(report, **extra: object) -> None:
-    """Tell Dagster raw tickets changed, so declarative automation refreshes the marts."""
-    import dagster as dg
-
-    # The key alone: the ingest module would load the resources (dbt, MLflow, Qdrant clients).
-    from ticket_assets.defs.keys import RAW_TICKETS
-    from ticket_assets.runner import dagster_instance
-    from ticket_assets.settings import get_settings
-
-    with dagster_instance(get_settings()) as instance:
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(
-                asset_key=RAW_TICKETS,
-                description="Loaded by `ticketops ingest`",
-                metadata={
-                    "rows_read": report.read,
-                    "inserted": report.inserted,
-                    "updated": report.updated,
-                    "unchanged": report.unchanged,
-                    "quarantined": report.quarantined,
-                    **extra,
-                },
-            )
-        )
-
-
 def _print_ingest_report(report) -> None:
     table = Table(title="Ingest")
     for column in ("read", "inserted", "updated", "unchanged", "quarantined"):
@@ -196,6 +170,8 @@ def _print_ingest_report(report) -> None:
     console.print(table)
     for reason, count in sorted(report.reasons.items()):
         console.print(f"  quarantined: {count} × {reason}")
+    # Dagster learns of the load from the log (sensor raw_ticket_loads): no Dagster import here.
+    console.print(f"  logged as load {report.load_id} in raw.ingest_loads")
 
 
 def _print_outcome(outcome) -> None:
@@ -386,7 +362,6 @@ def ingest_synthetic(
             progress=_progress_callback(progress, "synthetic tickets"),
         )
     _print_ingest_report(report)
-    _record_raw_materialization(report)
 
 
 @ingest_app.command("outage-burst")
@@ -443,7 +418,6 @@ def ingest_outage_burst(
         f"{n} {service} outage reports from {start:%Y-%m-%d %H:%M} UTC over {minutes:g} min; "
         "`ticketops materialize -s key:major_incidents` detects them."
     )
-    _record_raw_materialization(report)
 
 
 _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
@@ -561,13 +535,6 @@ def ingest_csv(
     console.print(
         f"  source {report.source}, encoding {report.encoding}, delimiter {report.delimiter!r}, "
         f"mojibake repaired in {report.repaired} row(s)"
-    )
-    _record_raw_materialization(
-        report,
-        source=report.source,
-        encoding=report.encoding,
-        delimiter=report.delimiter,
-        repaired_rows=report.repaired,
     )
 
 

@@ -49,7 +49,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         asset_checks=[*training.training_checks, *monitoring.monitoring_checks],
         jobs=[training.retrain_job, *automation.jobs, *memory.memory_jobs],
         schedules=automation.schedules_for(settings),
-        sensors=[automation_sensor, *automation.sensors, *memory.memory_sensors],
+        sensors=[automation_sensor, ingest.raw_ticket_loads, *automation.sensors, *memory.memory_sensors],
         resources=resources_for(settings),
         executor=k8s_executor_or_default(settings),
     )

@@ -178,7 +178,8 @@ def run_drift_demo(
     import httpx
 
     from ticket_assets.ml.registry import CHAMPION, configure_mlflow, get_alias_version
-    from ticket_assets.runner import dagster_instance, materialize, prepare_environment
+    from ticket_assets.runner import dagster_instance, materialize
+    from ticket_assets.services.environment import prepare_environment
     from ticket_assets.services.postgres import connect, database_url
     from ticket_assets.settings import child_env, get_settings
     from ticket_assets.sources.store import ingest_synthetic

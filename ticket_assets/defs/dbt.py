@@ -222,12 +222,31 @@ def row_count(conn, key: dg.AssetKey) -> dict[str, object]:
 
 
 def column_schema(conn, key: dg.AssetKey, documented: dg.TableSchema | None) -> dict[str, object]:
-    """The built relation's columns with the database's types, described from schema.yml. dagster-dbt's
-    fetch_column_metadata would ask the parse-time relation (see row_count) and drop the descriptions."""
+    """The built relation's columns with the database's types and the constraints it enforces (NOT
+    NULL, single-column unique indexes, check constraints: the contract's rules the UI shows beside
+    the checks), described from schema.yml. dagster-dbt's fetch_column_metadata would ask the
+    parse-time relation (see row_count) and drop the descriptions."""
     schema, table = key.path
     rows = conn.execute(
-        "select column_name, data_type from information_schema.columns"
-        " where table_schema = %s and table_name = %s order by ordinal_position",
+        """
+        select c.column_name, c.data_type, c.is_nullable = 'YES',
+            exists (
+                select 1 from pg_index as i join pg_attribute as a
+                    on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+                where i.indrelid = format('%%I.%%I', c.table_schema, c.table_name)::regclass
+                    and i.indisunique and i.indnatts = 1 and i.indpred is null
+                    and a.attname = c.column_name
+            ),
+            array(
+                select pg_get_constraintdef(k.oid) from pg_constraint as k join pg_attribute as a
+                    on a.attrelid = k.conrelid and a.attnum = any(k.conkey)
+                where k.conrelid = format('%%I.%%I', c.table_schema, c.table_name)::regclass
+                    and k.contype = 'c' and a.attname = c.column_name
+                order by k.conname
+            )
+        from information_schema.columns as c
+        where c.table_schema = %s and c.table_name = %s order by c.ordinal_position
+        """,
         (schema, table),
     ).fetchall()
     if not rows:
@@ -237,7 +256,13 @@ def column_schema(conn, key: dg.AssetKey, documented: dg.TableSchema | None) -> 
     return {
         "dagster/column_schema": dg.TableSchema(
             columns=[
-                dg.TableColumn(name, data_type, description=described.get(name)) for name, data_type in rows
+                dg.TableColumn(
+                    name,
+                    data_type,
+                    description=described.get(name),
+                    constraints=dg.TableColumnConstraints(nullable=nullable, unique=unique, other=checks),
+                )
+                for name, data_type, nullable, unique, checks in rows
             ]
         )
     }

@@ -26,7 +26,8 @@ class RawTicketsConfig(dg.Config):
         "Raw support tickets in `raw.tickets`, upserted by stable ticket id from every source "
         "(synthetic generator, CSV exports via `ticketops ingest`). Malformed input rows are kept in "
         "`raw.tickets_rejected` with the reason. Materialising seeds synthetic tickets when the table is "
-        "empty and publishes the table's state; `ticketops ingest` records a materialisation itself."
+        "empty and publishes the table's state. Every load is logged in `raw.ingest_loads`; the "
+        "`raw_ticket_loads` sensor reports the loads no run has covered as materialisations."
     ),
 )
 def raw_tickets(
@@ -65,6 +66,7 @@ def raw_tickets_metadata(postgres: PostgresResource, seeded: int = 0) -> dict[st
         rejected = dict(
             conn.execute("select reason, count(*) from raw.tickets_rejected group by 1").fetchall()
         )
+        last_load = conn.execute("select coalesce(max(load_id), 0) from raw.ingest_loads").fetchone()[0]
     metadata.update(
         {
             "seeded_tickets": dg.MetadataValue.int(seeded),
@@ -72,6 +74,73 @@ def raw_tickets_metadata(postgres: PostgresResource, seeded: int = 0) -> dict[st
             "tickets_by_source": counts_markdown("source", {source: n for source, n, _ in counts}),
             "quarantined_rows": dg.MetadataValue.int(int(sum(rejected.values()))),
             "quarantine_reasons": counts_markdown("reason", rejected),
+            # Loads up to this one are in this materialisation: the sensor reports only later ones.
+            LAST_LOAD_ID: dg.MetadataValue.int(int(last_load)),
         }
     )
     return metadata
+
+
+LAST_LOAD_ID = "last_load_id"
+
+
+def load_metadata(row: dict) -> dict[str, object]:
+    """A logged load as the materialisation metadata the UI shows (the counts, then how it was read)."""
+    details = row["details"]
+    metadata: dict[str, object] = {
+        "load_id": dg.MetadataValue.int(row["load_id"]),
+        "source": row["source"],
+        "loaded_at": dg.MetadataValue.timestamp(row["loaded_at"]),
+        "rows_read": row["rows_read"],
+        "inserted": row["inserted"],
+        "updated": row["updated"],
+        "unchanged": row["unchanged"],
+        "quarantined": row["quarantined"],
+        LAST_LOAD_ID: dg.MetadataValue.int(row["load_id"]),
+    }
+    if details.get("quarantine_reasons"):
+        metadata["quarantine_reasons"] = counts_markdown("reason", details["quarantine_reasons"])
+    for name in ("encoding", "delimiter", "repaired_rows"):
+        if name in details:
+            metadata[name] = details[name]
+    return metadata
+
+
+@dg.sensor(
+    name="raw_ticket_loads",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Reports each load logged in raw.ingest_loads (`ticketops ingest` on any machine, any other "
+        "writer) as a raw/tickets materialisation, so declarative automation refreshes the marts. "
+        "Loads a raw_tickets run already covered are skipped."
+    ),
+)
+def raw_ticket_loads(context: dg.SensorEvaluationContext, postgres: PostgresResource):
+    # Cursor: the newest load reported. A raw_tickets run covers every load up to its last_load_id.
+    after = int(context.cursor or 0)
+    latest = context.instance.get_latest_materialization_event(RAW_TICKETS)
+    if latest is not None and latest.asset_materialization is not None:
+        covered = latest.asset_materialization.metadata.get(LAST_LOAD_ID)
+        after = max(after, int(covered.value) if covered is not None else 0)
+    with postgres.connect() as conn:
+        if conn.execute("select to_regclass('raw.ingest_loads')").fetchone()[0] is None:
+            return dg.SkipReason("raw.ingest_loads does not exist yet (run `ticketops migrate`)")
+        cursor = conn.execute(
+            "select load_id, loaded_at, source, rows_read, inserted, updated, unchanged, quarantined,"
+            " details from raw.ingest_loads where load_id > %s order by load_id limit 100",
+            (after,),
+        )
+        names = [column.name for column in cursor.description]
+        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    if not rows:
+        return dg.SkipReason(f"no load after load {after}")
+    events = [
+        dg.AssetMaterialization(
+            asset_key=RAW_TICKETS,
+            description=f"Load {row['load_id']} ({row['source']}), logged in raw.ingest_loads",
+            metadata=load_metadata(row),
+        )
+        for row in rows
+    ]
+    return dg.SensorResult(asset_events=events, cursor=str(rows[-1]["load_id"]))

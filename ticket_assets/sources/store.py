@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import psycopg
+from psycopg.types.json import Jsonb
 
 from ticket_assets.services.postgres import connect
 from ticket_assets.sources.csv_import import ColumnMapping, default_source_name, read_csv_tickets
@@ -83,6 +84,36 @@ class IngestReport:
     encoding: str | None = None  # CSV imports: as given or detected
     delimiter: str | None = None  # CSV imports: as given or sniffed
     repaired: int = 0  # CSV imports: rows whose mojibake was repaired
+    load_id: int | None = None  # its row in raw.ingest_loads
+
+    def details(self) -> dict[str, object]:
+        """What the load log keeps beside the counts (CSV imports: how the file was read)."""
+        details: dict[str, object] = {"quarantine_reasons": self.reasons}
+        if self.encoding is not None:
+            details.update(encoding=self.encoding, delimiter=self.delimiter, repaired_rows=self.repaired)
+        return details
+
+
+def record_load(conn: psycopg.Connection, report: IngestReport) -> int:
+    """Log a load in ``raw.ingest_loads`` (call inside the load's transaction: a committed load is
+    always logged, a rolled-back one never); returns its ``load_id``."""
+    return conn.execute(
+        """
+        insert into raw.ingest_loads
+            (source, rows_read, inserted, updated, unchanged, quarantined, details)
+        values (%s, %s, %s, %s, %s, %s, %s)
+        returning load_id
+        """,
+        (
+            report.source,
+            report.read,
+            report.inserted,
+            report.updated,
+            report.unchanged,
+            report.quarantined,
+            Jsonb(report.details()),
+        ),
+    ).fetchone()[0]
 
 
 def _copy_csv(cursor: psycopg.Cursor, table: str, columns: list[str], frame: pl.DataFrame) -> None:
@@ -156,9 +187,11 @@ def ingest_synthetic(
     frame = generate_tickets(
         n, seed, scenario=scenario, start=start, days=days, scenario_start=scenario_start
     )
-    with connect(url) as conn:
+    with connect(url) as conn, conn.transaction():
         result = upsert_tickets(conn, frame, progress=progress)
-    return IngestReport(read=frame.height, quarantined=0, **vars(result))
+        report = IngestReport(read=frame.height, quarantined=0, source="synthetic", **vars(result))
+        report.load_id = record_load(conn, report)
+    return report
 
 
 def ingest_outage_burst(
@@ -173,9 +206,11 @@ def ingest_outage_burst(
 ) -> IngestReport:
     """``n`` tickets reporting one ``service`` outage within ``minutes`` of ``start`` (idempotent per seed)."""
     frame = generate_outage_burst(n, start, minutes=minutes, seed=seed, service=service, topic=topic)
-    with connect(url) as conn:
+    with connect(url) as conn, conn.transaction():
         result = upsert_tickets(conn, frame, progress=progress)
-    return IngestReport(read=frame.height, quarantined=0, **vars(result))
+        report = IngestReport(read=frame.height, quarantined=0, source="outage-burst", **vars(result))
+        report.load_id = record_load(conn, report)
+    return report
 
 
 def csv_source_name(conn: psycopg.Connection, path: str | Path) -> str:
@@ -231,13 +266,15 @@ def ingest_csv(
         result = upsert_tickets(conn, batch.valid, progress=progress)
         quarantined = quarantine_rows(conn, batch.rejected)
         _register_source(conn, batch.source, path)
-    return IngestReport(
-        read=batch.read,
-        quarantined=quarantined,
-        reasons=batch.reasons(),
-        source=batch.source,
-        encoding=batch.encoding,
-        delimiter=batch.delimiter,
-        repaired=batch.repaired,
-        **vars(result),
-    )
+        report = IngestReport(
+            read=batch.read,
+            quarantined=quarantined,
+            reasons=batch.reasons(),
+            source=batch.source,
+            encoding=batch.encoding,
+            delimiter=batch.delimiter,
+            repaired=batch.repaired,
+            **vars(result),
+        )
+        report.load_id = record_load(conn, report)
+    return report

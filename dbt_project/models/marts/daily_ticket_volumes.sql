@@ -21,7 +21,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         indexes=[{'columns': ['day']}],
-        post_hook="delete from {{ this }} where n_tickets = 0",
+        post_hook=["{{ ensure_contract_constraints() }}", "delete from {{ this }} where n_tickets = 0"],
     )
 }}
 

@@ -10,6 +10,8 @@
   rows, and first/last seen are two lookups per topic in stg_tickets' (topic, event_at) index.
   The labelled side counts training_set through its own (topic, event_at) index.
 -#}
+{{ config(indexes=[{'columns': ['topic'], 'unique': True}]) }}
+
 with staged_counts as (
     select topic, sum(n_tickets)::bigint as n_tickets
     from {{ ref('daily_ticket_volumes') }}

@@ -46,6 +46,7 @@
         ],
         pre_hook="{{ training_set_collect_changes() }}",
         post_hook=[
+            "{{ ensure_contract_constraints() }}",
             "{{ training_set_split_indexes() }}",
             "{{ training_set_drop_stale_rows() }}",
             "{{ training_set_move_time_boundary() }}",

@@ -43,6 +43,7 @@
             "{{ analyze_if_stale(source('raw', 'tickets')) }}",
         ],
         post_hook=[
+            "{{ ensure_contract_constraints() }}",
             "{{ stg_tickets_dated_index() }}",
             after_commit("{{ vacuum_if_never_vacuumed(this) }}"),
         ],
