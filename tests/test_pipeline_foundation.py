@@ -168,6 +168,20 @@ def test_every_load_is_reported_once_and_runs_cover_the_loads_before_them(instan
     (event,) = tick(result.cursor)[0].asset_events
     assert event.metadata["load_id"].value == later.load_id and event.metadata["inserted"].value == 10
 
+    # Loads commit out of id order: one still running holds back those after it, none is skipped.
+    from ticket_assets.sources.store import IngestReport, record_load
+
+    cursor = str(later.load_id)
+    with psycopg.connect(fresh_db) as slow:
+        slow_id = record_load(slow, IngestReport(read=1, inserted=1, updated=0, unchanged=0, quarantined=0,
+                                                 source="slow"))  # fmt: skip
+        fast = ingest_synthetic(fresh_db, n=5, seed=4, start=date(2026, 1, 10), days=1)
+        assert fast.load_id > slow_id
+        assert isinstance(tick(cursor)[0], dg.SkipReason)
+        slow.commit()
+    loads = [event.metadata["load_id"].value for event in tick(cursor)[0].asset_events]
+    assert loads == [slow_id, fast.load_id]
+
 
 @pytest.mark.parametrize("in_process", [True, False], ids=["dbt-in-process", "dbt-subprocess"])
 def test_dbt_runs_in_process_as_it_does_as_a_subprocess(instance, fresh_db, in_process):

@@ -128,7 +128,9 @@ def raw_ticket_loads(context: dg.SensorEvaluationContext, postgres: PostgresReso
             return dg.SkipReason("raw.ingest_loads does not exist yet (run `ticketops migrate`)")
         cursor = conn.execute(
             "select load_id, loaded_at, source, rows_read, inserted, updated, unchanged, quarantined,"
-            " details from raw.ingest_loads where load_id > %s order by load_id limit 100",
+            " details from raw.ingest_loads where load_id > %s"
+            # Committed loads with a lower id may still be in flight: wait for them (see loaded_xid).
+            " and loaded_xid < pg_snapshot_xmin(pg_current_snapshot()) order by load_id limit 100",
             (after,),
         )
         names = [column.name for column in cursor.description]

@@ -27,7 +27,10 @@ def upgrade() -> None:
             unchanged    integer     not null,
             quarantined  integer     not null,
             -- Quarantine reasons and, for CSV imports, encoding, delimiter and repaired rows.
-            details      jsonb       not null default '{}'::jsonb
+            details      jsonb       not null default '{}'::jsonb,
+            -- The writing transaction: ids are taken at insert and may commit out of order, so a
+            -- reader takes only loads older than every transaction still running.
+            loaded_xid   xid8        not null default pg_current_xact_id()
         )
         """
     )
