@@ -7,6 +7,7 @@ in CI and in the image build, and again at load under ``dagster dev``/``dg dev``
 import functools
 import hashlib
 import json
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,22 +111,36 @@ def ticket_dbt_models(
         excluded = " ".join(unique_id.split(".")[-1] for unique_id in unchanged)
         args = ["build", *(["--exclude", excluded] if unchanged else [])]
         invocation = dbt.cli_with_env(args, env, context=context)
-        for event in invocation.stream():
-            if isinstance(event, dg.Output):
-                key = context.asset_key_for_output(event.output_name)
-                unique_id = _model_for_key(key)
-                extra = {INPUTS_DIGEST: digests[unique_id]} if unique_id in digests else {}
-                documented = context.assets_def.specs_by_key[key].metadata.get("dagster/column_schema")
-                event = event.with_metadata(
-                    {
-                        **event.metadata,
-                        **row_count(conn, key),
-                        **column_schema(conn, key, documented),
-                        **extra,
-                    }
-                )
-            yield event
+        try:
+            yield from _with_metadata(context, conn, invocation, digests)
+        except BaseException:
+            # dagster-dbt forwards an interrupt to dbt only when it lands while dagster-dbt reads
+            # dbt's output; one landing here (metadata queries) or in Dagster storing an event
+            # (the generator is closed) would leave dbt building. Stop it the same way.
+            if invocation.process.poll() is None:
+                invocation.process.send_signal(signal.SIGINT)
+                invocation.process.wait(timeout=invocation.termination_timeout_seconds)
+            raise
         keep_partial_parse(invocation.target_path, cache)
+
+
+def _with_metadata(context: dg.AssetExecutionContext, conn, invocation, digests: dict[str, str]):
+    """dagster-dbt's events, each model's with its row count, column schema and inputs digest."""
+    for event in invocation.stream():
+        if isinstance(event, dg.Output):
+            key = context.asset_key_for_output(event.output_name)
+            unique_id = _model_for_key(key)
+            extra = {INPUTS_DIGEST: digests[unique_id]} if unique_id in digests else {}
+            documented = context.assets_def.specs_by_key[key].metadata.get("dagster/column_schema")
+            event = event.with_metadata(
+                {
+                    **event.metadata,
+                    **row_count(conn, key),
+                    **column_schema(conn, key, documented),
+                    **extra,
+                }
+            )
+        yield event
 
 
 @functools.cache
