@@ -1,14 +1,17 @@
 """Ingest area: the raw ticket table that everything downstream is built from."""
 
 import dagster as dg
+from psycopg.rows import dict_row
 
 from ticket_assets.defs.embeddings import progress_logger
 from ticket_assets.defs.keys import RAW_TICKETS
 from ticket_assets.defs.metadata import counts_markdown, table_metadata
 from ticket_assets.defs.resources import PostgresResource
-from ticket_assets.sources.store import ingest_synthetic
+from ticket_assets.sources.store import SETTLED_LOADS, ingest_synthetic
 
 OWNERS = ["team:data-platform"]
+# raw/tickets metadata: every load up to this id is in the materialisation (the sensor skips them).
+LAST_LOAD_ID = "last_load_id"
 
 
 class RawTicketsConfig(dg.Config):
@@ -66,7 +69,9 @@ def raw_tickets_metadata(postgres: PostgresResource, seeded: int = 0) -> dict[st
         rejected = dict(
             conn.execute("select reason, count(*) from raw.tickets_rejected group by 1").fetchall()
         )
-        last_load = conn.execute("select coalesce(max(load_id), 0) from raw.ingest_loads").fetchone()[0]
+        last_load = conn.execute(
+            f"select coalesce(max(load_id), 0) from raw.ingest_loads where {SETTLED_LOADS}"
+        ).fetchone()[0]
     metadata.update(
         {
             "seeded_tickets": dg.MetadataValue.int(seeded),
@@ -74,14 +79,10 @@ def raw_tickets_metadata(postgres: PostgresResource, seeded: int = 0) -> dict[st
             "tickets_by_source": counts_markdown("source", {source: n for source, n, _ in counts}),
             "quarantined_rows": dg.MetadataValue.int(int(sum(rejected.values()))),
             "quarantine_reasons": counts_markdown("reason", rejected),
-            # Loads up to this one are in this materialisation: the sensor reports only later ones.
             LAST_LOAD_ID: dg.MetadataValue.int(int(last_load)),
         }
     )
     return metadata
-
-
-LAST_LOAD_ID = "last_load_id"
 
 
 def load_metadata(row: dict) -> dict[str, object]:
@@ -126,15 +127,16 @@ def raw_ticket_loads(context: dg.SensorEvaluationContext, postgres: PostgresReso
     with postgres.connect() as conn:
         if conn.execute("select to_regclass('raw.ingest_loads')").fetchone()[0] is None:
             return dg.SkipReason("raw.ingest_loads does not exist yet (run `ticketops migrate`)")
-        cursor = conn.execute(
-            "select load_id, loaded_at, source, rows_read, inserted, updated, unchanged, quarantined,"
-            " details from raw.ingest_loads where load_id > %s"
-            # Committed loads with a lower id may still be in flight: wait for them (see loaded_xid).
-            " and loaded_xid < pg_snapshot_xmin(pg_current_snapshot()) order by load_id limit 100",
-            (after,),
+        rows = (
+            conn.cursor(row_factory=dict_row)
+            .execute(
+                "select load_id, loaded_at, source, rows_read, inserted, updated, unchanged, quarantined,"
+                f" details from raw.ingest_loads where load_id > %s and {SETTLED_LOADS}"
+                " order by load_id limit 100",
+                (after,),
+            )
+            .fetchall()
         )
-        names = [column.name for column in cursor.description]
-        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
     if not rows:
         return dg.SkipReason(f"no load after load {after}")
     events = [

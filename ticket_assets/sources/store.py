@@ -94,6 +94,11 @@ class IngestReport:
         return details
 
 
+# Loads a reader may take: ids are assigned at insert and can commit out of order, so only loads
+# older than every transaction still running (a lower id can no longer appear).
+SETTLED_LOADS = "loaded_xid < pg_snapshot_xmin(pg_current_snapshot())"
+
+
 def record_load(conn: psycopg.Connection, report: IngestReport) -> int:
     """Log a load in ``raw.ingest_loads`` (call inside the load's transaction: a committed load is
     always logged, a rolled-back one never); returns its ``load_id``."""
@@ -114,6 +119,15 @@ def record_load(conn: psycopg.Connection, report: IngestReport) -> int:
             Jsonb(report.details()),
         ),
     ).fetchone()[0]
+
+
+def _load_generated(url: str, frame: pl.DataFrame, source: str, progress: Progress | None) -> IngestReport:
+    """Upsert generated tickets and log the load, in one transaction."""
+    with connect(url) as conn, conn.transaction():
+        result = upsert_tickets(conn, frame, progress=progress)
+        report = IngestReport(read=frame.height, quarantined=0, source=source, **vars(result))
+        report.load_id = record_load(conn, report)
+    return report
 
 
 def _copy_csv(cursor: psycopg.Cursor, table: str, columns: list[str], frame: pl.DataFrame) -> None:
@@ -187,11 +201,7 @@ def ingest_synthetic(
     frame = generate_tickets(
         n, seed, scenario=scenario, start=start, days=days, scenario_start=scenario_start
     )
-    with connect(url) as conn, conn.transaction():
-        result = upsert_tickets(conn, frame, progress=progress)
-        report = IngestReport(read=frame.height, quarantined=0, source="synthetic", **vars(result))
-        report.load_id = record_load(conn, report)
-    return report
+    return _load_generated(url, frame, "synthetic", progress)
 
 
 def ingest_outage_burst(
@@ -206,11 +216,7 @@ def ingest_outage_burst(
 ) -> IngestReport:
     """``n`` tickets reporting one ``service`` outage within ``minutes`` of ``start`` (idempotent per seed)."""
     frame = generate_outage_burst(n, start, minutes=minutes, seed=seed, service=service, topic=topic)
-    with connect(url) as conn, conn.transaction():
-        result = upsert_tickets(conn, frame, progress=progress)
-        report = IngestReport(read=frame.height, quarantined=0, source="outage-burst", **vars(result))
-        report.load_id = record_load(conn, report)
-    return report
+    return _load_generated(url, frame, "outage-burst", progress)
 
 
 def csv_source_name(conn: psycopg.Connection, path: str | Path) -> str:
