@@ -1,3 +1,5 @@
+-- A check on daily_ticket_volumes in Dagster (it reads stg_tickets too, so dagster-dbt needs the ref).
+{{ config(meta={'dagster': {'ref': {'name': 'daily_ticket_volumes'}}}) }}
 -- Incremental day rebuilds must neither lose nor double-count tickets.
 {% set tests_since = tests_since() %}
 {% if tests_since %}

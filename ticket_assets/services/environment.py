@@ -6,14 +6,18 @@ the ones that load the asset graph prepare the dbt manifest too.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from pydantic import SecretStr
 
 from ticket_assets.services import postgres
 from ticket_assets.services.migrations import migrate
 from ticket_assets.settings import Settings, use_settings
 
-DAGSTER_YAML = """\
-# Written by ticketops: a local instance on SQLite under DAGSTER_HOME.
+_WRITTEN_BY = "# Written by ticketops: a local instance on SQLite under DAGSTER_HOME."
+DAGSTER_YAML = f"""\
+{_WRITTEN_BY}
 telemetry:
   enabled: false
 concurrency:
@@ -25,7 +29,24 @@ run_queue:
     - key: ticketops/job
       value: retrain
       limit: 1
+# Dagster's SQLite event log with its connections kept open (ticket_assets/services/dagster_storage.py).
+event_log_storage:
+  module: ticket_assets.services.dagster_storage
+  class: PooledSqliteEventLogStorage
+  config:
+    base_dir: {{event_log_dir}}
 """
+
+
+def write_dagster_yaml(dagster_home: Path) -> Path:
+    """The local instance's ``dagster.yaml``: written when absent, and rewritten when an earlier
+    ticketops wrote it (a file someone else wrote is theirs and stays as it is)."""
+    path = dagster_home / "dagster.yaml"
+    # Where Dagster's default SQLite storage keeps event logs, so the runs recorded before stay.
+    wanted = DAGSTER_YAML.format(event_log_dir=json.dumps(str(dagster_home.resolve() / "history" / "runs")))
+    if not path.exists() or (path.read_text().startswith(_WRITTEN_BY) and path.read_text() != wanted):
+        path.write_text(wanted)
+    return path
 
 
 def prepare_environment(
@@ -39,9 +60,7 @@ def prepare_environment(
     url = postgres.start_database(settings)
     dagster_home = settings.resolved_dagster_home
     dagster_home.mkdir(parents=True, exist_ok=True)
-    dagster_yaml = dagster_home / "dagster.yaml"
-    if not dagster_yaml.exists():
-        dagster_yaml.write_text(DAGSTER_YAML)
+    write_dagster_yaml(dagster_home)
     settings = use_settings(
         settings.model_copy(update={"database_url": SecretStr(url), "dagster_home": dagster_home})
     )
