@@ -50,6 +50,7 @@ NOTES: list[str] = []
 MATERIALIZE_STEPS = (
     "full_materialize",
     "incr_materialize",
+    "incr_materialize_thread",
     "incr_materialize_dagster_event_log",
     "incr_materialize_again",
     "incr_materialize_subprocess",
@@ -159,7 +160,7 @@ def measure_size(server_url: str, n: int) -> dict[str, base.Measured]:
     start = "2025-01-06"
     days = [
         (datetime.fromisoformat(start) + timedelta(days=DAYS + offset)).date().isoformat()
-        for offset in range(4)
+        for offset in range(5)
     ]
     with tempfile.TemporaryDirectory(prefix="bench-incr-") as tmp:
         home = Path(tmp)
@@ -172,17 +173,22 @@ def measure_size(server_url: str, n: int) -> dict[str, base.Measured]:
             # 1 % new tickets arriving the day after the window, as a daily load would.
             "incr_ingest": run_cli(ingest(increment, 2, days[0], 1), env),
             "incr_materialize": run_cli(materialize, env, home),
-            # The alternatives, same run, on each next day another 1 %: Dagster's own event log
-            # storage, the defaults again (a second sample), then dbt as a subprocess (last: the parse
-            # state a `dbt` process leaves makes the next in-process run parse the project again).
+            # The alternatives, same run, on each next day another 1 %: dbt in the step's own thread
+            # (no worker started ahead), Dagster's own event log storage, the defaults again (a
+            # second sample), then dbt as a subprocess (last: the parse state a `dbt` process leaves
+            # makes the next in-process run parse the project again).
             "incr2_ingest": run_cli(ingest(increment, 3, days[1], 1), env),
         }
+        results["incr_materialize_thread"] = run_cli(
+            materialize, {**env, "TICKETOPS_DBT_WARM_WORKER": "false"}, home
+        )
+        results["incr3_ingest"] = run_cli(ingest(increment, 4, days[2], 1), env)
         dagster_own_event_log(home / "dagster")
         results["incr_materialize_dagster_event_log"] = run_cli(materialize, env, home)
         (home / "dagster" / "dagster.yaml").unlink()  # the CLI writes its own again
-        results["incr3_ingest"] = run_cli(ingest(increment, 4, days[2], 1), env)
-        results["incr_materialize_again"] = run_cli(materialize, env, home)
         results["incr4_ingest"] = run_cli(ingest(increment, 5, days[3], 1), env)
+        results["incr_materialize_again"] = run_cli(materialize, env, home)
+        results["incr5_ingest"] = run_cli(ingest(increment, 6, days[4], 1), env)
         results["incr_materialize_subprocess"] = run_cli(
             materialize, {**env, "TICKETOPS_DBT_IN_PROCESS": "false"}, home
         )
@@ -209,9 +215,9 @@ def render(sizes: dict[int, dict[str, base.Measured]], command: str, load: str, 
         "",
         'What is timed: `ticketops ingest synthetic --n N` then `ticketops materialize -s "group:ingest or '
         'group:dbt"` as subprocesses (fresh data directory and Dagster home), for the full load, then for 1 % '
-        "new tickets the day after (the defaults: dbt in the step's process, the pooled event log), then 1 % more "
-        "on each of three next days: Dagster's own SQLite event log (an alternative), the defaults again and dbt "
-        "as a subprocess (the other alternative). After the incremental runs `dbt build --full-refresh` must give "
+        "new tickets the day after (the defaults: a dbt process started and parsed while the run loads runs the "
+        "dbt step; the pooled event log), then 1 % more on each of four next days: dbt in the step's own thread, "
+        "Dagster's own SQLite event log, the defaults again, dbt as a subprocess (each an alternative). After the incremental runs `dbt build --full-refresh` must give "
         "identical stg_tickets, training_set and daily_ticket_volumes (checked; the run fails otherwise).",
         "",
         "| tickets | command | wall s | CPU s (client + db) | peak RSS MB |",
@@ -225,10 +231,12 @@ def render(sizes: dict[int, dict[str, base.Measured]], command: str, load: str, 
             "incr_ingest",
             "incr_materialize",
             "incr2_ingest",
-            "incr_materialize_dagster_event_log",
+            "incr_materialize_thread",
             "incr3_ingest",
-            "incr_materialize_again",
+            "incr_materialize_dagster_event_log",
             "incr4_ingest",
+            "incr_materialize_again",
+            "incr5_ingest",
             "incr_materialize_subprocess",
             "refresh_dbt",
         ):
@@ -236,10 +244,13 @@ def render(sizes: dict[int, dict[str, base.Measured]], command: str, load: str, 
             label = {
                 "help": "`ticketops --help` (process start + CLI imports)",
                 "incr2_ingest": f"incr ingest, the next day (+{max(1, n // 100):,})",
+                "incr_materialize_thread": f"incr materialize (+{max(1, n // 100):,}), dbt in the step's own "
+                "thread, no dbt process parsing ahead (`TICKETOPS_DBT_WARM_WORKER=false`, the alternative)",
                 "incr3_ingest": f"incr ingest, the third day (+{max(1, n // 100):,})",
                 "incr_materialize_dagster_event_log": f"incr materialize (+{max(1, n // 100):,}), Dagster's own "
                 "SQLite event log (the alternative)",
                 "incr4_ingest": f"incr ingest, the fourth day (+{max(1, n // 100):,})",
+                "incr5_ingest": f"incr ingest, the fifth day (+{max(1, n // 100):,})",
                 "incr_materialize_again": f"incr materialize (+{max(1, n // 100):,}), the default again",
                 "incr_materialize_subprocess": f"incr materialize (+{max(1, n // 100):,}), dbt as a subprocess "
                 "(`TICKETOPS_DBT_IN_PROCESS=false`, the alternative)",
@@ -256,8 +267,8 @@ def render(sizes: dict[int, dict[str, base.Measured]], command: str, load: str, 
     for n, r in sizes.items():
         full = r["full_ingest"].wall + r["full_materialize"].wall
         full_cpu = r["full_ingest"].cpu + r["full_materialize"].cpu
-        # The default incremental run was measured twice (days 1 and 3): their mean.
-        samples = [("incr_ingest", "incr_materialize"), ("incr3_ingest", "incr_materialize_again")]
+        # The default incremental run was measured twice (days 1 and 4): their mean.
+        samples = [("incr_ingest", "incr_materialize"), ("incr4_ingest", "incr_materialize_again")]
         walls = [r[i].wall + r[m].wall for i, m in samples]
         incr = sum(walls) / len(walls)
         incr_cpu = sum(r[i].cpu + r[m].cpu for i, m in samples) / len(samples)
@@ -270,7 +281,8 @@ def render(sizes: dict[int, dict[str, base.Measured]], command: str, load: str, 
         default = (r["incr_materialize"].wall + r["incr_materialize_again"].wall) / 2
         dbt_start = "dbt start + parse (in the dbt step)"
         for step, what in (
-            ("incr_materialize_subprocess", "dbt in the step's process vs as a subprocess"),
+            ("incr_materialize_thread", "dbt process parsing ahead vs dbt in the step's thread"),
+            ("incr_materialize_subprocess", "dbt process parsing ahead vs dbt as a subprocess"),
             ("incr_materialize_dagster_event_log", "pooled event log vs Dagster's own"),
         ):
             alternative = r[step].wall

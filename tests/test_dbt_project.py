@@ -472,19 +472,20 @@ def test_daily_predictions_share_the_logged_trust_signals(tickets_db: str, tmp_p
 
 def test_manifest_is_prepared_again_only_when_what_dbt_parses_changes(tmp_path: Path) -> None:
     from ticket_assets.services import dbt as dbt_service
+    from ticket_assets.services import dbt_parse
 
     profile = {"TICKETOPS_PG_HOST": "db", "TICKETOPS_PG_DBNAME": "a", "TICKETOPS_PG_PASSWORD": "x"}
-    fingerprint = dbt_service.project_fingerprint(profile)
+    fingerprint = dbt_parse.project_fingerprint(profile)
     # The password and the per-run test watermark do not change what dbt parses; the database does.
-    assert dbt_service.project_fingerprint({**profile, "TICKETOPS_PG_PASSWORD": "y"}) == fingerprint
+    assert dbt_parse.project_fingerprint({**profile, "TICKETOPS_PG_PASSWORD": "y"}) == fingerprint
     assert (
-        dbt_service.project_fingerprint({**profile, "TICKETOPS_DBT_TESTS_SINCE": "2025-01-01"}) == fingerprint
+        dbt_parse.project_fingerprint({**profile, "TICKETOPS_DBT_TESTS_SINCE": "2025-01-01"}) == fingerprint
     )
-    assert dbt_service.project_fingerprint({**profile, "TICKETOPS_PG_DBNAME": "b"}) != fingerprint
-    assert dbt_service.partial_parse_file(profile) != dbt_service.partial_parse_file(
+    assert dbt_parse.project_fingerprint({**profile, "TICKETOPS_PG_DBNAME": "b"}) != fingerprint
+    assert dbt_parse.partial_parse_file(profile) != dbt_parse.partial_parse_file(
         {**profile, "TICKETOPS_PG_DBNAME": "b"}
     )
-    assert "x" not in dbt_service.partial_parse_file(profile).name
+    assert "x" not in dbt_parse.partial_parse_file(profile).name
 
     manifest = dbt_service.prepare_manifest()
     stamp = manifest.stat().st_mtime_ns

@@ -57,8 +57,9 @@ def _user_error(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _environment(migrate_schema: bool = True, prepare_dbt: bool = False):
-    """Services for one command; the dbt manifest only for commands that load the asset graph."""
+def _environment(migrate_schema: bool = True, prepare_dbt: bool = False, warm_dbt: bool = False):
+    """Services for one command; the dbt manifest only for commands that load the asset graph, and
+    a dbt process parsing ahead for those that will run it (``materialize``)."""
     from ticket_assets.services.environment import prepare_environment
     from ticket_assets.settings import get_settings
 
@@ -68,7 +69,9 @@ def _environment(migrate_schema: bool = True, prepare_dbt: bool = False):
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     with console.status("Preparing services (PostgreSQL, schema, dbt manifest)…"):
-        return prepare_environment(get_settings(), migrate_schema=migrate_schema, prepare_dbt=prepare_dbt)
+        return prepare_environment(
+            get_settings(), migrate_schema=migrate_schema, prepare_dbt=prepare_dbt, warm_dbt=warm_dbt
+        )
 
 
 @contextmanager
@@ -216,7 +219,7 @@ def materialize(
     """Run the asset graph headless; exits non-zero when any step fails."""
     _force_training(force_train)
     with _loading():
-        settings = _environment(prepare_dbt=True)
+        settings = _environment(prepare_dbt=True, warm_dbt=True)
         import dagster as dg
 
         from ticket_assets.definitions import build_definitions

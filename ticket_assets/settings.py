@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     # dbt runs in the step's process (dbt's programmatic runner, ticket_assets/services/dbt_runner.py);
     # false: one `dbt` subprocess per invocation, as dagster-dbt does (2-3 s more per run).
     dbt_in_process: bool = Field(default=True, validation_alias=_env("DBT_IN_PROCESS"))
+    # With dbt in process: `ticketops materialize` starts a dbt process that parses while the run's
+    # process loads the graph, and the dbt step runs in it (ticket_assets/services/dbt_worker.py).
+    dbt_warm_worker: bool = Field(default=True, validation_alias=_env("DBT_WARM_WORKER"))
     # Dagster executor: "k8s" runs one Kubernetes Job per step; unset runs steps in the run's process(es).
     executor: Literal["", "default", "multiprocess", "in_process", "k8s"] = Field(
         default="", validation_alias=_env("EXECUTOR")

@@ -20,12 +20,8 @@ from dagster_dbt import (
 from psycopg import sql
 
 from ticket_assets.defs.resources import PlatformDbtCliResource, PostgresResource
-from ticket_assets.services.dbt import (
-    dbt_project,
-    keep_partial_parse,
-    partial_parse_file,
-    project_fingerprint,
-)
+from ticket_assets.services.dbt import dbt_project
+from ticket_assets.services.dbt_parse import keep_partial_parse, partial_parse_file, project_fingerprint
 
 OWNERS = ["team:data-platform"]
 # Materialisation metadata: a digest of what a model was built from (code + its sources' state).

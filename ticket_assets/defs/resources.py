@@ -176,6 +176,7 @@ class PlatformDbtCliResource(DbtCliResource):
         )
         from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 
+        from ticket_assets.services import dbt_worker
         from ticket_assets.services.dbt_runner import InProcessDbt
 
         cleaned, selects, excludes = extract_runtime_selection_from_args(args)
@@ -206,8 +207,13 @@ class PlatformDbtCliResource(DbtCliResource):
             *(["--target", self.target] if self.target else []),
         ]
         argv = [self.dbt_executable, *self.global_config_flags, *cleaned, *profile, *params.selection_args]
+        process = dbt_worker.take(argv, dbt_env)
+        if process is not None and context is not None:
+            context.log.info(
+                f"dbt runs in the process started and parsed ahead of this step (pid {process.pid})"
+            )
         return DbtCliInvocation(
-            process=InProcessDbt(argv, dbt_env),
+            process=process or InProcessDbt(argv, dbt_env),
             manifest=params.manifest,
             dagster_dbt_translator=params.dagster_dbt_translator,
             project_dir=project_dir,

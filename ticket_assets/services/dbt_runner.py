@@ -28,6 +28,12 @@ from ticket_assets.settings import scoped_environment
 _INVOCATION_LOCK = threading.Lock()
 
 
+def error_line(message: str) -> bytes:
+    """A log line shaped as dbt's own error events, so dagster-dbt puts it in the step's error."""
+    info = {"level": "error", "msg": message, "name": "MainEncounteredError", "invocation_id": ""}
+    return json.dumps({"info": info, "data": {}}).encode()
+
+
 class _LogLines:
     """The invocation's stdout: dbt's console writes text into it, dagster-dbt reads it back as
     lines of bytes until dbt finishes (iterable once, as a pipe)."""
@@ -85,11 +91,6 @@ class InProcessDbt:
         )
         self._thread.start()
 
-    def _error_line(self, message: str) -> bytes:
-        # Shaped as dbt's own error events, so dagster-dbt puts it in the step's error.
-        info = {"level": "error", "msg": message, "name": "MainEncounteredError", "invocation_id": ""}
-        return json.dumps({"info": info, "data": {}}).encode()
-
     def _run(self, env: dict[str, str]) -> None:
         code = 2
         try:
@@ -107,9 +108,9 @@ class InProcessDbt:
             elif result.exception is None:
                 code = 1  # dbt ran and a node or test failed, as `dbt` exits with 1
             else:
-                self.stdout.put(self._error_line(f"{type(result.exception).__name__}: {result.exception}"))
+                self.stdout.put(error_line(f"{type(result.exception).__name__}: {result.exception}"))
         except BaseException as exc:  # noqa: BLE001 - reported as the invocation's error, not lost
-            self.stdout.put(self._error_line(f"{type(exc).__name__}: {exc}"))
+            self.stdout.put(error_line(f"{type(exc).__name__}: {exc}"))
         finally:
             self.returncode = code
             self.stdout.end()

@@ -50,12 +50,14 @@ def write_dagster_yaml(dagster_home: Path) -> Path:
 
 
 def prepare_environment(
-    settings: Settings, *, migrate_schema: bool = True, prepare_dbt: bool = True
+    settings: Settings, *, migrate_schema: bool = True, prepare_dbt: bool = True, warm_dbt: bool = False
 ) -> Settings:
     """Resolve every service once (database, data directory, Dagster home), migrate the schema
     (unless the caller only checks it, as the API does) and prepare the dbt manifest (for callers
-    that load the asset graph). The resolved settings become this process's settings; child processes
-    get them through :func:`ticket_assets.settings.child_env`."""
+    that load the asset graph). ``warm_dbt``: start a dbt process that parses while this one loads
+    the graph, for the run's dbt step (ticket_assets/services/dbt_worker.py). The resolved settings
+    become this process's settings; child processes get them through
+    :func:`ticket_assets.settings.child_env`."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = postgres.start_database(settings)
     dagster_home = settings.resolved_dagster_home
@@ -66,6 +68,11 @@ def prepare_environment(
     )
     if migrate_schema:
         migrate(url)
+    if warm_dbt and settings.dbt_in_process and settings.dbt_warm_worker:
+        # Started before this process imports dagster-dbt: its imports and parse use the other core.
+        from ticket_assets.services import dbt_worker
+
+        dbt_worker.start(postgres.dbt_env(url))
     if prepare_dbt:
         # Here, not at module level: dagster-dbt imports dbt, seconds a command like `ingest` never needs.
         from ticket_assets.services.dbt import prepare_manifest
