@@ -12,6 +12,11 @@ start and parse inside the dbt step, each model's and the tests' execution, the 
 (row counts, event handling) and the process's exit. ``ticketops --help`` gives process start +
 CLI imports alone.
 
+Alternatives, each an incremental run of its own in the same run of this script: dbt in the step's
+own thread (``TICKETOPS_DBT_WARM_WORKER=false``), Dagster's own SQLite event log storage (a
+``dagster.yaml`` without ticketops' event log) and dbt as a subprocess (``TICKETOPS_DBT_IN_PROCESS=false``);
+the default is measured twice.
+
 Exactness: after the incremental run, ``dbt build --full-refresh`` must give the same stg_tickets,
 training_set and daily_ticket_volumes (the run fails otherwise).
 
