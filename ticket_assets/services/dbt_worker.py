@@ -14,7 +14,7 @@ One command per worker, read as one JSON line on stdin; EOF (an unused worker, i
 ends it. On Linux the worker also gets SIGINT when its parent dies, so a killed run's dbt cancels
 its queries (their transactions roll back) instead of building on alone.
 
-    python -m ticket_assets.services.dbt_worker    # started by start(), not by hand
+    python -m ticket_assets.services.dbt_worker PARENT_PID    # started by start(), not by hand
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from pathlib import Path
 from ticket_assets.core.paths import DBT_PROJECT_DIR
 from ticket_assets.services.dbt_parse import partial_parse_file, project_fingerprint
 
-_PARENT = "TICKETOPS_DBT_WORKER_PARENT"
 _spare: _Worker | None = None
 
 
@@ -47,11 +46,10 @@ class _Worker:
             "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
             "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-            _PARENT: str(os.getpid()),
             **({"DBT_PARTIAL_PARSE_FILE_PATH": str(cache)} if cache.exists() else {}),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", __name__],
+            [sys.executable, "-m", __name__, str(os.getpid())],  # the parent's pid
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,  # dbt's JSON log lines only; warnings go to the run's stderr
             env=worker_env,
@@ -122,7 +120,7 @@ def _die_with_parent(parent: int | None) -> None:
 
 
 def _main() -> int:
-    _die_with_parent(int(os.environ[_PARENT]) if os.environ.get(_PARENT) else None)
+    _die_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else None)
     from dbt.cli.main import dbtRunner
     from dbt_common.events.functions import capture_stdout_logs, stop_capture_stdout_logs
 
