@@ -13,7 +13,6 @@ open. The local instance's ``dagster.yaml`` names it (ticket_assets/services/env
 from __future__ import annotations
 
 import os
-import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +33,6 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data=None) -> None:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_pid = os.getpid()
-        self._engines_lock = threading.Lock()
         super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
@@ -42,27 +40,27 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         return cls(inst_data=inst_data, **config_value)
 
     def _engine(self, shard: str) -> Engine:
-        with self._engines_lock:
-            if self._engines_pid != os.getpid():
-                # A forked child must not share the parent's SQLite connections.
-                self._engines = OrderedDict()
-                self._engines_pid = os.getpid()
-            engine = self._engines.get(shard)
-            if engine is None:
-                engine = create_engine(
-                    self.conn_string_for_shard(shard),
-                    poolclass=QueuePool,
-                    pool_size=1,
-                    max_overflow=0,
-                    connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
-                )
-                self._engines[shard] = engine
-                while len(self._engines) > OPEN_FILES:
-                    _, evicted = self._engines.popitem(last=False)
-                    evicted.dispose()
-            else:
-                self._engines.move_to_end(shard)
-            return engine
+        """The file's engine; called under Dagster's ``_db_lock``, which guards ``_engines`` too."""
+        if self._engines_pid != os.getpid():
+            # A forked child must not share the parent's SQLite connections.
+            self._engines = OrderedDict()
+            self._engines_pid = os.getpid()
+        engine = self._engines.get(shard)
+        if engine is None:
+            engine = create_engine(
+                self.conn_string_for_shard(shard),
+                poolclass=QueuePool,
+                pool_size=1,
+                max_overflow=0,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+            )
+            self._engines[shard] = engine
+            while len(self._engines) > OPEN_FILES:
+                _, evicted = self._engines.popitem(last=False)
+                evicted.dispose()
+        else:
+            self._engines.move_to_end(shard)
+        return engine
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
@@ -82,7 +80,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 yield conn
 
     def _dispose_engines(self) -> None:
-        with self._engines_lock:
+        with self._db_lock:
             engines, self._engines = list(self._engines.values()), OrderedDict()
         for engine in engines:
             engine.dispose()

@@ -34,6 +34,16 @@ def error_line(message: str) -> bytes:
     return json.dumps({"info": info, "data": {}}).encode()
 
 
+def exit_code(result) -> tuple[int, bytes | None]:
+    """A ``dbtRunner`` result as a ``dbt`` process ends it: the exit code (1 when a node or test
+    failed, 2 when dbt raised) and, for an exception, its error line."""
+    if result.success:
+        return 0, None
+    if result.exception is None:
+        return 1, None
+    return 2, error_line(f"{type(result.exception).__name__}: {result.exception}")
+
+
 class _LogLines:
     """The invocation's stdout: dbt's console writes text into it, dagster-dbt reads it back as
     lines of bytes until dbt finishes (iterable once, as a pipe)."""
@@ -103,12 +113,9 @@ class InProcessDbt:
                     result = dbtRunner().invoke(self.args[1:])
                 finally:
                     stop_capture_stdout_logs()
-            if result.success:
-                code = 0
-            elif result.exception is None:
-                code = 1  # dbt ran and a node or test failed, as `dbt` exits with 1
-            else:
-                self.stdout.put(error_line(f"{type(result.exception).__name__}: {result.exception}"))
+            code, error = exit_code(result)
+            if error is not None:
+                self.stdout.put(error)
         except BaseException as exc:  # noqa: BLE001 - reported as the invocation's error, not lost
             self.stdout.put(error_line(f"{type(exc).__name__}: {exc}"))
         finally:

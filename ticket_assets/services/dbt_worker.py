@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ticket_assets.core.paths import DBT_PROJECT_DIR
-from ticket_assets.services.dbt_parse import partial_parse_file, project_fingerprint
+from ticket_assets.services.dbt_parse import keep_partial_parse, partial_parse_file, project_fingerprint
 
 _spare: _Worker | None = None
 
@@ -124,7 +124,7 @@ def _main() -> int:
     from dbt.cli.main import dbtRunner
     from dbt_common.events.functions import capture_stdout_logs, stop_capture_stdout_logs
 
-    from ticket_assets.services.dbt_runner import error_line
+    from ticket_assets.services.dbt_runner import exit_code
 
     parse_target = Path(tempfile.mkdtemp(prefix="ticketops-dbt-parse-"))
     try:
@@ -144,19 +144,13 @@ def _main() -> int:
         env = command["env"]
         os.environ.update(env)
         manifest = parsed.result if parsed.success else None
-        saved = parse_target / "partial_parse.msgpack"
-        if manifest is not None and saved.exists() and "DBT_TARGET_PATH" in env:
+        if manifest is not None and "DBT_TARGET_PATH" in env:
             # Where the step looks for the parse state dbt saved, to keep it for the next run.
-            Path(env["DBT_TARGET_PATH"]).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(saved, Path(env["DBT_TARGET_PATH"]) / "partial_parse.msgpack")
-        result = dbtRunner(manifest=manifest).invoke(command["argv"][1:])
-        sys.stdout.flush()
-        if result.success:
-            return 0
-        if result.exception is None:
-            return 1  # a node or test failed, as `dbt` exits with 1
-        sys.stdout.buffer.write(error_line(f"{type(result.exception).__name__}: {result.exception}") + b"\n")
-        return 2
+            keep_partial_parse(parse_target, Path(env["DBT_TARGET_PATH"]) / "partial_parse.msgpack")
+        code, error = exit_code(dbtRunner(manifest=manifest).invoke(command["argv"][1:]))
+        if error is not None:
+            sys.stdout.buffer.write(error + b"\n")
+        return code
     finally:
         shutil.rmtree(parse_target, ignore_errors=True)
 

@@ -44,7 +44,8 @@ def write_dagster_yaml(dagster_home: Path) -> Path:
     path = dagster_home / "dagster.yaml"
     # Where Dagster's default SQLite storage keeps event logs, so the runs recorded before stay.
     wanted = DAGSTER_YAML.format(event_log_dir=json.dumps(str(dagster_home.resolve() / "history" / "runs")))
-    if not path.exists() or (path.read_text().startswith(_WRITTEN_BY) and path.read_text() != wanted):
+    current = path.read_text() if path.exists() else None
+    if current is None or (current.startswith(_WRITTEN_BY) and current != wanted):
         path.write_text(wanted)
     return path
 
