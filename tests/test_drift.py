@@ -15,18 +15,16 @@ import pytest
 
 from ticket_assets.ml.embed import get_embedder
 from ticket_assets.ml.train import TrainConfig, train_triage_model
-from ticket_assets.monitoring import (
-    DriftConfig,
+from ticket_assets.monitoring.domain_classifier import distinct_rows, domain_classifier_auc
+from ticket_assets.monitoring.drift import (
+    EMBEDDINGS_NAME,
     DriftResult,
-    SignalSpec,
     compute_drift,
-    domain_classifier_auc,
     pending_window,
     prediction_frame,
     save_report,
 )
-from ticket_assets.monitoring.domain_classifier import distinct_rows
-from ticket_assets.monitoring.drift import EMBEDDINGS_NAME
+from ticket_assets.monitoring.drift_config import DriftConfig, SignalSpec
 from ticket_assets.settings import get_settings
 from ticket_assets.sources.synthetic import SCENARIOS, generate_tickets
 

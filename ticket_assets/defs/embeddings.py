@@ -1,16 +1,17 @@
 """Embeddings area: sentence vectors for every training-set ticket, computed once per text hash."""
 
 import time
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import polars as pl
 
+from ticket_assets.core.names import EMBEDDING_PARTITION_KEYS
 from ticket_assets.defs.k8s import HEAVY_STEP_TAGS
 from ticket_assets.defs.keys import TICKET_EMBEDDINGS_BACKFILL, TRAINING_SET
 from ticket_assets.defs.resources import PlatformSettingsResource, PostgresResource
-from ticket_assets.ml.embed import get_embedder
-from ticket_assets.ml.embedding_backfill import PARTITION_KEYS, partition_candidates
-from ticket_assets.ml.embedding_store import EmbedReport, embed_missing, stored_count
+
+if TYPE_CHECKING:
+    from ticket_assets.ml.embedding_store import EmbedReport
 
 OWNERS = ["team:ml-platform"]
 
@@ -51,6 +52,11 @@ def progress_logger(context: dg.AssetExecutionContext, label: str, every_s: floa
 def ticket_embeddings(
     context: dg.AssetExecutionContext, postgres: PostgresResource, platform: PlatformSettingsResource
 ) -> dg.MaterializeResult:
+    import polars as pl
+
+    from ticket_assets.ml.embed import get_embedder
+    from ticket_assets.ml.embedding_store import embed_missing
+
     settings = platform.get()
     with postgres.connect() as conn:
         rows = conn.execute("select distinct text_hash, text from marts.training_set").fetchall()
@@ -71,8 +77,10 @@ def ticket_embeddings(
 
 
 def _embed_metadata(
-    postgres: PostgresResource, model_id: str, report: EmbedReport, threads: int
+    postgres: PostgresResource, model_id: str, report: "EmbedReport", threads: int
 ) -> dict[str, object]:
+    from ticket_assets.ml.embedding_store import stored_count
+
     with postgres.connect() as conn:
         stored = stored_count(conn, model_id)
     return {
@@ -87,7 +95,7 @@ def _embed_metadata(
     }
 
 
-EMBEDDING_PARTITIONS = dg.StaticPartitionsDefinition(list(PARTITION_KEYS))
+EMBEDDING_PARTITIONS = dg.StaticPartitionsDefinition(list(EMBEDDING_PARTITION_KEYS))
 
 
 @dg.asset(
@@ -113,6 +121,10 @@ EMBEDDING_PARTITIONS = dg.StaticPartitionsDefinition(list(PARTITION_KEYS))
 def ticket_embeddings_backfill(
     context: dg.AssetExecutionContext, postgres: PostgresResource, platform: PlatformSettingsResource
 ) -> dg.MaterializeResult:
+    from ticket_assets.ml.embed import get_embedder
+    from ticket_assets.ml.embedding_backfill import partition_candidates
+    from ticket_assets.ml.embedding_store import embed_missing
+
     settings = platform.get()
     partition = context.partition_key
     with postgres.connect() as conn:

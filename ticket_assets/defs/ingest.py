@@ -3,11 +3,11 @@
 import dagster as dg
 from psycopg.rows import dict_row
 
+from ticket_assets.core.names import SETTLED_LOADS
 from ticket_assets.defs.embeddings import progress_logger
 from ticket_assets.defs.keys import RAW_TICKETS
 from ticket_assets.defs.metadata import counts_markdown, table_metadata
 from ticket_assets.defs.resources import PostgresResource
-from ticket_assets.sources.store import SETTLED_LOADS, ingest_synthetic
 
 OWNERS = ["team:data-platform"]
 # raw/tickets metadata: every load up to this id is in the materialisation (the sensor skips them).
@@ -42,6 +42,8 @@ def raw_tickets(
         empty = not conn.execute("select exists (select 1 from raw.tickets)").fetchone()[0]
     seeded = 0
     if empty and config.seed_if_empty:
+        from ticket_assets.sources.store import ingest_synthetic
+
         context.log.info(f"raw.tickets is empty: seeding {config.synthetic_tickets} synthetic tickets")
         report = ingest_synthetic(
             url,

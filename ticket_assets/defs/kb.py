@@ -7,7 +7,6 @@ import dagster as dg
 from ticket_assets.core.paths import KB_DIR
 from ticket_assets.defs.metadata import counts_markdown, markdown_table
 from ticket_assets.defs.resources import PlatformSettingsResource, PostgresResource
-from ticket_assets.ml.embed import get_embedder
 from ticket_assets.rag.kb import Chunk, chunk_article, load_articles
 
 OWNERS = ["team:support-knowledge"]
@@ -104,7 +103,7 @@ def _load_chunks(postgres: PostgresResource) -> list[Chunk]:
 def kb_index(
     context: dg.AssetExecutionContext, postgres: PostgresResource, platform: PlatformSettingsResource
 ) -> dg.MaterializeResult:
-    # Here, not at module level: Qdrant's client takes half a second to import.
+    from ticket_assets.ml.embed import get_embedder
     from ticket_assets.rag.index import KnowledgeBase, build_snapshot, embed_chunks, publish
 
     settings = platform.get()

@@ -3,20 +3,9 @@
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import numpy as np
 
 from ticket_assets.defs.metadata import markdown_table, png_markdown
 from ticket_assets.defs.resources import AlertsResource, PlatformSettingsResource, PostgresResource
-from ticket_assets.memory.incidents import (
-    assign_known,
-    baseline,
-    detect_incidents,
-    known_incidents,
-    store_incidents,
-    window_items,
-)
-from ticket_assets.ml.embed import get_embedder
-from ticket_assets.ml.embedding_store import EMBEDDING_DIM, load_embeddings
 
 OWNERS = ["team:ml-platform"]
 STG_TICKETS = dg.AssetKey(["staging", "stg_tickets"])
@@ -59,8 +48,8 @@ def _run_link(dagster_url: str):
 def ticket_index(
     context: dg.AssetExecutionContext, postgres: PostgresResource, platform: PlatformSettingsResource
 ) -> dg.MaterializeResult:
-    # Here, not at module level: Qdrant's clients take half a second to import.
     from ticket_assets.memory.ticket_index import index_rows, sync_published, vector_fetcher
+    from ticket_assets.ml.embed import get_embedder
 
     settings = platform.get()
     model_id = get_embedder(settings).model_id
@@ -118,6 +107,16 @@ def major_incidents(
     postgres: PostgresResource,
     platform: PlatformSettingsResource,
 ) -> dg.MaterializeResult:
+    from ticket_assets.memory.incidents import (
+        assign_known,
+        baseline,
+        detect_incidents,
+        known_incidents,
+        store_incidents,
+        window_items,
+    )
+    from ticket_assets.ml.embed import get_embedder
+
     settings = platform.get()
     end = datetime.fromisoformat(config.window_end) if config.window_end else datetime.now(UTC)
     window = timedelta(minutes=config.window_minutes)
@@ -263,7 +262,9 @@ def kb_gaps(
     postgres: PostgresResource,
     platform: PlatformSettingsResource,
 ) -> dg.MaterializeResult:
-    # Here, not at module level: matplotlib and Qdrant's client take most of a second to import.
+    import numpy as np
+
+    from ticket_assets.memory.incidents import known_incidents
     from ticket_assets.memory.kb_gaps import (
         WEAK_SCORE,
         GapTicket,
@@ -272,6 +273,8 @@ def kb_gaps(
         render_gaps_png,
         store_gaps,
     )
+    from ticket_assets.ml.embed import get_embedder
+    from ticket_assets.ml.embedding_store import EMBEDDING_DIM, load_embeddings
     from ticket_assets.rag.index import KnowledgeBase
 
     settings = platform.get()

@@ -7,9 +7,9 @@ minimum is reported as ``insufficient_data`` without being consumed. Sensors onl
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import polars as pl
 
 from ticket_assets.defs.config import config_class, to_plain
 from ticket_assets.defs.keys import CHAMPION_MODEL, DRIFT_REPORT
@@ -20,11 +20,11 @@ from ticket_assets.defs.resources import (
     PostgresResource,
 )
 from ticket_assets.ml import registry
-from ticket_assets.ml.dataset import embeddings_for_frame, load_training_set
-from ticket_assets.ml.embed import get_embedder
-from ticket_assets.monitoring import DriftConfig, compute_drift, pending_window, prediction_frame, save_report
-from ticket_assets.monitoring.reference import drift_reference
+from ticket_assets.monitoring.drift_config import DriftConfig
 from ticket_assets.settings import Settings
+
+if TYPE_CHECKING:
+    import polars as pl
 
 PRODUCTION_MARTS = [
     dg.AssetKey(["marts", name])
@@ -55,7 +55,9 @@ def _previous_window_end(context: dg.AssetExecutionContext, champion_version: st
     return None
 
 
-def load_window(conn, model_version: str, after: str | None, limit: int) -> pl.DataFrame:
+def load_window(conn, model_version: str, after: str | None, limit: int) -> "pl.DataFrame":
+    import polars as pl
+
     rows = conn.execute(
         "select created_at, text, text_chars, topic, topic_confidence, urgency from ops.predictions"
         " where model_version = %s and created_at > coalesce(%s::timestamptz, '-infinity')"
@@ -135,6 +137,11 @@ def drift_report(
     platform: PlatformSettingsResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
+    from ticket_assets.ml.dataset import embeddings_for_frame, load_training_set
+    from ticket_assets.ml.embed import get_embedder
+    from ticket_assets.monitoring.drift import compute_drift, pending_window, prediction_frame, save_report
+    from ticket_assets.monitoring.reference import drift_reference
+
     settings = platform.get()
     mlflow.configure()
     champion_version = registry.get_alias_version(settings.model_name, registry.CHAMPION, settings)

@@ -5,7 +5,6 @@ import dagster as dg
 from ticket_assets.defs.keys import TRAINING_SET
 from ticket_assets.defs.metadata import png_markdown
 from ticket_assets.defs.resources import PostgresResource
-from ticket_assets.ml.dataset import load_training_set
 
 
 @dg.asset(
@@ -21,7 +20,8 @@ from ticket_assets.ml.dataset import load_training_set
     ),
 )
 def ticket_profile(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
-    from ticket_assets.reports.profile import profile_training_set, render_png, to_markdown  # matplotlib
+    from ticket_assets.ml.dataset import load_training_set
+    from ticket_assets.reports.profile import profile_training_set, render_png, to_markdown
 
     with postgres.connect() as conn:
         frame = load_training_set(conn)

@@ -25,7 +25,6 @@ from ticket_assets.defs.resources import (
     PostgresResource,
 )
 from ticket_assets.ml import registry
-from ticket_assets.ml.embed import get_embedder
 from ticket_assets.ml.gate import GateConfig, GateVerdict, gated_targets
 from ticket_assets.ml.train_config import TrainConfig
 from ticket_assets.settings import Settings
@@ -199,8 +198,8 @@ def ticket_classifier(
     platform: PlatformSettingsResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
-    # Here, not at module level: scikit-learn and Qdrant's client take a second to import.
     from ticket_assets.ml import pipeline
+    from ticket_assets.ml.embed import get_embedder
     from ticket_assets.rag.index import load_stored_chunks
 
     settings = platform.get()

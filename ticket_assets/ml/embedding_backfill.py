@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import polars as pl
 import psycopg
 
+from ticket_assets.core.names import EMBEDDING_PARTITION_KEYS as PARTITION_KEYS
+from ticket_assets.core.names import EMBEDDINGS_TABLE as TABLE
 from ticket_assets.core.names import TRAINING_SET_TABLE
-from ticket_assets.ml.embedding_store import TABLE
 
-PARTITION_KEYS: tuple[str, ...] = tuple(f"{i:x}" for i in range(16))
+if TYPE_CHECKING:
+    import polars as pl
+
 BUCKET_SQL = "left(md5(text_hash), 1)"  # one hex digit: PARTITION_KEYS
 
 
@@ -42,6 +45,8 @@ def check_partition_keys(keys: list[str] | tuple[str, ...]) -> list[str]:
 
 def partition_candidates(conn: psycopg.Connection, partition_key: str) -> pl.DataFrame:
     """``(text_hash, text)`` of every training-set text in the bucket ``partition_key``."""
+    import polars as pl
+
     check_partition_keys([partition_key])
     rows = conn.execute(
         f"select distinct text_hash, text from {TRAINING_SET_TABLE} where {BUCKET_SQL} = %s",

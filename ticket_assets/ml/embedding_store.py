@@ -26,10 +26,10 @@ import numpy as np
 import polars as pl
 import psycopg
 
+from ticket_assets.core.names import EMBEDDINGS_TABLE as TABLE
 from ticket_assets.ml.embed import EMBEDDING_DIM, Embedder, Progress
 from ticket_assets.services.postgres import connect
 
-TABLE = "features.ticket_embeddings"
 # Vectors are written in chunks, each in its own transaction: an interrupted run keeps what it
 # encoded and the next one resumes from there.
 WRITE_CHUNK = 2048

@@ -21,10 +21,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import polars as pl
+if TYPE_CHECKING:  # imported where a model is scored: the asset graph declares GateConfig without them
+    import numpy as np
+    import polars as pl
 
-if TYPE_CHECKING:  # scikit-learn behind both: imported where a model is scored
     from ticket_assets.ml.predict import TriageModel
 
 GATED_TARGETS = ("topic", "urgency")

@@ -25,8 +25,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import joblib
-
 from ticket_assets.alerts import Alert, send_alert
 from ticket_assets.core.names import CHALLENGER, CHAMPION
 from ticket_assets.services.postgres import connect, database_url
@@ -328,6 +326,7 @@ def mlflow_run_url(base: str, experiment: str, run_id: str) -> str:
 
 
 def _log_pyfunc(model: TriageModel, tmp: Path, registered_name: str) -> Any:
+    import joblib
     import mlflow
     import pandas as pd
     from mlflow.models import ModelSignature

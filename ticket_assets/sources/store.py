@@ -94,11 +94,6 @@ class IngestReport:
         return details
 
 
-# Loads a reader may take: ids are assigned at insert and can commit out of order, so only loads
-# older than every transaction still running (a lower id can no longer appear).
-SETTLED_LOADS = "loaded_xid < pg_snapshot_xmin(pg_current_snapshot())"
-
-
 def record_load(conn: psycopg.Connection, report: IngestReport) -> int:
     """Log a load in ``raw.ingest_loads`` (call inside the load's transaction: a committed load is
     always logged, a rolled-back one never); returns its ``load_id``."""
