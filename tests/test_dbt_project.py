@@ -320,16 +320,36 @@ def test_build_cleans_dedupes_splits_and_updates_incrementally(tickets_db: str, 
         " ('stg_tickets', 'duplicate_of'), ('training_set', 'ticket_id'), ('training_set', 'text_hash'))",
     )
     assert len(keys) == 5 and {row["collation_name"] for row in keys} == {"C"}
+    # Autovacuum follows each load on the incremental models (macros/training_set.sql), and a
+    # table that lost the setting gets it back on its next build.
+    assert autovacuum_options(tickets_db) == {
+        "stg_tickets": AUTOVACUUM_OPTIONS,
+        "training_set": AUTOVACUUM_OPTIONS,
+    }
     with psycopg.connect(tickets_db, autocommit=True) as conn:
         conn.execute(
             "alter table staging.stg_tickets alter column text drop not null,"
-            " drop constraint stg_tickets_urgency_known"
+            " drop constraint stg_tickets_urgency_known,"
+            " reset (autovacuum_vacuum_scale_factor, autovacuum_vacuum_insert_scale_factor)"
         )
     run_dbt(tickets_db, tmp_path, "build", "--select", "stg_tickets")
+    assert autovacuum_options(tickets_db)["stg_tickets"] == AUTOVACUUM_OPTIONS
     with psycopg.connect(tickets_db, autocommit=True) as conn:
         for bad in ("text = null", "urgency = 'whenever'"):
             with pytest.raises((psycopg.errors.NotNullViolation, psycopg.errors.CheckViolation)):
                 conn.execute(f"update staging.stg_tickets set {bad} where ticket_id = 'CLEAN2'")
+
+
+AUTOVACUUM_OPTIONS = {"autovacuum_vacuum_scale_factor=0.01", "autovacuum_vacuum_insert_scale_factor=0.01"}
+
+
+def autovacuum_options(url: str) -> dict[str, set[str]]:
+    rows = fetch(
+        url,
+        "select c.relname, coalesce(c.reloptions, '{}') as options from pg_class as c"
+        " where c.relname in ('stg_tickets', 'training_set') and c.relkind = 'r'",
+    )
+    return {row["relname"]: {o for o in row["options"] if o.startswith("autovacuum_")} for row in rows}
 
 
 def dateless_rows() -> list[dict]:

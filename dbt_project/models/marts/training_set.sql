@@ -51,6 +51,7 @@
             "{{ training_set_drop_stale_rows() }}",
             "{{ training_set_move_time_boundary() }}",
             "{{ training_set_stratify_hash_split() }}",
+            "{{ autovacuum_follows_loads(this) }}",
             after_commit("{{ vacuum_if_never_vacuumed(this) }}"),
         ],
     )
