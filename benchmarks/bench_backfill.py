@@ -153,7 +153,7 @@ def _encode_worker(url: str, cache_dir: str, threads: int, keys: list[str], barr
 def encode_config(settings, corpus: str, label: str, processes: int, threads: int) -> Row:
     import multiprocessing
 
-    from ticket_assets.ml.embedding_backfill import PARTITION_KEYS
+    from ticket_assets.ml.embedding_backfill import EMBEDDING_PARTITION_KEYS
 
     url = settings.database_url.get_secret_value()
     clear(url)
@@ -166,7 +166,7 @@ def encode_config(settings, corpus: str, label: str, processes: int, threads: in
                 url,
                 str(settings.resolved_model_cache_dir),
                 threads,
-                list(PARTITION_KEYS[i::processes]),
+                list(EMBEDDING_PARTITION_KEYS[i::processes]),
                 barrier,
                 results,
             ),

@@ -19,7 +19,7 @@ from tests.support.ml import model_cache_dir
 from ticket_assets.defs.keys import TICKET_EMBEDDINGS, TICKET_EMBEDDINGS_BACKFILL
 from ticket_assets.ml.embed import model_id_for
 from ticket_assets.ml.embedding_backfill import (
-    PARTITION_KEYS,
+    EMBEDDING_PARTITION_KEYS,
     backfill_status,
     bucket_of,
     check_partition_keys,
@@ -81,7 +81,7 @@ def clear_store(settings: Settings) -> None:
 
 def test_partition_keys_cover_every_text_once() -> None:
     hashes = [f"{i:064x}" for i in range(2000)]
-    buckets = {key: [h for h in hashes if bucket_of(h) == key] for key in PARTITION_KEYS}
+    buckets = {key: [h for h in hashes if bucket_of(h) == key] for key in EMBEDDING_PARTITION_KEYS}
     assert sum(len(b) for b in buckets.values()) == len(hashes)
     assert min(len(b) for b in buckets.values()) > 2000 / 16 / 2  # even enough to spread
     assert check_partition_keys(["3", "a", "3"]) == ["3", "a"]

@@ -3,7 +3,7 @@
 Every ``ticketops materialize``, code server and run worker loads the definitions before it does
 anything; numpy, polars, scikit-learn, MLflow, Qdrant, Evidently and the model runtime are imported
 by the steps that use them (ticket_assets/defs/__init__.py). Together they cost about half a second
-of every such process start.
+of a process that loads with the garbage collector on (a code server, a run worker).
 """
 
 import json

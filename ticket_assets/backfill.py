@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ticket_assets.ml.embed import model_id_for
 from ticket_assets.ml.embedding_backfill import (
-    PARTITION_KEYS,
+    EMBEDDING_PARTITION_KEYS,
     BackfillStatus,
     backfill_status,
     check_partition_keys,
@@ -136,7 +136,7 @@ def run_embedding_backfill(
     """
     if processes < 1:
         raise ValueError("processes must be at least 1")
-    keys = check_partition_keys(partitions or list(PARTITION_KEYS))
+    keys = check_partition_keys(partitions or list(EMBEDDING_PARTITION_KEYS))
     threads = threads_per_process(settings, processes)
     worker_settings = settings.model_copy(update={"embed_threads": threads})
     model_id = model_id_for(settings.embed_runtime)

@@ -262,10 +262,10 @@ def backfill_embeddings(
 ) -> None:
     """Embed every training-set ticket not stored yet, in hash-bucket partitions of
     `ticket_embeddings_backfill` run in parallel; a rerun resumes where a killed one stopped."""
-    from ticket_assets.ml.embedding_backfill import PARTITION_KEYS, check_partition_keys
+    from ticket_assets.ml.embedding_backfill import EMBEDDING_PARTITION_KEYS, check_partition_keys
 
     try:
-        keys = check_partition_keys(partition or list(PARTITION_KEYS))
+        keys = check_partition_keys(partition or list(EMBEDDING_PARTITION_KEYS))
     except ValueError as exc:
         raise _user_error(str(exc)) from None
     settings = _environment(prepare_dbt=True)

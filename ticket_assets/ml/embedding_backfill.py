@@ -1,7 +1,7 @@
 """Embedding backfill in hash-bucket partitions of the training set.
 
 A large backfill (a first import of a million tickets, a new embedding model) is split into
-``PARTITION_KEYS``: bucket ``k`` holds the training-set texts whose ``md5(text_hash)`` starts with
+``EMBEDDING_PARTITION_KEYS``: bucket ``k`` holds the training-set texts whose ``md5(text_hash)`` starts with
 the hex digit ``k``. Buckets are disjoint, cover every text, stay the same as tickets arrive (a text
 never changes bucket) and are even in size (~1/16 each), so any number of processes or pods can take
 them in any order. Each bucket is encoded through :func:`embed_missing`, which skips what is already
@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from ticket_assets.core.names import EMBEDDING_PARTITION_KEYS as PARTITION_KEYS
+from ticket_assets.core.names import EMBEDDING_PARTITION_KEYS, TRAINING_SET_TABLE
 from ticket_assets.core.names import EMBEDDINGS_TABLE as TABLE
-from ticket_assets.core.names import TRAINING_SET_TABLE
 
 if TYPE_CHECKING:
     import polars as pl
 
-BUCKET_SQL = "left(md5(text_hash), 1)"  # one hex digit: PARTITION_KEYS
+BUCKET_SQL = "left(md5(text_hash), 1)"  # one hex digit: EMBEDDING_PARTITION_KEYS
 
 
 def bucket_of(text_hash: str) -> str:
@@ -35,10 +34,10 @@ def bucket_of(text_hash: str) -> str:
 
 def check_partition_keys(keys: list[str] | tuple[str, ...]) -> list[str]:
     """``keys`` as given (deduplicated, in order); ValueError naming the first unknown one."""
-    unknown = [key for key in keys if key not in PARTITION_KEYS]
+    unknown = [key for key in keys if key not in EMBEDDING_PARTITION_KEYS]
     if unknown:
         raise ValueError(
-            f"unknown embedding partition {unknown[0]!r}: partitions are {PARTITION_KEYS[0]}..{PARTITION_KEYS[-1]}"
+            f"unknown embedding partition {unknown[0]!r}: partitions are {EMBEDDING_PARTITION_KEYS[0]}..{EMBEDDING_PARTITION_KEYS[-1]}"
         )
     return list(dict.fromkeys(keys))
 
@@ -66,7 +65,9 @@ class BackfillStatus:
 
 
 def backfill_status(
-    conn: psycopg.Connection, model_id: str, partition_keys: list[str] | tuple[str, ...] = PARTITION_KEYS
+    conn: psycopg.Connection,
+    model_id: str,
+    partition_keys: list[str] | tuple[str, ...] = EMBEDDING_PARTITION_KEYS,
 ) -> BackfillStatus:
     """How far the backfill of ``partition_keys`` is for ``model_id``: read from the store itself, so
     it counts the work of every process and pod, and survives any of them being killed."""
