@@ -369,6 +369,59 @@ def dateless_rows() -> list[dict]:
     ]
 
 
+def _corrected(url: str, text: str, true_topic: str, served_at: datetime) -> None:
+    """One served prediction of ``text`` that an agent corrected to ``true_topic``."""
+    import uuid
+
+    request_id = uuid.uuid4()
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "insert into ops.predictions (request_id, call_request_id, created_at, endpoint, text, text_sha256,"
+            " text_chars, topic, topic_confidence, probabilities, low_confidence, model_name, model_version,"
+            " latency_ms) values (%s, %s, %s, 'triage', %s, 'x', %s, 'network', 0.9, '{}', false, 'm', '1', 5)",
+            (request_id, request_id, served_at, text, len(text)),
+        )
+        conn.execute(
+            "insert into ops.feedback (request_id, true_topic) values (%s, %s)", (request_id, true_topic)
+        )
+
+
+def test_dim_topics_counts_every_training_row_feedback_included(tickets_db: str, tmp_path: Path) -> None:
+    """dim_topics counts staged and feedback rows apart (a partial index, a prefix scan): the sum must
+    stay training_set's class balance, on a full build and after an incremental one, and a topic
+    only agents introduced gets its first and last seen from its feedback."""
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    insert(tickets_db, synthetic_rows(120, seed=11, start=start, prefix="F"))
+    served = start + timedelta(days=40)
+    _corrected(tickets_db, "Badge reader at gate 2 rejects every badge", "facilities", served)
+    _corrected(tickets_db, "Laptop fan very loud after the update", "hardware", served)
+    run_dbt(tickets_db, tmp_path, "build")
+
+    def balance() -> tuple[dict, Counter, list[dict]]:
+        topics = {row["topic"]: row for row in fetch(tickets_db, "select * from marts.dim_topics")}
+        training = fetch(tickets_db, "select ticket_id, topic, event_at from marts.training_set")
+        return topics, Counter(row["topic"] for row in training), training
+
+    topics, expected, training = balance()
+    assert {topic: row["n_labelled"] for topic, row in topics.items()} == expected
+    assert expected["facilities"] == 1 and topics["facilities"]["n_tickets"] == 0
+    assert topics["facilities"]["first_seen"] == topics["facilities"]["last_seen"] == served
+    assert sum(row["share"] for row in topics.values()) == pytest.approx(1.0, abs=1e-5)
+
+    # Incremental: new tickets, and a second correction for the new topic a day later.
+    insert(tickets_db, synthetic_rows(40, seed=12, start=start + timedelta(days=31), prefix="G"))
+    _corrected(tickets_db, "Turnstile does not open for visitors", "facilities", served + timedelta(days=1))
+    run_dbt(tickets_db, tmp_path, "build")
+    topics, expected, training = balance()
+    assert {topic: row["n_labelled"] for topic, row in topics.items()} == expected
+    assert expected["facilities"] == 2
+    assert (topics["facilities"]["first_seen"], topics["facilities"]["last_seen"]) == (
+        served,
+        served + timedelta(days=1),
+    )
+    assert sum(1 for row in training if row["ticket_id"].startswith("feedback:")) == 3
+
+
 def test_dataset_without_urgency_or_dates_builds_with_hash_split(tickets_db: str, tmp_path: Path) -> None:
     rows = dateless_rows()
     insert(tickets_db, rows)

@@ -57,7 +57,7 @@ def raw_tickets(
 
 def raw_tickets_metadata(postgres: PostgresResource, seeded: int = 0) -> dict[str, object]:
     with postgres.connect() as conn:
-        # One pass over the table for every count (each was a scan of its own: 0.9 s at 1M tickets).
+        # One pass for every count, over the (source, topic) index (migration 0012), not the rows.
         counts = conn.execute(
             "select source, count(*), count(*) filter (where topic is not null) from raw.tickets group by 1"
         ).fetchall()

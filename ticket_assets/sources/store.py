@@ -12,17 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import psycopg
 from psycopg.types.json import Jsonb
 
 from ticket_assets.services.postgres import connect
-from ticket_assets.sources.csv_import import ColumnMapping, default_source_name, read_csv_tickets
 from ticket_assets.sources.frame import REJECTED_COLUMNS, REJECTED_SCHEMA, TICKET_COLUMNS, conform
 from ticket_assets.sources.outage_burst import generate_outage_burst
 from ticket_assets.sources.synthetic import generate_tickets
 from ticket_assets.sources.text import text_hash_series
+
+if TYPE_CHECKING:
+    from ticket_assets.sources.csv_import import ColumnMapping
 
 Progress = Callable[[int, int], None]
 
@@ -222,6 +225,8 @@ def csv_source_name(conn: psycopg.Connection, path: str | Path) -> str:
     name adopts the old source (recorded in ``raw.csv_sources``), so its ticket ids stay the same;
     an equally named file from another folder then gets its own ``<file name>@<hash>`` source.
     """
+    from ticket_assets.sources.csv_import import default_source_name
+
     resolved = str(Path(path).resolve())
     legacy = Path(resolved).name
     owner = conn.execute(
@@ -259,6 +264,10 @@ def ingest_csv(
     writes nothing. Without ``source_name`` the source is ``csv_source_name``'s. ``read_progress``
     follows the reading (language detection), ``progress`` the writing.
     """
+    # Here, not at the top: the CSV reader's text repair and encoding detection cost a tenth of a
+    # second to import, which every synthetic load would pay.
+    from ticket_assets.sources.csv_import import read_csv_tickets
+
     if source_name is None:
         with connect(url) as conn:
             source_name = csv_source_name(conn, path)

@@ -44,7 +44,7 @@
         ],
         post_hook=[
             "{{ ensure_contract_constraints() }}",
-            "{{ stg_tickets_dated_index() }}",
+            "{{ stg_tickets_partial_indexes() }}",
             "{{ autovacuum_follows_loads(this) }}",
             after_commit("{{ vacuum_if_never_vacuumed(this) }}"),
         ],
