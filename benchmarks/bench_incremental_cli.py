@@ -369,6 +369,10 @@ def main() -> None:
     )
     parser.add_argument("--write", action="store_true", help="update this benchmark's BENCHMARKS.md section")
     options = parser.parse_args()
+    if not options.server_url:
+        # The commands inherit this environment: a DATABASE_URL here would take them off the
+        # embedded server this run measures and checks.
+        os.environ.pop("DATABASE_URL", None)
 
     before = {path.name for path in DAGSTER_DBT_TARGETS.glob("*-*-*")}
     sizes: dict[int, dict[str, base.Measured]] = {}

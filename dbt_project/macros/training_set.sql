@@ -10,7 +10,7 @@
         {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
         {%- set watermark = scalar_query(
             "select coalesce(max(updated_at)::text, '-infinity') from " ~ this
-            ~ " where ticket_id not like 'feedback:%'"
+            ~ " where not " ~ feedback_row()
         ) if 'updated_at' in columns and 'split_rule' in columns else '-infinity' -%}
         {%- set rule = training_set_time_rule() -%}
         {%- set time_rule = rule[0] -%}
@@ -45,12 +45,12 @@
         select topic from {{ this }}
         where text_hash in (select text_hash from training_set_affected_hashes)
         union
-        select topic from {{ this }} where ticket_id like 'feedback:%'
+        select topic from {{ this }} where {{ feedback_row() }}
         union
         select distinct staged.topic from {{ ref('stg_tickets') }} as staged
         where staged.text_hash in (select text_hash from training_set_affected_hashes)
             and staged.topic is not null;
-        delete from {{ this }} where ticket_id like 'feedback:%'
+        delete from {{ this }} where {{ feedback_row() }}
     {%- else -%}
         {{ training_set_rule_table(training_set_time_rule()) }}
         create temp table training_set_affected_hashes (text_hash text) on commit drop;
@@ -74,6 +74,13 @@
     the time split's size is counted from it (training_set_time_rule) and its rows are the model's. -#}
 {% macro labelled_predicate() -%}
     not is_duplicate and topic is not null and text <> ''
+{%- endmacro %}
+
+
+{#- training_set's rows from agents' feedback: stg_feedback_labels ids them 'feedback:<request id>',
+    a prefix no ingest path gives a ticket; ticket_id's "C" order lets its index serve the prefix. -#}
+{% macro feedback_row() -%}
+    ticket_id like 'feedback:%'
 {%- endmacro %}
 
 
@@ -146,7 +153,7 @@
                 select topic from {{ this }}
                 where text_hash in (select text_hash from training_set_affected_hashes)
                 union
-                select topic from {{ this }} where ticket_id like 'feedback:%'
+                select topic from {{ this }} where {{ feedback_row() }}
             )
         {%- endif %}
     )

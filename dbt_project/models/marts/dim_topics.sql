@@ -11,8 +11,8 @@
 
   The labelled side counts training_set's rows by where they come from: its staged rows are exactly
   the staged tickets of `labelled_predicate` (the model takes every one of them), counted on
-  stg_tickets' partial index of that predicate, and its feedback rows (ticket ids 'feedback:…',
-  few) are counted in training_set. Counting training_set itself read about as many entries but
+  stg_tickets' partial index of that predicate, and its feedback rows (`feedback_row`, few) are
+  counted in training_set. Counting training_set itself read about as many entries but
   fetched more rows from the heap every day: each run moves a day of rows from 'test' to 'train'
   all over the table, and those pages lose their visibility-map bit until a vacuum (1M tickets,
   back-to-back daily runs: 0.7 s on the first day, 1.2-1.9 s by the fifth), where stg_tickets
@@ -47,7 +47,7 @@ labelled as (
         union all
         select topic, count(*), min(event_at), max(event_at)
         from {{ ref('training_set') }}
-        where ticket_id like 'feedback:%'
+        where {{ feedback_row() }}
         group by topic
     ) as by_origin
     group by topic
