@@ -29,6 +29,8 @@
     once instead of as 'train' and then updated;
   - the hash split is a per-topic quantile: a post-hook re-ranks the topics that changed.
   A table rebuild wrote every wide row (7 s per million tickets); this writes the changed ones.
+  Every index here serves a hook or a reader (each is one more entry for every row written or
+  moved across the boundary): per-topic counts read stg_tickets' indexes, not these.
   A training_set built as a table before lacks updated_at: on_schema_change adds it (null), so
   the first incremental run sees every staged ticket as changed and rewrites every row.
 -#}
@@ -42,7 +44,6 @@
             {'columns': ['ticket_id'], 'unique': True},
             {'columns': ['text_hash']},
             {'columns': ['updated_at']},
-            {'columns': ['topic', 'event_at']},
         ],
         pre_hook="{{ training_set_collect_changes() }}",
         post_hook=[
