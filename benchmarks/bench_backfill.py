@@ -200,13 +200,15 @@ def encode_config(settings, corpus: str, label: str, processes: int, threads: in
     return row
 
 
-def shipped_backfill(settings, corpus: str, processes: int) -> dict[str, float]:
+def shipped_backfill(settings, corpus: str, processes: int) -> dict[str, object]:
     from ticket_assets.backfill import run_embedding_backfill, threads_per_process
 
     url = settings.database_url.get_secret_value()
     clear(url)
     load0 = os.getloadavg()[0]
-    outcome = run_embedding_backfill(settings.model_copy(update={"embed_threads": 2}), processes=processes)
+    settings = settings.model_copy(update={"embed_threads": 2})
+    threads = threads_per_process(settings, processes)
+    outcome = run_embedding_backfill(settings, processes=processes)
     if not outcome.success or outcome.status.missing:
         raise SystemExit(f"{corpus}: backfill failed: {[r.errors for r in outcome.results]}")
     runs = len(outcome.results)
@@ -218,8 +220,7 @@ def shipped_backfill(settings, corpus: str, processes: int) -> dict[str, float]:
         "run_overhead_s": overhead,
         "encode_s": sum(r.encode_seconds for r in outcome.results),
         "load": (load0 + os.getloadavg()[0]) / 2,
-        "config": f"{processes} process{'es' if processes > 1 else ''} x {threads_per_process(settings, processes)} thread"
-        + ("s" if threads_per_process(settings, processes) > 1 else ""),
+        "config": f"{processes} process{'es' if processes > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}",
     }
     print(f"{corpus:9s} ticketops backfill ({figures['config']}, Dagster runs): {figures}", flush=True)
     return figures
